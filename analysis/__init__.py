@@ -1,0 +1,2 @@
+"""Post-study analysis: reads the study's results and writes the report (tables and figures,
+``python analysis/report.py``)."""
