@@ -37,12 +37,13 @@ class Registry(Generic[T]):
         self.register(name)(obj)
 
     def get(self, name: str) -> T:
-        """Returns the entry for ``name``, or raises :class:`UnknownNameError` listing the choices."""
+        """The entry for ``name``; :class:`UnknownNameError` listing the choices if none."""
         try:
             return self._entries[name]
         except KeyError:
             choices = ", ".join(sorted(self._entries))
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; choose one of: {choices}") from None
+            message = f"unknown {self.kind} {name!r}; choose one of: {choices}"
+            raise UnknownNameError(message) from None
 
     def names(self) -> list[str]:
         """The registered names, sorted."""

@@ -1,0 +1,235 @@
+"""The configuration of one trial: one loss, one set of hyperparameters, one data set.
+
+:class:`TrialConfig` is a frozen, keyword-only dataclass. Its field names are the keys of a Ray Tune
+trial config and, in kebab case, the flags of ``python -m repmet.train``. Construction validates
+every field on its own; :meth:`TrialConfig.validate_against` checks the combinations that depend on
+the data (K against the smallest class, M against the clusters available) before any
+training starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from repmet.errors import ConfigError
+
+LOSS_NAMES: tuple[str, ...] = (
+    "magnet",
+    "repmet-v1",
+    "repmet-v2",
+    "repmet-v3",
+    "repmet-cvpr",
+    "cluster-margin",
+    "cluster-margin-v1",
+)
+DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
+
+#: Upper bound on M*D: a batch larger than this is almost certainly a typo on the command line.
+MAX_BATCH_SIZE = 4096
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialConfig:
+    """Everything that defines one training run; defaults are the 2018 code's seed values where they
+    exist (M = 12, D = 4, K = 3, alpha = 1, sigma = 0.5) and CPU-friendly choices elsewhere."""
+
+    # What to train on.
+    loss: str = "repmet-v2"
+    dataset: str = "digits"
+    data_root: str | None = None
+    download: bool = False
+    image_size: int | None = None
+    split_seed: int = 0
+    augment: bool = False
+
+    # The embedding network.
+    model: str = "small-cnn"
+    pretrained: bool = False
+    weights: str | None = None
+    freeze_backbone: bool = False
+    embedding_dim: int = 64
+    normalize_embeddings: bool | None = None
+
+    # The loss and the cluster-neighbourhood sampler.
+    alpha: float = 1.0
+    sigma: float = 0.5
+    m: int = 12
+    d: int = 4
+    k: int = 3
+    l_nearest: int = 128
+    normalize_representatives: bool = False
+    refresh_every: int = 100
+
+    # Optimisation.
+    lr: float = 1e-3
+    rep_lr: float = 1e-3
+    weight_decay: float = 0.0
+    iterations: int = 500
+    eval_every: int = 100
+    eval_batch_size: int = 512
+
+    # Execution.
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _require_choice("loss", self.loss, LOSS_NAMES)
+        _require_choice("device", self.device, DEVICES)
+        _require_positive_int("embedding_dim", self.embedding_dim)
+        _require_positive_int("m", self.m, minimum=2, why="a batch needs an impostor cluster")
+        _require_positive_int("d", self.d)
+        _require_positive_int("k", self.k)
+        _require_positive_int("l_nearest", self.l_nearest)
+        _require_positive_int("iterations", self.iterations)
+        _require_positive_int("eval_every", self.eval_every)
+        _require_positive_int("eval_batch_size", self.eval_batch_size)
+        _require_positive_int("refresh_every", self.refresh_every, minimum=0, why="0 means never")
+        if self.image_size is not None:
+            _require_positive_int("image_size", self.image_size)
+        if self.num_threads is not None:
+            _require_positive_int("num_threads", self.num_threads)
+        _require_finite("alpha", self.alpha, minimum=0.0, inclusive=True)
+        _require_finite("sigma", self.sigma, minimum=0.0, inclusive=False)
+        _require_finite("lr", self.lr, minimum=0.0, inclusive=False)
+        _require_finite("rep_lr", self.rep_lr, minimum=0.0, inclusive=False)
+        _require_finite("weight_decay", self.weight_decay, minimum=0.0, inclusive=True)
+        if self.m * self.d > MAX_BATCH_SIZE:
+            raise ConfigError(
+                f"m * d = {self.m} * {self.d} = {self.m * self.d} exceeds the batch limit "
+                f"{MAX_BATCH_SIZE}"
+            )
+        if self.pretrained and self.model == "small-cnn":
+            raise ConfigError("pretrained=True needs an ImageNet backbone (resnet18 or resnet50)")
+
+    @property
+    def uses_representatives(self) -> bool:
+        """True for the losses that learn representatives (every loss but magnet)."""
+        return self.loss != "magnet"
+
+    @property
+    def batch_size(self) -> int:
+        """N = M * D rows per batch."""
+        return self.m * self.d
+
+    def validate_against(self, class_counts: Sequence[int]) -> None:
+        """Checks the data-dependent limits of the spec (K <= smallest class, M <= J - K + 1).
+
+        Args:
+            class_counts: number of training examples of each class, indexed by class.
+
+        Raises:
+            ConfigError: naming the field, its value and the limit.
+        """
+        num_classes = len(class_counts)
+        if num_classes < 2:
+            raise ConfigError(
+                f"the training split has {num_classes} class; metric learning needs at least 2"
+            )
+        smallest = min(class_counts)
+        if self.k > smallest:
+            cls = list(class_counts).index(smallest)
+            raise ConfigError(
+                f"k = {self.k} exceeds the smallest training class (class {cls} has {smallest} "
+                f"examples); use k <= {smallest}"
+            )
+        clusters = num_classes * self.k
+        limit = clusters - self.k + 1
+        if self.m > limit:
+            raise ConfigError(
+                f"m = {self.m} exceeds the clusters available for one batch: with {num_classes} "
+                f"classes and k = {self.k} at most J - k + 1 = {limit} clusters can be drawn"
+            )
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain, JSON-serialisable dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrialConfig:
+        """Builds a config from a mapping such as a Ray Tune trial config.
+
+        Unknown keys raise :class:`ConfigError` rather than being ignored, so that a typo in a
+        search space cannot silently fall back to a default.
+        """
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ConfigError(f"unknown configuration fields: {', '.join(unknown)}")
+        return cls(**{key: _plain(value) for key, value in values.items()})
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (as Optuna and Ray hand them out) become Python numbers."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and not isinstance(value, (str, bytes)) else value
+
+
+def _require_choice(name: str, value: object, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} = {value!r} is not one of: {', '.join(choices)}")
+
+
+def _require_positive_int(name: str, value: object, *, minimum: int = 1, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} = {value!r} must be an integer")
+    if value < minimum:
+        reason = f" ({why})" if why else ""
+        raise ConfigError(f"{name} = {value} must be >= {minimum}{reason}")
+
+
+def _require_finite(name: str, value: object, *, minimum: float, inclusive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} = {value!r} must be a finite number")
+    if value < minimum or (value == minimum and not inclusive):
+        relation = ">=" if inclusive else ">"
+        raise ConfigError(f"{name} = {value} must be {relation} {minimum:g}")
+
+
+#: One line per field, shown by ``--help`` of the command-line tools.
+FIELD_HELP: dict[str, str] = {
+    "loss": "loss to train: " + ", ".join(LOSS_NAMES),
+    "dataset": "data set name (digits, mnist, fashion-mnist, flowers102, oxford-pet, "
+    "stanford-dogs, folder, arrays)",
+    "data_root": "where the data set lives (default: $REPMET_DATA_ROOT or ./data)",
+    "download": "let torchvision download a missing data set",
+    "image_size": "side of the square input images (default: native size, 224 for photo sets)",
+    "split_seed": "seed of the train/validation/test split (kept fixed across trials)",
+    "augment": "random training augmentation (photo sets)",
+    "model": "embedding network: small-cnn, resnet18, resnet50",
+    "pretrained": "start the backbone from ImageNet weights",
+    "weights": "file with backbone weights (a torchvision state_dict)",
+    "freeze_backbone": "train only the embedding layer",
+    "embedding_dim": "embedding size E",
+    "normalize_embeddings": "L2-normalise embeddings (default: on for ResNets, off for small-cnn)",
+    "alpha": "margin alpha of the loss",
+    "sigma": "sigma of the RepMet-style and cluster-margin losses",
+    "m": "M: clusters per batch",
+    "d": "D: examples per cluster",
+    "k": "K: clusters (representatives) per class",
+    "l_nearest": "L: nearest centroids kept by the Magnet eq. 6 classifier",
+    "normalize_representatives": "renormalise representatives to unit length after each step",
+    "refresh_every": "rebuild the cluster index every this many iterations (0 = never)",
+    "lr": "Adam learning rate of the network",
+    "rep_lr": "Adam learning rate of the representatives",
+    "weight_decay": "weight decay of the network",
+    "iterations": "training iterations",
+    "eval_every": "evaluate on the validation split every this many iterations",
+    "eval_batch_size": "batch size of evaluation and index refresh forward passes",
+    "seed": "seed of initialisation and batch sampling",
+    "device": "cpu, cuda or auto",
+    "amp": "bfloat16 mixed precision on GPU",
+    "num_threads": "torch CPU threads (default: torch's choice)",
+}
