@@ -1,2 +1,7 @@
-"""Ray Tune adapters: the ``Trainable`` classes that run one ``repmet`` training trial per Tune trial,
-with checkpointing and metric reporting. The only place (with ``study/``) that imports Ray."""
+"""Ray Tune adapters: the ``Trainable`` that runs one ``repmet`` training trial per Tune trial,
+with checkpointing and metric reporting. With ``study/``, the only place that imports Ray."""
+
+from trainables import metrics
+from trainables.metric_learning import CHECKPOINT_FILE, MetricLearningTrainable
+
+__all__ = ["CHECKPOINT_FILE", "MetricLearningTrainable", "metrics"]

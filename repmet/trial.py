@@ -1,0 +1,354 @@
+"""One trial end to end: data, network, loss, optimisers, cluster index and sampler, built from a
+:class:`~repmet.config.TrialConfig`, trained in chunks of iterations and evaluated on whole splits.
+
+The same object serves the plain command line (``python -m repmet.train``), the Ray Tune trainable
+and the report, which is why its state covers everything needed to continue bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repmet.clusters import ClusterIndex, LossTable
+from repmet.config import TrialConfig
+from repmet.data import DatasetSplits, LabeledDataset, load_dataset
+from repmet.errors import ConfigError
+from repmet.evaluation import compute_embeddings, evaluate
+from repmet.losses import build_loss
+from repmet.models import build_model
+from repmet.sampling import ClusterBatchSampler
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+STATE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    """What :meth:`Trial.train` measured over its iterations."""
+
+    iterations: int
+    loss: float
+    batch_accuracy: float
+    seconds: float
+    batch_size: int
+
+    @property
+    def seconds_per_iteration(self) -> float:
+        return self.seconds / max(self.iterations, 1)
+
+    @property
+    def examples_per_second(self) -> float:
+        return self.iterations * self.batch_size / self.seconds if self.seconds > 0 else 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; asking for CUDA without it is a configuration error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device = 'cuda' was requested but no CUDA GPU is available here")
+    return torch.device(name)
+
+
+def load_splits(config: TrialConfig) -> DatasetSplits:
+    """Loads the data set a configuration names (train, validation and test splits)."""
+    return load_dataset(
+        config.dataset,
+        root=config.data_root,
+        download=config.download,
+        seed=config.split_seed,
+        image_size=config.image_size,
+        pretrained_normalization=config.pretrained,
+        augment=config.augment,
+    )
+
+
+class Trial:
+    """A training run of one configuration.
+
+    Args:
+        config: the validated configuration.
+        splits: the data set, when the caller already holds it (Ray workers share one copy across
+            trials); loaded from ``config`` otherwise.
+    """
+
+    def __init__(self, config: TrialConfig, *, splits: DatasetSplits | None = None) -> None:
+        self.config = config
+        self.splits = splits if splits is not None else load_splits(config)
+        train_labels = self.splits.train.labels
+        num_classes = self.splits.num_classes
+        config.validate_against(torch.bincount(train_labels, minlength=num_classes).tolist())
+
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        self.device = resolve_device(config.device)
+        # Network and representative initialisation draw from the global generator; everything
+        # afterwards (k-means, sampling) draws from the trial's own generator.
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+        channels, height, _ = self.splits.image_shape
+        self.model = build_model(
+            config.model,
+            embedding_dim=config.embedding_dim,
+            in_channels=channels,
+            image_size=height,
+            pretrained=config.pretrained,
+            weights=config.weights,
+            freeze_backbone=config.freeze_backbone,
+            normalize=config.normalize_embeddings,
+        ).to(self.device)
+        self.loss_fn = build_loss(
+            config.loss,
+            num_classes=num_classes,
+            k=config.k,
+            embedding_dim=config.embedding_dim,
+            alpha=config.alpha,
+            sigma=config.sigma,
+        ).to(self.device)
+        self.optimizer = torch.optim.Adam(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+        )
+        self.rep_optimizer = (
+            torch.optim.Adam([self.loss_fn.representatives], lr=config.rep_lr)
+            if config.uses_representatives
+            else None
+        )
+        self.loss_table = LossTable(len(self.splits.train))
+        self.sampler = ClusterBatchSampler(m=config.m, d=config.d, generator=self.generator)
+        self.iteration = 0
+        self.index = self._build_index(initial=True)
+
+    # ------------------------------------------------------------------ training
+
+    def train(self, iterations: int) -> TrainStats:
+        """Runs ``iterations`` steps: sample a cluster-neighbourhood batch, forward, loss, backward,
+        optimiser steps, loss-table update, and the scheduled index refresh."""
+        if iterations < 1:
+            raise ConfigError(f"iterations = {iterations} must be >= 1")
+        train_set = self.splits.train
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        accuracy_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.model.train()
+        self.loss_fn.train()
+        start = time.perf_counter()
+        for _ in range(iterations):
+            batch = self.sampler.sample(self.index, self.loss_table, centers=self._centers())
+            images = train_set.get_batch(batch.indices).to(self.device, non_blocking=True)
+            labels = train_set.labels[batch.indices].to(self.device, non_blocking=True)
+            cluster_ids = batch.cluster_ids.to(self.device, non_blocking=True)
+            with self._autocast():
+                embeddings = self.model(images)
+            output = self.loss_fn(embeddings.float(), labels, cluster_ids)
+
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.rep_optimizer is not None:
+                self.rep_optimizer.zero_grad(set_to_none=True)
+            output.loss.backward()
+            self.optimizer.step()
+            if self.rep_optimizer is not None:
+                self.rep_optimizer.step()
+                if self.config.normalize_representatives:
+                    self.loss_fn.normalize_representatives_()
+
+            self.loss_table.update(batch.indices, output.per_example.detach().cpu())
+            loss_sum += output.loss.detach()
+            accuracy_sum += output.batch_accuracy
+            self.iteration += 1
+            if self.config.refresh_every and self.iteration % self.config.refresh_every == 0:
+                self.index = self._build_index(initial=False)
+        seconds = time.perf_counter() - start
+        return TrainStats(
+            iterations=iterations,
+            loss=float(loss_sum) / iterations,
+            batch_accuracy=float(accuracy_sum) / iterations,
+            seconds=seconds,
+            batch_size=self.config.batch_size,
+        )
+
+    def _build_index(self, *, initial: bool) -> ClusterIndex:
+        """Rebuilds the cluster index from fresh training embeddings (spec: "Refresh").
+
+        Magnet re-runs per-class k-means. RepMet-style losses run k-means once, to initialise the
+        representatives, and afterwards assign each example to its nearest own-class representative;
+        a refresh never overwrites learned representatives.
+        """
+        embeddings, labels = self.embed("train")
+        if self.config.uses_representatives and not initial:
+            return ClusterIndex.from_representatives(
+                embeddings, labels, self.loss_fn.representatives.detach().cpu(), k=self.config.k
+            )
+        index = ClusterIndex.fit(
+            embeddings,
+            labels,
+            num_classes=self.splits.num_classes,
+            k=self.config.k,
+            generator=self.generator,
+        )
+        if self.config.uses_representatives:
+            self.loss_fn.init_representatives(index.centroids.to(self.device))
+            return ClusterIndex.from_representatives(
+                embeddings, labels, self.loss_fn.representatives.detach().cpu(), k=self.config.k
+            )
+        return index
+
+    def _centers(self) -> torch.Tensor | None:
+        """Where the sampler looks for impostor clusters: the representatives when the loss learns
+        them, the index centroids otherwise."""
+        if not self.config.uses_representatives:
+            return None
+        return self.loss_fn.representatives.detach().cpu()
+
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        if self.config.amp and self.device.type == "cuda":
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+
+    # ---------------------------------------------------------------- evaluation
+
+    def dataset(self, split: str) -> LabeledDataset:
+        if split not in SPLITS:
+            raise ConfigError(f"split = {split!r} is not one of: {', '.join(SPLITS)}")
+        return getattr(self.splits, split)
+
+    def embed(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings (CPU, float32) and labels of a whole split, in eval mode without autograd."""
+        with self._autocast():
+            embeddings, labels = compute_embeddings(
+                self.model,
+                self.dataset(split),
+                batch_size=self.config.eval_batch_size,
+                device=self.device,
+            )
+        return embeddings.float(), labels
+
+    def centroids(
+        self, train_embeddings: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The centroids used for evaluation (spec): per-class k-means of the current training
+        embeddings for magnet, the learned representatives otherwise.
+
+        The k-means here draws from its own generator so that evaluating never changes the course
+        of training.
+        """
+        if self.config.uses_representatives:
+            reps = self.loss_fn.representatives.detach().float().cpu()
+            return reps, self.loss_fn.representative_classes.cpu()
+        if train_embeddings is None:
+            train_embeddings, _ = self.embed("train")
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.iteration)
+        index = ClusterIndex.fit(
+            train_embeddings,
+            self.splits.train.labels,
+            num_classes=self.splits.num_classes,
+            k=self.config.k,
+            generator=generator,
+        )
+        return index.centroids, index.centroid_classes
+
+    def evaluate(self, *splits: str) -> dict[str, dict[str, float]]:
+        """The simple, Magnet, RepMet and unsupervised errors (in [0, 1]) on each whole split.
+
+        Returns:
+            ``{split: {"simple": e, "magnet": e, "repmet": e, "unsupervised": e}}``.
+        """
+        splits = splits or ("val",)
+        embedded = {split: self.embed(split) for split in dict.fromkeys(splits)}
+        train_embeddings = embedded["train"][0] if "train" in embedded else None
+        centroids, classes = self.centroids(train_embeddings)
+        return {
+            split: evaluate(
+                embeddings,
+                labels,
+                centroids,
+                classes,
+                variance=self.loss_fn.variance,
+                L=self.config.l_nearest,
+                seed=self.config.seed,
+            )
+            for split, (embeddings, labels) in embedded.items()
+        }
+
+    # --------------------------------------------------------------------- state
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit for bit: weights, representatives, both optimisers,
+        the cluster index, the loss table, the running variance, the iteration counter and every
+        random generator state."""
+        state: dict[str, Any] = {
+            "format": STATE_FORMAT,
+            "config": self.config.to_dict(),
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "loss": self.loss_fn.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "index": self.index.state_dict(),
+            "loss_table": self.loss_table.state_dict(),
+            "generator": self.generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.rep_optimizer is not None:
+            state["rep_optimizer"] = self.rep_optimizer.state_dict()
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise ConfigError(f"unsupported trial state format {state.get('format')!r}")
+        self.iteration = int(state["iteration"])
+        self.model.load_state_dict(state["model"])
+        self.loss_fn.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.rep_optimizer is not None:
+            self.rep_optimizer.load_state_dict(state["rep_optimizer"])
+        self.index = ClusterIndex.from_state_dict(state["index"])
+        self.loss_table.load_state_dict(state["loss_table"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Writes the state atomically (a temporary file renamed into place)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as handle:
+            torch.save(self.state_dict(), handle)
+        os.replace(handle.name, path)
+        return path
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        splits: DatasetSplits | None = None,
+        **overrides: Any,
+    ) -> Trial:
+        """Rebuilds a trial from :meth:`save`'s file; ``overrides`` change run-time fields such as
+        ``data_root`` or ``device`` (not the hyperparameters)."""
+        state = read_state(path)
+        config = TrialConfig.from_dict({**state["config"], **overrides})
+        trial = cls(config, splits=splits)
+        trial.load_state_dict(state)
+        return trial
+
+
+def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Reads a saved trial state with ``weights_only=True`` (no arbitrary code is unpickled)."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)
