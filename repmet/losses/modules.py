@@ -1,0 +1,236 @@
+"""``nn.Module`` forms of the losses, used by the training pipeline, and the ``LOSSES`` registry."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from repmet.losses.base import (
+    CentreGeometry,
+    LossInputError,
+    LossOutput,
+    check_margin_and_scale,
+    representative_geometry,
+    require_at_least,
+)
+from repmet.losses.cluster_margin import cluster_margin_per_example
+from repmet.losses.magnet import magnet_terms
+from repmet.losses.repmet_cvpr import repmet_cvpr_per_example
+from repmet.losses.repmet_v1 import repmet_v1_per_example
+from repmet.losses.repmet_v2 import repmet_v2_per_example
+from repmet.losses.repmet_v3 import repmet_v3_per_example
+from repmet.registry import Registry
+
+# Small enough to be clearly a placeholder until ``init_representatives`` copies k-means centroids.
+REPRESENTATIVE_INIT_SCALE = 1e-2
+
+
+class ClusterLoss(nn.Module):
+    """Common base of the training losses.
+
+    Args:
+        num_classes: C, at least 2.
+        k: clusters (Magnet) or representatives (RepMet) per class, at least 1.
+        embedding_dim: E, at least 1.
+        alpha: margin, >= 0.
+        sigma: RepMet's Gaussian standard deviation, > 0 (Magnet: the variance reported before the
+            first training batch is sigma^2).
+
+    Raises:
+        ConfigError: a field out of range, named with its value and limit.
+    """
+
+    uses_representatives: ClassVar[bool]
+
+    def __init__(
+        self, *, num_classes: int, k: int, embedding_dim: int, alpha: float, sigma: float = 0.5
+    ) -> None:
+        super().__init__()
+        require_at_least("num_classes", num_classes, 2)
+        require_at_least("k", k, 1)
+        require_at_least("embedding_dim", embedding_dim, 1)
+        check_margin_and_scale(alpha=alpha, sigma=sigma)
+        self.num_classes = num_classes
+        self.k = k
+        self.embedding_dim = embedding_dim
+        self.alpha = alpha
+        self.sigma = sigma
+
+    def forward(self, embeddings: Tensor, labels: Tensor, cluster_ids: Tensor) -> LossOutput:
+        """Loss of a batch; ``cluster_ids`` are the rows' global cluster indices (Magnet only)."""
+        raise NotImplementedError
+
+    @property
+    def variance(self) -> float:
+        """sigma^2 for evaluation."""
+        return self.sigma**2
+
+    def extra_repr(self) -> str:
+        return (
+            f"num_classes={self.num_classes}, k={self.k}, embedding_dim={self.embedding_dim}, "
+            f"alpha={self.alpha}, sigma={self.sigma}"
+        )
+
+
+LOSSES: Registry[type[ClusterLoss]] = Registry("loss")
+
+
+@LOSSES.register("magnet")
+class MagnetLoss(ClusterLoss):
+    """Magnet loss (Magnet paper eq. 4-5) with a running mean of the batch variance.
+
+    Buffers ``running_variance`` (float64) and ``num_batches_tracked``: every training-mode forward
+    folds the detached batch sigma^2 into the cumulative mean, which is the evaluation variance.
+    """
+
+    uses_representatives = False
+
+    def __init__(
+        self, *, num_classes: int, k: int, embedding_dim: int, alpha: float, sigma: float = 0.5
+    ) -> None:
+        super().__init__(
+            num_classes=num_classes, k=k, embedding_dim=embedding_dim, alpha=alpha, sigma=sigma
+        )
+        self.running_variance: Tensor
+        self.num_batches_tracked: Tensor
+        self.register_buffer("running_variance", torch.tensor(sigma**2, dtype=torch.float64))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, embeddings: Tensor, labels: Tensor, cluster_ids: Tensor) -> LossOutput:
+        terms = magnet_terms(embeddings, labels, cluster_ids, alpha=self.alpha)
+        if self.training:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                batch_variance = terms.variance.detach().to(self.running_variance)
+                self.running_variance += (
+                    batch_variance - self.running_variance
+                ) / self.num_batches_tracked
+        return LossOutput.from_per_example(
+            terms.per_example,
+            variance=terms.variance,
+            batch_accuracy=terms.geometry.nearest_centre_accuracy(),
+        )
+
+    @property
+    def variance(self) -> float:
+        """Running mean of the training batch variances (sigma^2 before the first batch)."""
+        return float(self.running_variance)
+
+
+class RepresentativeLoss(ClusterLoss):
+    """Base of the losses with learned representatives ``[C*K, E]`` in class-major layout.
+
+    ``representative_classes`` (a buffer) is ``arange(C*K) // K``: representative j belongs to
+    class j // K.
+    """
+
+    uses_representatives = True
+
+    def __init__(
+        self, *, num_classes: int, k: int, embedding_dim: int, alpha: float, sigma: float = 0.5
+    ) -> None:
+        super().__init__(
+            num_classes=num_classes, k=k, embedding_dim=embedding_dim, alpha=alpha, sigma=sigma
+        )
+        count = num_classes * k
+        self.representatives = nn.Parameter(
+            torch.randn(count, embedding_dim) * REPRESENTATIVE_INIT_SCALE
+        )
+        self.representative_classes: Tensor
+        self.register_buffer("representative_classes", torch.arange(count) // k)
+
+    def per_example(self, geometry: CentreGeometry) -> Tensor:
+        """l_n of the batch described by ``geometry``."""
+        raise NotImplementedError
+
+    def forward(self, embeddings: Tensor, labels: Tensor, cluster_ids: Tensor) -> LossOutput:
+        geometry = representative_geometry(
+            embeddings, labels, self.representatives, self.representative_classes
+        )
+        return LossOutput.from_per_example(
+            self.per_example(geometry), batch_accuracy=geometry.nearest_centre_accuracy()
+        )
+
+    def init_representatives(self, centroids: Tensor) -> None:
+        """Copies k-means centroids ``[C*K, E]`` (class-major) into the representatives."""
+        expected = tuple(self.representatives.shape)
+        if tuple(centroids.shape) != expected:
+            raise LossInputError(
+                f"centroids must have shape {list(expected)} (C*K rows, class-major), "
+                f"got {list(centroids.shape)}."
+            )
+        with torch.no_grad():
+            self.representatives.copy_(centroids)
+
+    def normalize_representatives_(self) -> None:
+        """Rescales every representative to unit length, in place (for L2-normalised embeddings)."""
+        with torch.no_grad():
+            norms = self.representatives.norm(dim=1, keepdim=True)
+            self.representatives.div_(norms.clamp_min(torch.finfo(norms.dtype).tiny))
+
+
+@LOSSES.register("repmet-v1")
+class RepMetV1Loss(RepresentativeLoss):
+    """RepMet v1 (:func:`repmet.losses.repmet_v1.repmet_v1_per_example`)."""
+
+    def per_example(self, geometry: CentreGeometry) -> Tensor:
+        return repmet_v1_per_example(geometry, alpha=self.alpha, sigma=self.sigma)
+
+
+@LOSSES.register("repmet-v2")
+class RepMetV2Loss(RepresentativeLoss):
+    """RepMet v2 (:func:`repmet.losses.repmet_v2.repmet_v2_per_example`)."""
+
+    def per_example(self, geometry: CentreGeometry) -> Tensor:
+        return repmet_v2_per_example(geometry, alpha=self.alpha, sigma=self.sigma)
+
+
+@LOSSES.register("repmet-v3")
+class RepMetV3Loss(RepresentativeLoss):
+    """RepMet v3 (:func:`repmet.losses.repmet_v3.repmet_v3_per_example`)."""
+
+    def per_example(self, geometry: CentreGeometry) -> Tensor:
+        return repmet_v3_per_example(geometry, alpha=self.alpha, sigma=self.sigma)
+
+
+@LOSSES.register("repmet-cvpr")
+class RepMetCVPRLoss(RepresentativeLoss):
+    """Published RepMet (:func:`repmet.losses.repmet_cvpr.repmet_cvpr_per_example`)."""
+
+    def per_example(self, geometry: CentreGeometry) -> Tensor:
+        return repmet_cvpr_per_example(geometry, alpha=self.alpha, sigma=self.sigma)
+
+
+@LOSSES.register("cluster-margin")
+class ClusterMarginLoss(RepresentativeLoss):
+    """Cluster-margin loss on squared distances (2018 code's "My Loss" v2)."""
+
+    squared: ClassVar[bool] = True
+
+    def per_example(self, geometry: CentreGeometry) -> Tensor:
+        return cluster_margin_per_example(
+            geometry, alpha=self.alpha, sigma=self.sigma, squared=self.squared
+        )
+
+
+@LOSSES.register("cluster-margin-v1")
+class ClusterMarginV1Loss(ClusterMarginLoss):
+    """Cluster-margin loss on plain Euclidean distances (2018 code's "My Loss" v1)."""
+
+    squared = False
+
+
+def build_loss(
+    name: str, *, num_classes: int, k: int, embedding_dim: int, alpha: float, sigma: float = 0.5
+) -> ClusterLoss:
+    """Builds the registered loss ``name`` (one of ``LOSSES.names()``).
+
+    Raises:
+        UnknownNameError: ``name`` is not registered (the message lists the choices).
+        ConfigError: a field out of range.
+    """
+    return LOSSES.get(name)(
+        num_classes=num_classes, k=k, embedding_dim=embedding_dim, alpha=alpha, sigma=sigma
+    )
