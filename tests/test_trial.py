@@ -1,0 +1,98 @@
+"""The single-trial pipeline: state round trips, evaluation, end-to-end learning and the CLI."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from repmet.config import TrialConfig
+from repmet.data import load_dataset
+from repmet.errors import ConfigError
+from repmet.train import main as train_main
+from repmet.trial import Trial
+
+ERROR_KEYS = {"simple", "magnet", "repmet", "unsupervised"}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def _losses_per_iteration(trial: Trial, iterations: int) -> list[float]:
+    return [trial.train(1).loss for _ in range(iterations)]
+
+
+@pytest.mark.parametrize("loss", ["magnet", "repmet-v2", "cluster-margin"])
+def test_state_round_trip_continues_bit_for_bit(loss: str, digits, tmp_path) -> None:
+    # refresh_every=4 puts index refreshes (k-means on the trial's generator) on both sides of the
+    # save point, so the test also covers the index and generator state.
+    config = TrialConfig(loss=loss, iterations=20, refresh_every=4, m=6, d=4, k=2, seed=3)
+    uninterrupted = Trial(config, splits=digits)
+    expected = _losses_per_iteration(uninterrupted, 14)
+
+    first = Trial(config, splits=digits)
+    before = _losses_per_iteration(first, 6)
+    path = first.save(tmp_path / "trial.pt")
+    _losses_per_iteration(first, 3)  # moves on past the save point; must not leak into the copy
+
+    resumed = Trial.load(path, splits=digits)
+    assert resumed.iteration == 6
+    after = _losses_per_iteration(resumed, 8)
+    assert before + after == expected
+    assert torch.equal(resumed.loss_table.losses.isnan(), uninterrupted.loss_table.losses.isnan())
+    for name, tensor in uninterrupted.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_evaluation_does_not_change_the_course_of_training(digits) -> None:
+    config = TrialConfig(loss="magnet", iterations=10, refresh_every=3, m=4, d=4, k=2)
+    plain = Trial(config, splits=digits)
+    evaluated = Trial(config, splits=digits)
+    expected = _losses_per_iteration(plain, 6)
+    got = _losses_per_iteration(evaluated, 3)
+    evaluated.evaluate("train", "val")
+    got += _losses_per_iteration(evaluated, 3)
+    assert got == expected
+
+
+def test_evaluate_reports_four_errors_per_split(digits) -> None:
+    trial = Trial(TrialConfig(loss="repmet-v1", k=2, m=4), splits=digits)
+    errors = trial.evaluate("train", "val", "test")
+    assert set(errors) == {"train", "val", "test"}
+    for values in errors.values():
+        assert set(values) == ERROR_KEYS
+        assert all(0.0 <= value <= 1.0 for value in values.values())
+    with pytest.raises(ConfigError, match="split = 'dev' is not one of"):
+        trial.evaluate("dev")
+
+
+@pytest.mark.parametrize("loss", ["magnet", "repmet-v2"])
+def test_training_learns_an_embedding_on_digits(loss: str, digits) -> None:
+    trial = Trial(TrialConfig(loss=loss, iterations=200), splits=digits)
+    untrained = trial.evaluate("val")["val"]["simple"]
+    stats = trial.train(200)
+    trained = trial.evaluate("val")["val"]["simple"]
+    assert stats.iterations == 200 and stats.examples_per_second > 0
+    assert trained < 0.10
+    assert trained < untrained / 2
+
+
+def test_infeasible_k_fails_before_training(digits) -> None:
+    smallest = int(torch.bincount(digits.train.labels).min())
+    with pytest.raises(ConfigError, match=f"k = {smallest + 1} exceeds the smallest"):
+        Trial(TrialConfig(k=smallest + 1), splits=digits)
+
+
+def test_cli_prints_error_table(capsys) -> None:
+    assert train_main(["--loss", "magnet", "--iterations", "20", "--eval-every", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "| split | batch | simple | magnet | repmet | unsupervised |" in out
+    for split in ("train", "val", "test"):
+        assert f"| {split} |" in out
+
+
+def test_cli_bad_value_is_one_line_error(capsys) -> None:
+    assert train_main(["--sigma", "0", "--iterations", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: sigma = 0.0 must be > 0"
