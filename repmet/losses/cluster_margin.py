@@ -31,7 +31,9 @@ def cluster_margin_per_example(
     intrusions = torch.relu(radius.unsqueeze(0) + alpha - distances)
     counted = in_batch.unsqueeze(0) & ~geometry.same_class
     intrusions = torch.where(counted, intrusions, torch.zeros_like(intrusions))
-    return intrusions.sum(dim=1) / (2.0 * sigma**2 * in_batch.sum())
+    # The count is cast first: an integer tensor times a float would be rounded to float32.
+    batch_representatives = in_batch.sum().to(distances.dtype)
+    return intrusions.sum(dim=1) / (2.0 * sigma**2 * batch_representatives)
 
 
 def cluster_margin_loss(
