@@ -1,0 +1,213 @@
+"""The per-class cluster index and the per-example loss table (spec: "The cluster index and the
+batch sampler").
+
+Layout everywhere: cluster (or representative) j belongs to class ``j // k``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from repmet.errors import ConfigError
+from repmet.kmeans import kmeans, nearest_in_group
+
+
+class ClusterIndex:
+    """Per-class cluster index (spec: "The cluster index"): cluster j belongs to class j // k.
+
+    Attributes:
+        num_classes: C.
+        k: clusters per class; J = C * k.
+        centroids: ``[J, E]`` float32.
+        centroid_classes: ``[J]`` long, ``arange(J) // k``.
+        assignments: ``[N]`` long, the cluster of each training example (always one of its class).
+        member_order: ``[N]`` long, example indices sorted by cluster (stable), so cluster j's
+            members are ``member_order[member_offsets[j] : member_offsets[j] + sizes[j]]``.
+        member_offsets: ``[J]`` long, where each cluster's members start in ``member_order``.
+    """
+
+    def __init__(self, centroids: Tensor, assignments: Tensor, *, num_classes: int, k: int) -> None:
+        expected_rows = num_classes * k
+        if k < 1 or num_classes < 1 or centroids.dim() != 2 or centroids.shape[0] != expected_rows:
+            raise ConfigError(f"a cluster index needs [num_classes * k, E] centroids; got shape "
+                              f"{tuple(centroids.shape)} for num_classes = {num_classes}, k = {k}.")
+        self.num_classes = num_classes
+        self.k = k
+        self.centroids = centroids.detach().to(torch.float32).clone()
+        self.centroid_classes = torch.arange(num_classes * k) // k
+        self.assignments = assignments.detach().to(torch.long).clone()
+        if self.assignments.numel() and not 0 <= int(self.assignments.min()) <= int(
+            self.assignments.max()
+        ) < self.num_clusters:
+            raise ConfigError(f"cluster assignments must lie in 0..{self.num_clusters - 1}.")
+        self.member_order = torch.argsort(self.assignments, stable=True)
+        self._sizes = torch.bincount(self.assignments, minlength=self.num_clusters)
+        self.member_offsets = torch.cumsum(self._sizes, 0) - self._sizes
+
+    @property
+    def num_clusters(self) -> int:
+        """J = C * k."""
+        return self.num_classes * self.k
+
+    @classmethod
+    def fit(
+        cls,
+        embeddings: Tensor,
+        labels: Tensor,
+        *,
+        num_classes: int,
+        k: int,
+        generator: torch.Generator,
+    ) -> ClusterIndex:
+        """Magnet-style index: k-means with k clusters on every class's embeddings."""
+        result = kmeans(embeddings, k, groups=labels, num_groups=num_classes, generator=generator)
+        return cls(result.centroids, result.assignments, num_classes=num_classes, k=k)
+
+    @classmethod
+    def from_representatives(
+        cls, embeddings: Tensor, labels: Tensor, representatives: Tensor, *, k: int
+    ) -> ClusterIndex:
+        """RepMet-style index: each example joins its nearest own-class representative; the
+        centroids are a detached copy of the representatives (never written back to them)."""
+        if k < 1 or representatives.shape[0] % k:
+            raise ConfigError(f"k = {k} does not divide the number of representatives "
+                              f"({representatives.shape[0]}).")
+        reps = representatives.detach().to(embeddings.dtype)
+        assignments = nearest_in_group(embeddings.detach(), labels.long(), reps, k)
+        return cls(reps, assignments, num_classes=representatives.shape[0] // k, k=k)
+
+    def cluster_sizes(self) -> Tensor:
+        """``[J]`` long: number of training examples in each cluster."""
+        return self._sizes.clone()
+
+    def state_dict(self) -> dict[str, Tensor | int]:
+        return {
+            "num_classes": self.num_classes,
+            "k": self.k,
+            "centroids": self.centroids.clone(),
+            "assignments": self.assignments.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Tensor | int]) -> None:
+        restored = type(self).from_state_dict(state)
+        self.__dict__.update(restored.__dict__)
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor | int]) -> ClusterIndex:
+        return cls(
+            torch.as_tensor(state["centroids"]),
+            torch.as_tensor(state["assignments"]),
+            num_classes=int(state["num_classes"]),
+            k=int(state["k"]),
+        )
+
+
+class LossTable:
+    """Per-example loss table (spec): NaN = never measured; 0 is a measured loss.
+
+    Attributes:
+        losses: ``[N]`` float32, the last stored l_n of every training example (NaN if never seen).
+    """
+
+    def __init__(self, num_examples: int) -> None:
+        if num_examples < 1:
+            raise ConfigError(f"num_examples = {num_examples} is invalid; a loss table needs at "
+                              "least 1 example.")
+        self.losses = torch.full((num_examples,), torch.nan, dtype=torch.float32)
+
+    def update(self, indices: Tensor, losses: Tensor) -> None:
+        """Stores the per-example losses l_n of one batch.
+
+        An index that occurs several times in the batch (a cluster smaller than D is sampled with
+        replacement) stores the mean of its rows' losses, so the result does not depend on the
+        order of the rows.
+
+        Raises:
+            ValueError: a negative or non-finite loss (the losses are hinges, so >= 0).
+        """
+        values = losses.detach().reshape(-1).to(torch.float32).cpu()
+        indices = indices.reshape(-1).long().cpu()
+        if values.shape != indices.shape:
+            raise ValueError(f"got {indices.numel()} indices but {values.numel()} losses.")
+        if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+            raise ValueError("per-example losses must be finite and non-negative.")
+        unique, inverse = torch.unique(indices, return_inverse=True)
+        sums = torch.zeros(unique.shape[0], dtype=torch.float64).index_add_(
+            0, inverse, values.double()
+        )
+        counts = torch.bincount(inverse, minlength=unique.shape[0])
+        self.losses[unique] = (sums / counts).float()
+
+    def cluster_losses(self, assignments: Tensor, num_clusters: int) -> Tensor:
+        """``[J]`` float32: each cluster's loss, the mean of its members' measured losses.
+
+        A cluster with no measured member (including an empty cluster) gets the mean of the
+        clusters that have one, or 1 while no cluster has one (uniform seeding); the sampler
+        gives empty clusters zero weight itself.
+        """
+        measured = ~torch.isnan(self.losses)
+        clusters = assignments[measured]
+        sums = torch.zeros(num_clusters, dtype=torch.float64).index_add_(
+            0, clusters, self.losses[measured].double()
+        )
+        counts = torch.bincount(clusters, minlength=num_clusters)
+        has_loss = counts > 0
+        cluster_mean = sums / counts.clamp_min(1)
+        fill = cluster_mean[has_loss].mean() if bool(has_loss.any()) else torch.tensor(1.0)
+        return torch.where(has_loss, cluster_mean, fill).float()
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"losses": self.losses.clone()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        losses = state["losses"]
+        if losses.shape != self.losses.shape:
+            raise ValueError(f"loss table state has {losses.numel()} examples, expected "
+                             f"{self.losses.numel()}.")
+        self.losses = losses.to(torch.float32).clone()
+
+
+def validate_cluster_settings(
+    class_counts: Sequence[int] | Tensor,
+    *,
+    k: int,
+    m: int,
+    d: int,
+    max_batch_size: int | None = None,
+) -> None:
+    """Checks the sampler's constraints (spec: "Constraints to validate") before any training.
+
+    Args:
+        class_counts: number of training examples of each class (C entries).
+        k: clusters per class; 1 <= k <= the smallest class size.
+        m: clusters per batch; 2 <= m <= J - k + 1 (the seed plus clusters of other classes;
+            at least 2 so that every example has an impostor cluster in the batch).
+        d: examples per cluster, at least 1.
+        max_batch_size: if given, m * d must not exceed it (the memory budget).
+
+    Raises:
+        ConfigError: a one-sentence message naming the setting, its value and the limit.
+    """
+    counts = torch.as_tensor(class_counts, dtype=torch.long).reshape(-1)
+    if counts.numel() == 0:
+        raise ConfigError("the training split has no classes; the cluster index needs one.")
+    if k < 1:
+        raise ConfigError(f"k = {k} is invalid; k (clusters per class) must be at least 1.")
+    smallest = int(counts.argmin())
+    if k > int(counts[smallest]):
+        raise ConfigError(f"k = {k} exceeds the size of class {smallest} ({int(counts[smallest])} "
+                          "training examples); k must be at most the smallest class size.")
+    if d < 1:
+        raise ConfigError(f"d = {d} is invalid; d (examples per cluster) must be at least 1.")
+    if m < 2:
+        raise ConfigError(f"m = {m} is invalid; m (clusters per batch) must be at least 2 so that "
+                          "every example has an impostor cluster.")
+    most_clusters = counts.numel() * k - k + 1
+    if m > most_clusters:
+        raise ConfigError(f"m = {m} exceeds J - k + 1 = {most_clusters} (the seed cluster plus the "
+                          "clusters of all other classes).")
+    if max_batch_size is not None and m * d > max_batch_size:
+        raise ConfigError(f"m * d = {m} * {d} = {m * d} exceeds max_batch_size = {max_batch_size}.")

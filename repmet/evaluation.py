@@ -1,0 +1,272 @@
+"""Evaluation accuracies (spec: "Evaluation: five accuracies"); errors are 1 - accuracy.
+
+- Simple: the class of the nearest centroid.
+- Magnet (Magnet paper eq. 6): a softmax over the L nearest centroids, summed per class.
+- RepMet (RepMet paper eq. 6): the unnormalised sum of Gaussian kernels over a class's centroids.
+- Unsupervised: k-means with C clusters, matched to classes one-to-one (Hungarian algorithm).
+
+Queries are processed in chunks so that one ``[B, J]`` distance block stays within
+``MAX_BLOCK_ELEMENTS``; ``[N, J, E]`` is never formed. Every log of a sum of exponentials goes
+through log-sum-exp, so far-away queries do not underflow to ties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+
+from repmet.errors import ConfigError
+from repmet.kmeans import kmeans, squared_norms
+
+#: The classification rules :func:`predict` and :func:`class_scores` accept.
+METHODS = ("simple", "magnet", "repmet")
+
+#: Upper bound on the elements of one ``[B, J]`` distance block (~64 MB in float32).
+MAX_BLOCK_ELEMENTS = 16 * 2**20
+
+
+class LabelledImages(Protocol):
+    """What :func:`compute_embeddings` needs from a data set."""
+
+    labels: Tensor
+
+    def get_batch(self, indices: Tensor) -> Tensor: ...
+
+
+def compute_embeddings(
+    model: nn.Module,
+    dataset: LabelledImages,
+    *,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
+) -> tuple[Tensor, Tensor]:
+    """Embeds a whole split in eval mode without autograd, ``batch_size`` examples at a time.
+
+    The model must already live on ``device``; its train/eval mode is restored afterwards.
+
+    Returns:
+        ``(embeddings, labels)``: ``[N, E]`` float32 on the CPU and the data set's labels.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size = {batch_size} is invalid; it must be at least 1.")
+    labels = dataset.labels
+    was_training = model.training
+    model.eval()
+    parts = []
+    try:
+        with torch.no_grad():
+            for start in range(0, labels.shape[0], batch_size):
+                indices = torch.arange(start, min(start + batch_size, labels.shape[0]))
+                batch = dataset.get_batch(indices).to(device)
+                parts.append(model(batch).to(device="cpu", dtype=torch.float32))
+    finally:
+        model.train(was_training)
+    embeddings = torch.cat(parts) if parts else torch.empty(0, 0)
+    return embeddings, labels.clone()
+
+
+def _segment_logsumexp(values: Tensor, segments: Tensor, num_segments: int) -> Tensor:
+    """``out[b, s] = log sum_{p : segments[b, p] == s} exp(values[b, p])``; -inf for empty ones."""
+    rows = values.shape[0]
+    maxima = values.new_full((rows, num_segments), -torch.inf)
+    maxima.scatter_reduce_(1, segments, values, reduce="amax")
+    shifted = (values - maxima.gather(1, segments)).exp_()
+    sums = values.new_zeros(rows, num_segments).scatter_add_(1, segments, shifted)
+    return sums.log_() + maxima
+
+
+def _log_class_scores(
+    distances: Tensor,
+    centroid_classes: Tensor,
+    num_classes: int,
+    method: str,
+    variance: float,
+    L: int,
+) -> Tensor:
+    """``[B, C]`` scores in the log domain whose argmax over classes is the prediction.
+
+    simple: minus the squared distance to the class's nearest centroid.
+    magnet: log P(c | x) = log sum_{kept j of c} exp(-d_j / 2 sigma2) - log sum_{kept j} exp(...)
+        over the L nearest centroids (Magnet eq. 6).
+    repmet: log sum_{j of c} exp(-d_j / 2 sigma2) over all J centroids (RepMet eq. 6).
+    """
+    rows = distances.shape[0]
+    if method == "simple":
+        nearest = distances.new_full((rows, num_classes), torch.inf)
+        nearest.scatter_reduce_(1, centroid_classes.expand(rows, -1), distances, reduce="amin")
+        return -nearest
+    if method == "repmet":
+        logits = distances / (-2.0 * variance)
+        return _segment_logsumexp(logits, centroid_classes.expand(rows, -1), num_classes)
+    kept_distances, kept = distances.topk(min(L, distances.shape[1]), dim=1, largest=False)
+    logits = kept_distances / (-2.0 * variance)
+    per_class = _segment_logsumexp(logits, centroid_classes[kept], num_classes)
+    return per_class - torch.logsumexp(logits, dim=1, keepdim=True)
+
+
+def _check_arguments(
+    embeddings: Tensor, centroids: Tensor, centroid_classes: Tensor, variance: float, L: int
+) -> None:
+    if embeddings.dim() != 2 or centroids.dim() != 2 or embeddings.shape[1] != centroids.shape[1]:
+        raise ConfigError(f"embeddings {tuple(embeddings.shape)} and centroids "
+                          f"{tuple(centroids.shape)} must be [N, E] and [J, E] with the same E.")
+    if centroid_classes.shape != (centroids.shape[0],):
+        raise ConfigError(f"centroid_classes has shape {tuple(centroid_classes.shape)}; it must "
+                          f"be [{centroids.shape[0]}], one class per centroid.")
+    if not variance > 0:
+        raise ConfigError(f"variance = {variance} is invalid; it must be positive.")
+    if L < 1:
+        raise ConfigError(f"L = {L} is invalid; the Magnet rule needs at least 1 centroid.")
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ConfigError(f"unknown evaluation method {method!r}; choose one of: "
+                          f"{', '.join(METHODS)}.")
+
+
+def _per_chunk(
+    embeddings: Tensor,
+    centroids: Tensor,
+    centroid_classes: Tensor,
+    *,
+    methods: tuple[str, ...],
+    variance: float,
+    L: int,
+    chunk_size: int | None,
+    reduce: Callable[[Tensor], Tensor],
+) -> dict[str, Tensor]:
+    """Computes each method's log class scores chunk by chunk (one distance block per chunk,
+    shared by all methods) and concatenates ``reduce(scores)`` over the chunks."""
+    _check_arguments(embeddings, centroids, centroid_classes, variance, L)
+    for method in methods:
+        _check_method(method)
+    dtype = torch.promote_types(embeddings.dtype, centroids.dtype)
+    if not dtype.is_floating_point:
+        dtype = torch.float32
+    embeddings = embeddings.detach().to(dtype)
+    centroids = centroids.detach().to(dtype)
+    centroid_classes = centroid_classes.long()
+    num_classes = int(centroid_classes.max()) + 1
+    centroid_sq_norms = squared_norms(centroids)
+    if chunk_size is None:
+        chunk_size = max(1, MAX_BLOCK_ELEMENTS // centroids.shape[0])
+    results: dict[str, list[Tensor]] = {method: [] for method in methods}
+    for start in range(0, embeddings.shape[0], chunk_size):
+        queries = embeddings[start : start + chunk_size]
+        cross = queries @ centroids.T
+        # ||x||^2 - 2 x.c + ||c||^2 can come out a rounding error below zero.
+        distances = (squared_norms(queries)[:, None] - 2 * cross + centroid_sq_norms).clamp_min_(0)
+        for method in methods:
+            scores = _log_class_scores(
+                distances, centroid_classes, num_classes, method, variance, L
+            )
+            results[method].append(reduce(scores))
+    return {
+        method: torch.cat(parts) if parts else reduce(embeddings.new_empty(0, num_classes))
+        for method, parts in results.items()
+    }
+
+
+def class_scores(
+    embeddings: Tensor,
+    centroids: Tensor,
+    centroid_classes: Tensor,
+    *,
+    method: str,
+    variance: float = 0.5,
+    L: int = 128,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """``[N, C]`` per-class scores of each query, whose argmax is :func:`predict`'s answer.
+
+    simple: minus the squared distance to the class's nearest centroid.
+    magnet: the class probabilities of Magnet eq. 6 over the L nearest centroids (rows sum to 1).
+    repmet: the unnormalised kernel sums of RepMet eq. 6, sum_{j of c} exp(-d_j / (2 sigma2));
+        they can underflow to 0 for far-away queries (:func:`predict` works in the log domain).
+
+    Args:
+        variance: sigma2 of the Gaussian kernels (magnet and repmet).
+        L: centroids kept by the Magnet rule (``min(L, J)``).
+        chunk_size: queries per chunk; default keeps a ``[B, J]`` block within MAX_BLOCK_ELEMENTS.
+    """
+    _check_method(method)
+    scores = _per_chunk(
+        embeddings, centroids, centroid_classes, methods=(method,), variance=variance, L=L,
+        chunk_size=chunk_size, reduce=lambda log_scores: log_scores,
+    )[method]
+    return scores if method == "simple" else scores.exp()
+
+
+def predict(
+    embeddings: Tensor,
+    centroids: Tensor,
+    centroid_classes: Tensor,
+    *,
+    method: str,
+    variance: float = 0.5,
+    L: int = 128,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """LongTensor ``[N]``: the predicted class of each query under ``method`` (see module doc)."""
+    _check_method(method)
+    return _per_chunk(
+        embeddings, centroids, centroid_classes, methods=(method,), variance=variance, L=L,
+        chunk_size=chunk_size, reduce=lambda log_scores: log_scores.argmax(dim=1),
+    )[method]
+
+
+def assignment_accuracy(cluster_ids: Tensor, labels: Tensor) -> float:
+    """Share of examples whose cluster maps to their label under the best one-to-one mapping of
+    clusters to labels (Hungarian algorithm on the cluster x label contingency table)."""
+    if cluster_ids.shape != labels.shape or labels.numel() == 0:
+        raise ConfigError(f"cluster_ids {tuple(cluster_ids.shape)} and labels "
+                          f"{tuple(labels.shape)} must be non-empty and of the same shape.")
+    clusters, cluster_index = torch.unique(cluster_ids, return_inverse=True)
+    classes, class_index = torch.unique(labels, return_inverse=True)
+    num_classes = classes.numel()
+    table = torch.bincount(
+        cluster_index.reshape(-1) * num_classes + class_index.reshape(-1),
+        minlength=clusters.numel() * num_classes,
+    ).reshape(clusters.numel(), num_classes)
+    rows, cols = linear_sum_assignment(table.numpy(), maximize=True)
+    return float(table.numpy()[rows, cols].sum()) / labels.numel()
+
+
+def unsupervised_accuracy(embeddings: Tensor, labels: Tensor, *, seed: int = 0) -> float:
+    """k-means with C = number of distinct labels on the embeddings, then
+    :func:`assignment_accuracy` of the clusters against the labels."""
+    num_classes = int(torch.unique(labels).numel())
+    generator = torch.Generator().manual_seed(seed)
+    result = kmeans(embeddings.detach(), num_classes, generator=generator)
+    return assignment_accuracy(result.assignments, labels)
+
+
+def evaluate(
+    embeddings: Tensor,
+    labels: Tensor,
+    centroids: Tensor,
+    centroid_classes: Tensor,
+    *,
+    variance: float,
+    L: int = 128,
+    seed: int = 0,
+    chunk_size: int | None = None,
+) -> dict[str, float]:
+    """Errors (1 - accuracy, in [0, 1]) of a split under the keys "simple", "magnet", "repmet"
+    and "unsupervised". The three supervised rules share one distance block per chunk."""
+    predictions = _per_chunk(
+        embeddings, centroids, centroid_classes, methods=METHODS, variance=variance, L=L,
+        chunk_size=chunk_size, reduce=lambda log_scores: log_scores.argmax(dim=1),
+    )
+    labels = labels.long()
+    errors = {
+        method: 1.0 - float((predicted == labels).double().mean())
+        for method, predicted in predictions.items()
+    }
+    errors["unsupervised"] = 1.0 - unsupervised_accuracy(embeddings, labels, seed=seed)
+    return errors

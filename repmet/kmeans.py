@@ -1,0 +1,242 @@
+"""Per-group k-means (k-means++ seeding, Lloyd iterations), vectorised over groups.
+
+The cluster index (spec: "The cluster index and the batch sampler") runs k-means with K clusters on
+every class's training embeddings; the unsupervised accuracy (spec: "Evaluation", item 5) runs it
+with C clusters on a whole split. Both are one call here: ``groups`` says which group each point
+belongs to, and group g owns the centroid rows ``g*k .. g*k + k - 1`` (class-major layout).
+
+Nothing loops over groups or clusters: distances are computed from each point to the k centroids
+of its own group only (a gather of ``[B, k, E]`` per chunk of B points), so the cost is O(N k E)
+per iteration whatever the number of groups, and memory is bounded by the chunk size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from repmet.errors import ConfigError
+
+#: Upper bound on the number of float elements of one temporary block (~8 MB in float32): small
+#: enough for the gathered ``[B, k, E]`` copies to stay in cache, which is several times faster
+#: than streaming one large block through memory.
+MAX_BLOCK_ELEMENTS = 2**21
+
+
+@dataclass
+class KMeansResult:
+    """Output of :func:`kmeans`.
+
+    Attributes:
+        centroids: ``[G*k, E]``; rows ``g*k .. g*k + k - 1`` belong to group g (class-major).
+        assignments: LongTensor ``[N]``, the global centroid index ``g*k + i`` of each point; it is
+            always the nearest centroid of the point's own group among the returned centroids.
+    """
+
+    centroids: Tensor
+    assignments: Tensor
+
+
+def _chunks(total: int, size: int) -> Iterator[slice]:
+    for start in range(0, total, size):
+        yield slice(start, min(start + size, total))
+
+
+def _rows_per_chunk(elements_per_row: int) -> int:
+    return max(1, MAX_BLOCK_ELEMENTS // max(1, elements_per_row))
+
+
+def squared_norms(points: Tensor) -> Tensor:
+    """``||x_n||^2`` of every row, without materialising a squared copy of the points."""
+    return torch.linalg.vector_norm(points, dim=-1).pow_(2)
+
+
+def squared_distances_to_group(
+    points: Tensor,
+    groups: Tensor,
+    centroids: Tensor,
+    k: int,
+    *,
+    point_sq_norms: Tensor | None = None,
+) -> Tensor:
+    """Squared Euclidean distances from every point to the k centroids of its own group.
+
+    Args:
+        points: ``[N, E]``.
+        groups: LongTensor ``[N]``, the group of each point.
+        centroids: ``[G*k, E]`` in class-major layout.
+        k: centroids per group.
+        point_sq_norms: ``squared_norms(points)`` when the caller already has it.
+
+    Returns:
+        ``[N, k]``: entry ``(n, i)`` is ``d(points[n], centroids[groups[n]*k + i])``.
+    """
+    num_points, dim = points.shape
+    if point_sq_norms is None:
+        point_sq_norms = squared_norms(points)
+    per_group = centroids.reshape(-1, k, dim)
+    centroid_sq_norms = squared_norms(per_group)  # [G, k]
+    out = points.new_empty(num_points, k)
+    single_group = per_group.shape[0] == 1
+    # The single-group case is a plain matrix product; the gather would copy [B, k, E] for nothing.
+    rows = _rows_per_chunk(k if single_group else k * dim)
+    for part in _chunks(num_points, rows):
+        x = points[part]
+        g = groups[part]
+        if single_group:
+            cross = x @ per_group[0].T
+        else:
+            cross = torch.einsum("be,bke->bk", x, per_group[g])
+        # ||x||^2 - 2 x.c + ||c||^2 can come out a rounding error below zero.
+        out[part] = (point_sq_norms[part, None] - 2 * cross + centroid_sq_norms[g]).clamp_min_(0)
+    return out
+
+
+def nearest_in_group(
+    points: Tensor,
+    groups: Tensor,
+    centroids: Tensor,
+    k: int,
+    *,
+    point_sq_norms: Tensor | None = None,
+) -> Tensor:
+    """Global index ``g*k + i`` of each point's nearest own-group centroid (LongTensor [N])."""
+    distances = squared_distances_to_group(
+        points, groups, centroids, k, point_sq_norms=point_sq_norms
+    )
+    return groups * k + distances.argmin(dim=1)
+
+
+def _sample_one_per_group(
+    weights: Tensor, groups: Tensor, num_groups: int, generator: torch.Generator
+) -> Tensor:
+    """One point index per group, drawn with probability proportional to ``weights`` in its group.
+
+    Exponential race over the whole ``[N]`` vector at once: with E_n ~ Exp(1) independent, the
+    point with the largest ``w_n / E_n`` in its group is a draw from that group's normalised
+    weights. A group whose weights are all 0 (fewer distinct points than k) yields its first point.
+    """
+    race = torch.empty(weights.shape, dtype=torch.float64).exponential_(generator=generator)
+    keys = weights.to(torch.float64) / race.clamp_min_(torch.finfo(torch.float64).tiny)
+    best = torch.full((num_groups,), -torch.inf, dtype=torch.float64)
+    best.scatter_reduce_(0, groups, keys, reduce="amax")
+    is_best = keys == best[groups]
+    positions = torch.arange(weights.shape[0])
+    chosen = torch.full((num_groups,), weights.shape[0], dtype=torch.long)
+    chosen.scatter_reduce_(0, groups[is_best], positions[is_best], reduce="amin")
+    return chosen
+
+
+def _kmeans_plus_plus(
+    points: Tensor,
+    point_sq_norms: Tensor,
+    groups: Tensor,
+    num_groups: int,
+    k: int,
+    generator: torch.Generator,
+) -> Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007) for all groups at once: k rounds, each
+    drawing one point per group with probability proportional to its squared distance to the
+    nearest centroid already chosen in its group (uniformly in the first round)."""
+    centroids = points.new_empty(num_groups, k, points.shape[1])
+    nearest = torch.ones(points.shape[0], dtype=points.dtype)
+    for i in range(k):  # k rounds are inherent to the seeding; each round covers all groups
+        chosen = points[_sample_one_per_group(nearest, groups, num_groups, generator)]
+        centroids[:, i] = chosen
+        distance = squared_distances_to_group(
+            points, groups, chosen, 1, point_sq_norms=point_sq_norms
+        ).squeeze(1)
+        nearest = distance if i == 0 else torch.minimum(nearest, distance)
+    return centroids.reshape(num_groups * k, -1)
+
+
+def _validate(points: Tensor, k: int, groups: Tensor, num_groups: int, iterations: int) -> None:
+    if points.dim() != 2 or points.shape[0] == 0:
+        raise ConfigError(f"k-means needs a non-empty [N, E] tensor of points, got shape "
+                          f"{tuple(points.shape)}.")
+    if k < 1:
+        raise ConfigError(f"k = {k} is invalid; k-means needs at least 1 cluster per group.")
+    if iterations < 0:
+        raise ConfigError(f"iterations = {iterations} is invalid; it must be at least 0.")
+    if groups.shape != (points.shape[0],):
+        raise ConfigError(f"groups has shape {tuple(groups.shape)}; it must be "
+                          f"[{points.shape[0]}], one group per point.")
+    if int(groups.min()) < 0 or int(groups.max()) >= num_groups:
+        raise ConfigError(f"group ids must lie in 0..{num_groups - 1} (num_groups = {num_groups}), "
+                          f"got values from {int(groups.min())} to {int(groups.max())}.")
+    sizes = torch.bincount(groups, minlength=num_groups)
+    smallest = int(sizes.argmin())
+    if int(sizes[smallest]) < k:
+        raise ConfigError(f"k = {k} exceeds the size of group {smallest} ({int(sizes[smallest])} "
+                          "points); k must be at most the size of the smallest group.")
+
+
+def kmeans(
+    points: Tensor,
+    k: int,
+    *,
+    groups: Tensor | None = None,
+    num_groups: int | None = None,
+    generator: torch.Generator,
+    iterations: int = 50,
+    tolerance: float = 1e-6,
+) -> KMeansResult:
+    """k-means with k clusters inside every group: k-means++ seeding, then Lloyd iterations.
+
+    Minimises sum_n d(x_n, c_{a(n)}) with a(n) restricted to the centroids of x_n's group
+    (d = squared Euclidean distance, the spec's distance everywhere).
+
+    Args:
+        points: ``[N, E]`` float tensor (float32 or float64; other dtypes are cast to float32).
+        k: clusters per group; at most the size of the smallest group.
+        groups: LongTensor ``[N]`` of group ids in ``0..num_groups - 1``; None = a single group.
+        num_groups: number of groups (default ``groups.max() + 1``); a group with no point is an
+            error, since it cannot hold k clusters.
+        generator: the only source of randomness (seeding), so a fixed generator state gives
+            the same result.
+        iterations: maximum Lloyd iterations.
+        tolerance: stop once the largest squared centroid shift is at most ``tolerance`` times
+            the mean per-dimension variance of the points (scale-free, as in scikit-learn), or
+            when the assignments no longer change.
+
+    Returns:
+        :class:`KMeansResult`. An empty cluster (possible only when a group holds duplicate
+        points) keeps its previous centroid rather than being re-seeded.
+
+    Raises:
+        ConfigError: k larger than a group (naming the group and its size), or malformed input.
+    """
+    if not points.is_floating_point():
+        points = points.float()
+    points = points.detach()
+    if groups is None:
+        groups = torch.zeros(points.shape[0], dtype=torch.long, device=points.device)
+        num_groups = 1
+    groups = groups.to(device=points.device, dtype=torch.long)
+    if num_groups is None:
+        num_groups = int(groups.max()) + 1 if groups.numel() else 1
+    _validate(points, k, groups, num_groups, iterations)
+
+    point_sq_norms = squared_norms(points)
+    centroids = _kmeans_plus_plus(points, point_sq_norms, groups, num_groups, k, generator)
+    assignments = nearest_in_group(points, groups, centroids, k, point_sq_norms=point_sq_norms)
+    threshold = tolerance * float(points.var(dim=0, unbiased=False).mean())
+    num_centroids = num_groups * k
+    for _ in range(iterations):
+        sums = torch.zeros_like(centroids).index_add_(0, assignments, points)
+        counts = torch.bincount(assignments, minlength=num_centroids)
+        filled = counts > 0
+        updated = torch.where(filled[:, None], sums / counts.clamp_min(1)[:, None], centroids)
+        shift = float((updated - centroids).pow(2).sum(-1).max())
+        centroids = updated
+        new_assignments = nearest_in_group(
+            points, groups, centroids, k, point_sq_norms=point_sq_norms
+        )
+        unchanged = torch.equal(new_assignments, assignments)
+        assignments = new_assignments
+        if unchanged or shift <= threshold:
+            break
+    return KMeansResult(centroids=centroids, assignments=assignments)

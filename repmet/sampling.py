@@ -1,0 +1,127 @@
+"""The loss-driven cluster batch sampler (spec: "The cluster index and the batch sampler";
+Magnet paper section 3.3, "neighbourhood sampling").
+
+A batch is M blocks of D rows: a seed cluster drawn in proportion to its loss, the M - 1 nearest
+clusters of other classes (its impostors), and D examples from each. Everything is drawn from the
+generator given to the sampler, so a fixed seed gives the same batches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from repmet.clusters import ClusterIndex, LossTable
+from repmet.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ClusterBatch:
+    """One batch of training example indices.
+
+    Attributes:
+        indices: ``[M*D]`` long, training example indices, rows as M blocks of D.
+        cluster_ids: ``[M*D]`` long, the global cluster j of each row's block; block 0 is the seed.
+    """
+
+    indices: Tensor
+    cluster_ids: Tensor
+
+
+class ClusterBatchSampler:
+    """Draws :class:`ClusterBatch` es of ``m`` clusters with ``d`` examples each.
+
+    Args:
+        m: clusters per batch (M >= 2: the seed and at least one impostor cluster).
+        d: examples per cluster (D >= 1).
+        generator: the only source of randomness.
+    """
+
+    def __init__(self, *, m: int, d: int, generator: torch.Generator) -> None:
+        if m < 2:
+            raise ConfigError(f"m = {m} is invalid; m (clusters per batch) must be at least 2.")
+        if d < 1:
+            raise ConfigError(f"d = {d} is invalid; d (examples per cluster) must be at least 1.")
+        self.m = m
+        self.d = d
+        self.generator = generator
+
+    def _seed_cluster(
+        self, index: ClusterIndex, loss_table: LossTable, non_empty: Tensor
+    ) -> Tensor:
+        """Step (1): a cluster drawn with probability proportional to its loss (``[1]`` long)."""
+        weights = loss_table.cluster_losses(index.assignments, index.num_clusters)
+        weights = torch.where(non_empty, weights, 0.0)
+        if not bool(weights.sum() > 0):
+            # Every measured loss is 0 (all clusters solved): fall back to uniform seeding.
+            weights = non_empty.to(torch.float32)
+        return torch.multinomial(weights, 1, generator=self.generator)
+
+    def _impostor_clusters(
+        self, index: ClusterIndex, seed: Tensor, centers: Tensor, non_empty: Tensor
+    ) -> Tensor:
+        """Step (2): the M - 1 non-empty clusters of other classes nearest to the seed's center."""
+        distances = (centers - centers[seed]).pow(2).sum(-1)
+        eligible = (index.centroid_classes != index.centroid_classes[seed]) & non_empty
+        available = int(eligible.sum())
+        if available < self.m - 1:
+            raise ConfigError(f"m = {self.m} needs {self.m - 1} non-empty clusters of classes "
+                              f"other than the seed's, but only {available} exist.")
+        # A stable sort breaks distance ties by cluster index, so the choice is reproducible.
+        order = torch.argsort(distances.masked_fill(~eligible, torch.inf), stable=True)
+        return order[: self.m - 1]
+
+    def _member_positions(self, sizes: Tensor) -> Tensor:
+        """Step (3): ``[M, D]`` positions inside each cluster's member list; without replacement
+        for clusters of at least D members, with replacement for smaller ones."""
+        d = self.d
+        uniform = torch.rand(sizes.shape[0], d, generator=self.generator)
+        positions = torch.minimum((uniform * sizes[:, None]).long(), sizes[:, None] - 1)
+        largest = int(sizes.max())
+        if largest >= d:
+            # The D smallest of i.i.d. uniform keys over a cluster's members are a uniformly
+            # random D-subset; positions past a cluster's size get keys that never win.
+            keys = torch.rand(sizes.shape[0], largest, generator=self.generator)
+            keys.masked_fill_(torch.arange(largest) >= sizes[:, None], 2.0)
+            distinct = keys.topk(d, dim=1, largest=False).indices
+            positions = torch.where(sizes[:, None] >= d, distinct, positions)
+        return positions
+
+    def sample(
+        self, index: ClusterIndex, loss_table: LossTable, centers: Tensor | None = None
+    ) -> ClusterBatch:
+        """Draws one batch.
+
+        Args:
+            index: the current cluster index.
+            loss_table: per-example losses, giving the cluster losses that drive seeding.
+            centers: ``[J, E]`` positions used to find impostors (the learned representatives
+                for RepMet-style losses); default ``index.centroids``.
+        """
+        if centers is None:
+            centers = index.centroids
+        if centers.shape[0] != index.num_clusters:
+            raise ConfigError(f"centers has {centers.shape[0]} rows; the index has "
+                              f"{index.num_clusters} clusters.")
+        centers = centers.detach().cpu()
+        sizes = index.cluster_sizes()
+        non_empty = sizes > 0
+        seed = self._seed_cluster(index, loss_table, non_empty)
+        clusters = torch.cat([seed, self._impostor_clusters(index, seed, centers, non_empty)])
+        positions = self._member_positions(sizes[clusters])
+        rows = index.member_order[index.member_offsets[clusters][:, None] + positions]
+        return ClusterBatch(
+            indices=rows.reshape(-1), cluster_ids=clusters.repeat_interleave(self.d)
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"m": self.m, "d": self.d, "generator_state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if (state["m"], state["d"]) != (self.m, self.d):
+            raise ConfigError(f"sampler state was saved with m = {state['m']}, d = {state['d']}; "
+                              f"this sampler has m = {self.m}, d = {self.d}.")
+        self.generator.set_state(state["generator_state"])
