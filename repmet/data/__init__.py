@@ -1,0 +1,26 @@
+"""Labelled image data sets by name: ``load_dataset("digits")`` returns a :class:`DatasetSplits`.
+
+Registered sets: ``digits`` (default, bundled with scikit-learn), ``mnist``, ``fashion-mnist``,
+``arrays`` (an ``.npz``), ``flowers102``, ``oxford-pet``, ``stanford-dogs`` and ``folder``.
+"""
+
+from repmet.data import in_memory, photos  # noqa: F401  (registers the data sets)
+from repmet.data.base import (
+    DATASETS,
+    DatasetSplits,
+    FileDataset,
+    InMemoryDataset,
+    LabeledDataset,
+    default_data_root,
+    load_dataset,
+)
+
+__all__ = [
+    "DATASETS",
+    "DatasetSplits",
+    "FileDataset",
+    "InMemoryDataset",
+    "LabeledDataset",
+    "default_data_root",
+    "load_dataset",
+]

@@ -1,0 +1,157 @@
+"""Small data sets held in memory: digits, MNIST, Fashion-MNIST and any ``.npz`` of arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.datasets import load_digits
+from torchvision.datasets import MNIST, FashionMNIST
+
+from repmet.data.base import (
+    DATASETS,
+    DatasetSplits,
+    default_data_root,
+    download_or_explain,
+    in_memory_splits,
+    missing_data,
+    reindex_labels,
+    stratified_split,
+)
+from repmet.errors import ConfigError
+
+# The official MNIST training set is 60,000 images; the last 5,000 (one twelfth) validate.
+MNIST_VALIDATION_FRACTION = 5_000 / 60_000
+
+
+@DATASETS.register("digits")
+def digits(
+    root: Path | None,
+    *,
+    download: bool,
+    seed: int,
+    image_size: int | None,
+    pretrained_normalization: bool,
+    augment: bool,
+) -> DatasetSplits:
+    """scikit-learn's bundled 1,797 8x8 grey digits (no files needed), split 60/20/20 by seed."""
+    bunch = load_digits()
+    # Pixel values are 0..16.
+    images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
+    labels, class_names = reindex_labels(bunch.target)
+    return in_memory_splits(
+        "digits",
+        images,
+        labels,
+        stratified_split(labels, seed=seed, dataset="digits"),
+        class_names=class_names,
+        image_size=image_size,
+        augment=augment,
+    )
+
+
+def _register_mnist_family(name: str, source: type[MNIST]) -> None:
+    """Registers an MNIST-format set read with torchvision from ``root/<Class>/raw``."""
+
+    def factory(
+        root: Path | None,
+        *,
+        download: bool,
+        seed: int,
+        image_size: int | None,
+        pretrained_normalization: bool,
+        augment: bool,
+    ) -> DatasetSplits:
+        """Official training set minus its last twelfth (validation), official test set."""
+        base = root or default_data_root()
+        raw = base / source.__name__ / "raw"
+        files = [Path(url).stem for url, _ in source.resources]  # the unpacked idx files
+        if download:
+            download_or_explain(
+                name,
+                raw,
+                lambda: source(str(base), train=True, download=True),
+                source=source.mirrors[0],
+            )
+        if not all((raw / file).is_file() for file in files):
+            raise missing_data(
+                name,
+                path=raw,
+                layout="the unpacked idx files " + ", ".join(files),
+                remedy=f"pass --download (download=True) or unpack them from {source.mirrors[0]}",
+            )
+        train_set = source(str(base), train=True)
+        test_set = source(str(base), train=False)
+        n_train = len(train_set.targets)
+        n_val = round(n_train * MNIST_VALIDATION_FRACTION)
+        images = torch.cat([train_set.data, test_set.data]).unsqueeze(1).float().div_(255.0)
+        labels, class_names = reindex_labels(
+            torch.cat([train_set.targets, test_set.targets]).numpy(), names=train_set.classes
+        )
+        splits = (
+            np.arange(n_train - n_val),
+            np.arange(n_train - n_val, n_train),
+            np.arange(n_train, len(labels)),
+        )
+        return in_memory_splits(
+            name,
+            images,
+            labels,
+            splits,
+            class_names=class_names,
+            image_size=image_size,
+            augment=augment,
+        )
+
+    DATASETS.add(name, factory)
+
+
+_register_mnist_family("mnist", MNIST)
+_register_mnist_family("fashion-mnist", FashionMNIST)
+
+
+@DATASETS.register("arrays")
+def arrays(
+    root: Path | None,
+    *,
+    download: bool,
+    seed: int,
+    image_size: int | None,
+    pretrained_normalization: bool,
+    augment: bool,
+) -> DatasetSplits:
+    """An ``.npz`` file (``root``) with ``images`` (N,H,W) or (N,H,W,C), uint8 or float, and
+    ``labels`` (N,) of any values; split 60/20/20 by seed. uint8 pixels are scaled to [0, 1]."""
+    if root is None:
+        raise ConfigError("data set 'arrays' needs root (--data-root) naming its .npz file")
+    if not root.is_file():
+        raise missing_data(
+            "arrays",
+            path=root,
+            layout="an .npz file with arrays 'images' (N,H,W[,C]) and 'labels' (N,)",
+            remedy="point --data-root at the file (np.savez(path, images=..., labels=...))",
+        )
+    with np.load(root, allow_pickle=False) as archive:
+        missing = {"images", "labels"} - set(archive.files)
+        if missing:
+            raise ConfigError(f"{root} lacks array(s) {sorted(missing)}; it has {archive.files}")
+        raw_images, raw_labels = archive["images"], archive["labels"]
+    if raw_images.ndim not in (3, 4) or raw_labels.shape != (raw_images.shape[0],):
+        raise ConfigError(
+            f"{root}: images must be (N,H,W) or (N,H,W,C) and labels (N,), "
+            f"got {raw_images.shape} and {raw_labels.shape}"
+        )
+    scale = 255.0 if raw_images.dtype == np.uint8 else 1.0
+    images = torch.from_numpy(raw_images.astype(np.float32) / scale)
+    images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
+    labels, class_names = reindex_labels(raw_labels)
+    return in_memory_splits(
+        "arrays",
+        images.contiguous(),
+        labels,
+        stratified_split(labels, seed=seed, dataset="arrays"),
+        class_names=class_names,
+        image_size=image_size,
+        augment=augment,
+    )

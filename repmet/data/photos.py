@@ -1,0 +1,234 @@
+"""Photo data sets read lazily from disk: Oxford Flowers 102, Oxford-IIIT Pet, Stanford Dogs and
+any ImageFolder-style directory.
+
+Each set is read by a small reader of its official on-disk layout; torchvision (or the archive
+URL) is used only to download. torchvision's own ``Flowers102`` insists on the MD5 sums of the
+label files, so reading the layout ourselves keeps hand-placed or re-packed copies usable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy.io import loadmat
+from torchvision.datasets import Flowers102, ImageFolder, OxfordIIITPet
+from torchvision.datasets.utils import download_and_extract_archive
+
+from repmet.data.base import (
+    DATASETS,
+    DatasetSplits,
+    carve_validation,
+    default_data_root,
+    download_or_explain,
+    file_splits,
+    missing_data,
+    reindex_labels,
+    stratified_split,
+)
+from repmet.errors import ConfigError
+
+FLOWERS_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
+PET_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
+DOGS_URL = "http://vision.stanford.edu/aditya86/ImageNetDogs/"
+DOGS_ARCHIVES = ("images.tar", "lists.tar")
+
+
+def _require(name: str, base: Path, required: list[Path], *, layout: str, remedy: str) -> None:
+    if not all(path.exists() for path in required):
+        raise missing_data(name, path=base, layout=layout, remedy=remedy)
+
+
+def _mat_vector(path: Path, field: str) -> np.ndarray:
+    """A MATLAB vector (or cell array of strings) as a flat numpy array."""
+    return np.atleast_1d(loadmat(path, squeeze_me=True)[field])
+
+
+@DATASETS.register("flowers102")
+def flowers102(
+    root: Path | None,
+    *,
+    download: bool,
+    seed: int,
+    image_size: int | None,
+    pretrained_normalization: bool,
+    augment: bool,
+) -> DatasetSplits:
+    """Oxford Flowers 102 with its official train/val/test split (``seed`` is unused)."""
+    data_root = root or default_data_root()
+    base = data_root / "flowers-102"
+    if download:
+        download_or_explain(
+            "flowers102",
+            base,
+            lambda: Flowers102(str(data_root), download=True),
+            source=FLOWERS_URL,
+        )
+    _require(
+        "flowers102",
+        base,
+        [base / "jpg", base / "imagelabels.mat", base / "setid.mat"],
+        layout="jpg/image_00001.jpg..., imagelabels.mat and setid.mat",
+        remedy=f"pass --download (download=True) or unpack the files from {FLOWERS_URL} there",
+    )
+    raw_labels = _mat_vector(base / "imagelabels.mat", "labels")  # 1-based, per image id
+    set_ids = loadmat(base / "setid.mat", squeeze_me=True)
+    ids = [np.atleast_1d(set_ids[key]).astype(np.int64) for key in ("trnid", "valid", "tstid")]
+    image_ids = np.concatenate(ids)  # 1-based image numbers
+    paths = [base / "jpg" / f"image_{i:05d}.jpg" for i in image_ids.tolist()]
+    labels, class_names = reindex_labels(raw_labels[image_ids - 1] - 1, names=Flowers102.classes)
+    train_end, val_end, test_end = np.cumsum([len(part) for part in ids]).tolist()
+    splits = (np.arange(train_end), np.arange(train_end, val_end), np.arange(val_end, test_end))
+    return file_splits(
+        "flowers102",
+        paths,
+        labels,
+        splits,
+        class_names=class_names,
+        image_size=image_size,
+        pretrained_normalization=pretrained_normalization,
+        augment=augment,
+    )
+
+
+def _read_pet_list(path: Path) -> list[tuple[str, str]]:
+    """(image id, breed) per line of an Oxford-IIIT Pet list: ``Abyssinian_100 1 1 1``."""
+    entries = []
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            image_id = line.split()[0]
+            entries.append((image_id, image_id.rsplit("_", 1)[0]))
+    return entries
+
+
+@DATASETS.register("oxford-pet")
+def oxford_pet(
+    root: Path | None,
+    *,
+    download: bool,
+    seed: int,
+    image_size: int | None,
+    pretrained_normalization: bool,
+    augment: bool,
+) -> DatasetSplits:
+    """Oxford-IIIT Pet breeds: official test set; validation carved from trainval by ``seed``."""
+    data_root = root or default_data_root()
+    base = data_root / "oxford-iiit-pet"
+    annotations = base / "annotations"
+    if download:
+        download_or_explain(
+            "oxford-pet",
+            base,
+            lambda: OxfordIIITPet(str(data_root), download=True),
+            source=PET_URL,
+        )
+    _require(
+        "oxford-pet",
+        base,
+        [base / "images", annotations / "trainval.txt", annotations / "test.txt"],
+        layout="images/<Breed>_<n>.jpg, annotations/trainval.txt and annotations/test.txt",
+        remedy=f"pass --download (download=True) or unpack images.tar.gz and annotations.tar.gz "
+        f"from {PET_URL} there",
+    )
+    trainval = _read_pet_list(annotations / "trainval.txt")
+    test = _read_pet_list(annotations / "test.txt")
+    entries = trainval + test
+    paths = [base / "images" / f"{image_id}.jpg" for image_id, _ in entries]
+    labels, class_names = reindex_labels([breed for _, breed in entries])
+    train, val = carve_validation(np.arange(len(trainval)), labels, seed=seed, dataset="oxford-pet")
+    return file_splits(
+        "oxford-pet",
+        paths,
+        labels,
+        (train, val, np.arange(len(trainval), len(entries))),
+        class_names=tuple(name.replace("_", " ") for name in class_names),
+        image_size=image_size,
+        pretrained_normalization=pretrained_normalization,
+        augment=augment,
+    )
+
+
+def _download_dogs(base: Path) -> None:
+    for archive in DOGS_ARCHIVES:
+        download_and_extract_archive(DOGS_URL + archive, download_root=str(base))
+
+
+@DATASETS.register("stanford-dogs")
+def stanford_dogs(
+    root: Path | None,
+    *,
+    download: bool,
+    seed: int,
+    image_size: int | None,
+    pretrained_normalization: bool,
+    augment: bool,
+) -> DatasetSplits:
+    """Stanford Dogs in its official layout under ``root/stanford-dogs``: official test list;
+    validation carved from the train list by ``seed``."""
+    base = (root or default_data_root()) / "stanford-dogs"
+    if download:
+        download_or_explain("stanford-dogs", base, lambda: _download_dogs(base), source=DOGS_URL)
+    lists = [base / "train_list.mat", base / "test_list.mat"]
+    _require(
+        "stanford-dogs",
+        base,
+        [base / "Images", *lists],
+        layout="Images/<wnid>-<breed>/*.jpg, train_list.mat and test_list.mat",
+        remedy=f"pass --download (download=True) or unpack {' and '.join(DOGS_ARCHIVES)} "
+        f"from {DOGS_URL} there",
+    )
+    files = [[str(f) for f in _mat_vector(path, "file_list")] for path in lists]
+    relative = files[0] + files[1]
+    paths = [base / "Images" / file for file in relative]
+    # The class is the image's folder, "<wnid>-<breed>"; its name is the breed.
+    labels, folders = reindex_labels([file.split("/")[0] for file in relative])
+    train, val = carve_validation(
+        np.arange(len(files[0])), labels, seed=seed, dataset="stanford-dogs"
+    )
+    return file_splits(
+        "stanford-dogs",
+        paths,
+        labels,
+        (train, val, np.arange(len(files[0]), len(relative))),
+        class_names=tuple(folder.split("-", 1)[-1].replace("_", " ") for folder in folders),
+        image_size=image_size,
+        pretrained_normalization=pretrained_normalization,
+        augment=augment,
+    )
+
+
+@DATASETS.register("folder")
+def folder(
+    root: Path | None,
+    *,
+    download: bool,
+    seed: int,
+    image_size: int | None,
+    pretrained_normalization: bool,
+    augment: bool,
+) -> DatasetSplits:
+    """Any ImageFolder-style directory ``root/<class>/<image>``, split 60/20/20 by ``seed``."""
+    if root is None:
+        raise ConfigError("data set 'folder' needs root (--data-root) naming the image folder")
+    layout = "one sub-folder of images per class, <class>/<image>.jpg|png|..."
+    remedy = "point --data-root at such a folder"
+    if not root.is_dir():
+        raise missing_data("folder", path=root, layout=layout, remedy=remedy)
+    try:
+        image_folder = ImageFolder(str(root))
+    except FileNotFoundError:  # no class folders, or no image files in them
+        raise missing_data("folder", path=root, layout=layout, remedy=remedy) from None
+    paths = [Path(path) for path, _ in image_folder.samples]
+    labels, class_names = reindex_labels(
+        [target for _, target in image_folder.samples], names=image_folder.classes
+    )
+    return file_splits(
+        "folder",
+        paths,
+        labels,
+        stratified_split(labels, seed=seed, dataset="folder"),
+        class_names=class_names,
+        image_size=image_size,
+        pretrained_normalization=pretrained_normalization,
+        augment=augment,
+    )
