@@ -1,0 +1,126 @@
+"""Per-group k-means: blob recovery, group confinement, Lloyd fixed point, determinism, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from repmet import kmeans as kmeans_module
+from repmet.errors import ConfigError
+from repmet.kmeans import kmeans, nearest_in_group
+
+
+def _blobs(num_groups: int, per_group: int, size: int, dim: int, seed: int):
+    """Well-separated Gaussian blobs; blob b belongs to group b // per_group."""
+    gen = torch.Generator().manual_seed(seed)
+    num_blobs = num_groups * per_group
+    centers = torch.randn(num_blobs, dim, generator=gen, dtype=torch.float64) * 20
+    blob = torch.arange(num_blobs).repeat_interleave(size)
+    noise = torch.randn(blob.numel(), dim, generator=gen, dtype=torch.float64)
+    points = centers[blob] + 0.05 * noise
+    return points, blob, blob // per_group, centers
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_recovers_blobs_in_every_group(dtype: torch.dtype) -> None:
+    points, blob, groups, _ = _blobs(num_groups=5, per_group=3, size=20, dim=6, seed=0)
+    points = points.to(dtype)
+    result = kmeans(points, 3, groups=groups, generator=torch.Generator().manual_seed(1))
+    assert result.centroids.shape == (15, 6) and result.centroids.dtype == dtype
+    # Each blob is exactly one cluster, and distinct blobs get distinct clusters.
+    per_blob = result.assignments.reshape(15, 20)
+    assert torch.equal(per_blob, per_blob[:, :1].expand(-1, 20))
+    assert per_blob[:, 0].unique().numel() == 15
+    assert torch.equal(result.assignments // 3, groups)
+    # Centroids are the blob means (computed independently).
+    blob_means = points.reshape(15, 20, 6).mean(1)
+    torch.testing.assert_close(result.centroids[per_blob[:, 0]], blob_means)
+
+
+def test_assignments_stay_in_own_group_and_are_a_lloyd_fixed_point() -> None:
+    gen = torch.Generator().manual_seed(3)
+    points = torch.randn(300, 4, generator=gen, dtype=torch.float64)  # groups overlap in space
+    groups = torch.randint(0, 4, (300,), generator=gen)
+    result = kmeans(points, 5, groups=groups, num_groups=4, generator=gen, iterations=300,
+                    tolerance=0.0)
+    assert torch.equal(result.assignments // 5, groups)
+    # Brute force: nearest centroid among the point's own group.
+    distances = torch.cdist(points, result.centroids) ** 2
+    other_group = (torch.arange(20) // 5)[None, :] != groups[:, None]
+    expected = distances.masked_fill(other_group, torch.inf).argmin(1)
+    assert torch.equal(result.assignments, expected)
+    counts = torch.bincount(result.assignments, minlength=20)
+    assert bool((counts > 0).all())
+    means = torch.zeros(20, 4, dtype=torch.float64).index_add_(0, result.assignments, points)
+    torch.testing.assert_close(result.centroids, means / counts[:, None])
+
+
+def test_single_group_and_k_equal_one() -> None:
+    points, *_ = _blobs(num_groups=1, per_group=1, size=50, dim=3, seed=4)
+    result = kmeans(points, 1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(result.assignments, torch.zeros(50, dtype=torch.long))
+    torch.testing.assert_close(result.centroids, points.mean(0, keepdim=True))
+
+
+def test_deterministic_given_the_generator() -> None:
+    gen = torch.Generator().manual_seed(5)
+    points = torch.randn(400, 3, generator=gen)
+    groups = torch.randint(0, 3, (400,), generator=gen)
+    first = kmeans(points, 4, groups=groups, generator=torch.Generator().manual_seed(9))
+    second = kmeans(points, 4, groups=groups, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(first.centroids, second.centroids)
+    assert torch.equal(first.assignments, second.assignments)
+
+
+def test_chunked_distances_match_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = torch.Generator().manual_seed(6)
+    points = torch.randn(97, 5, generator=gen, dtype=torch.float64)
+    groups = torch.randint(0, 3, (97,), generator=gen)
+    whole = kmeans(points, 2, groups=groups, generator=torch.Generator().manual_seed(0))
+    monkeypatch.setattr(kmeans_module, "MAX_BLOCK_ELEMENTS", 7)
+    chunked = kmeans(points, 2, groups=groups, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(chunked.centroids, whole.centroids)
+    assert torch.equal(chunked.assignments, whole.assignments)
+
+
+def test_seeding_draws_in_proportion_to_weights() -> None:
+    weights = torch.tensor([0.0, 1.0, 3.0, 2.0, 2.0, 0.0])
+    groups = torch.tensor([0, 0, 0, 1, 1, 1])
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack(
+        [kmeans_module._sample_one_per_group(weights, groups, 2, gen) for _ in range(4000)]
+    )
+    assert bool((draws[:, 0] != 0).all()) and bool((draws[:, 1] != 5).all())  # zero weight
+    assert abs(float((draws[:, 0] == 2).double().mean()) - 0.75) < 0.03
+    assert abs(float((draws[:, 1] == 3).double().mean()) - 0.5) < 0.03
+
+
+def test_duplicate_points_leave_an_empty_cluster_at_its_old_centroid() -> None:
+    points = torch.tensor([[1.0, 1.0]] * 3 + [[0.0, 0.0], [5.0, 5.0]])
+    groups = torch.tensor([0, 0, 0, 1, 1])
+    result = kmeans(points, 2, groups=groups, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(result.assignments // 2, groups)
+    torch.testing.assert_close(result.centroids[:2], torch.ones(2, 2))
+    assert sorted(result.centroids[2:].tolist()) == [[0.0, 0.0], [5.0, 5.0]]
+
+
+def test_nearest_in_group_matches_brute_force() -> None:
+    gen = torch.Generator().manual_seed(8)
+    points = torch.randn(50, 3, generator=gen, dtype=torch.float64)
+    centroids = torch.randn(12, 3, generator=gen, dtype=torch.float64)
+    groups = torch.randint(0, 4, (50,), generator=gen)
+    distances = torch.cdist(points, centroids) ** 2
+    mask = (torch.arange(12) // 3)[None, :] != groups[:, None]
+    expected = distances.masked_fill(mask, torch.inf).argmin(1)
+    assert torch.equal(nearest_in_group(points, groups, centroids, 3), expected)
+
+
+def test_k_larger_than_a_group_names_the_group() -> None:
+    points = torch.randn(10, 2)
+    groups = torch.tensor([0] * 6 + [1] * 2 + [2] * 2)
+    with pytest.raises(ConfigError, match=r"k = 3 exceeds the size of group 1 \(2 points\)"):
+        kmeans(points, 3, groups=groups, generator=torch.Generator())
+    with pytest.raises(ConfigError, match="group 3"):
+        kmeans(points, 1, groups=groups, num_groups=4, generator=torch.Generator())
+    with pytest.raises(ConfigError, match="k = 0"):
+        kmeans(points, 0, generator=torch.Generator())

@@ -1,0 +1,122 @@
+"""The cluster batch sampler: block structure, impostors, loss-proportional seeding, replacement."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from repmet.clusters import ClusterIndex, LossTable
+from repmet.errors import ConfigError
+from repmet.sampling import ClusterBatchSampler
+
+# 4 classes x k = 2 clusters; cluster 5 is empty, clusters 1 and 7 are smaller than D = 3.
+SIZES = [5, 1, 6, 3, 8, 0, 4, 2]
+M, D = 3, 3
+
+
+def _index(seed: int = 0) -> ClusterIndex:
+    gen = torch.Generator().manual_seed(seed)
+    assignments = torch.arange(8).repeat_interleave(torch.tensor(SIZES))
+    assignments = assignments[torch.randperm(assignments.numel(), generator=gen)]
+    centroids = torch.randn(8, 2, generator=gen)
+    return ClusterIndex(centroids, assignments, num_classes=4, k=2)
+
+
+def _sampler(seed: int = 0, m: int = M) -> ClusterBatchSampler:
+    return ClusterBatchSampler(m=m, d=D, generator=torch.Generator().manual_seed(seed))
+
+
+def _expected_impostors(index: ClusterIndex, seed: int, centers: torch.Tensor) -> list[int]:
+    """Brute force: non-empty clusters of other classes, nearest to the seed's center first."""
+    sizes = index.cluster_sizes().tolist()
+    candidates = [
+        j for j in range(8) if j // 2 != seed // 2 and sizes[j] > 0
+    ]
+    candidates.sort(key=lambda j: float(((centers[j] - centers[seed]) ** 2).sum()))
+    return candidates[: M - 1]
+
+
+@pytest.mark.parametrize("use_custom_centers", [False, True])
+def test_blocks_come_from_one_cluster_and_impostors_are_nearest(use_custom_centers: bool) -> None:
+    index, sampler, table = _index(), _sampler(), LossTable(sum(SIZES))
+    centers = torch.randn(8, 2, generator=torch.Generator().manual_seed(42))
+    seen_seeds = set()
+    for _ in range(200):
+        batch = sampler.sample(index, table, centers if use_custom_centers else None)
+        assert batch.indices.shape == (M * D,) and batch.cluster_ids.shape == (M * D,)
+        blocks = batch.cluster_ids.reshape(M, D)
+        assert torch.equal(blocks, blocks[:, :1].expand(-1, D))
+        assert torch.equal(index.assignments[batch.indices], batch.cluster_ids)
+        seed = int(blocks[0, 0])
+        seen_seeds.add(seed)
+        expected = _expected_impostors(index, seed, centers if use_custom_centers else
+                                       index.centroids)
+        assert blocks[1:, 0].tolist() == expected
+    assert seen_seeds == {0, 1, 2, 3, 4, 6, 7}  # never the empty cluster 5, every other one
+
+
+def test_without_replacement_when_the_cluster_is_large_enough() -> None:
+    index, sampler, table = _index(), _sampler(), LossTable(sum(SIZES))
+    small_rows = {1: set(), 7: set()}
+    for _ in range(200):
+        batch = sampler.sample(index, table)
+        for block, cluster in zip(batch.indices.reshape(M, D), batch.cluster_ids[::D], strict=True):
+            if SIZES[int(cluster)] >= D:
+                assert block.unique().numel() == D
+            else:
+                small_rows[int(cluster)].add(tuple(block.tolist()))
+    assert small_rows[1] == {(int(torch.nonzero(index.assignments == 1)),) * D}
+    # a 2-member cluster sampled with replacement repeats a member in some blocks
+    assert any(len(set(rows)) < D for rows in small_rows[7])
+
+
+def test_seed_frequencies_follow_the_cluster_losses() -> None:
+    index = _index()
+    table = LossTable(sum(SIZES))
+    members = {j: torch.nonzero(index.assignments == j).flatten() for j in range(8)}
+    # cluster losses: 0 -> 1, 1 -> 4, 2 -> 0 (measured zero), 3 -> 3, 4 -> 2, 6 unmeasured
+    # (gets the mean of the measured clusters, 2), 7 -> 2; 5 is empty.
+    for cluster, loss in {0: 1.0, 1: 4.0, 2: 0.0, 3: 3.0, 4: 2.0, 7: 2.0}.items():
+        table.update(members[cluster], torch.full((members[cluster].numel(),), loss))
+    weights = torch.tensor([1.0, 4.0, 0.0, 3.0, 2.0, 0.0, 2.0, 2.0])
+    expected = weights / weights.sum()
+    sampler = _sampler(seed=1, m=2)
+    draws = 6_000  # 4-sigma band: about +-0.02 around each probability
+    seeds = torch.tensor([int(sampler.sample(index, table).cluster_ids[0]) for _ in range(draws)])
+    frequencies = torch.bincount(seeds, minlength=8).double() / draws
+    tolerance = 4 * torch.sqrt(expected * (1 - expected) / draws) + 1e-12
+    assert bool(((frequencies - expected).abs() <= tolerance).all()), frequencies
+    assert frequencies[2] == 0 and frequencies[5] == 0
+
+
+def test_all_zero_losses_fall_back_to_uniform_over_non_empty_clusters() -> None:
+    index = _index()
+    table = LossTable(sum(SIZES))
+    table.update(torch.arange(sum(SIZES)), torch.zeros(sum(SIZES)))
+    sampler = _sampler(m=2)
+    seeds = {int(sampler.sample(index, table).cluster_ids[0]) for _ in range(300)}
+    assert seeds == {0, 1, 2, 3, 4, 6, 7}
+
+
+def test_fixed_seed_gives_the_same_batches_and_state_restores_the_stream() -> None:
+    index, table = _index(), LossTable(sum(SIZES))
+    first, second = _sampler(seed=7), _sampler(seed=7)
+    for _ in range(20):
+        a, b = first.sample(index, table), second.sample(index, table)
+        assert torch.equal(a.indices, b.indices) and torch.equal(a.cluster_ids, b.cluster_ids)
+    state = first.state_dict()
+    expected = [first.sample(index, table).indices for _ in range(5)]
+    resumed = _sampler(seed=123)
+    resumed.load_state_dict(state)
+    for batch in expected:
+        assert torch.equal(resumed.sample(index, table).indices, batch)
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ConfigError, match="m = 1"):
+        ClusterBatchSampler(m=1, d=2, generator=torch.Generator())
+    with pytest.raises(ConfigError, match="d = 0"):
+        ClusterBatchSampler(m=2, d=0, generator=torch.Generator())
+    # 3 classes other than the seed's hold at most 5 non-empty clusters: m = 7 cannot be filled.
+    with pytest.raises(ConfigError, match="m = 7 needs 6 non-empty clusters"):
+        _sampler(m=7).sample(_index(), LossTable(sum(SIZES)))
