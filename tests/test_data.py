@@ -1,0 +1,431 @@
+"""Data sets: split sizes and disjointness, label re-indexing, normalisation, and each on-disk
+layout, built as a tiny fake in tmp_path and read through the real loading code."""
+
+from __future__ import annotations
+
+import struct
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+from torchvision.datasets import MNIST, Flowers102
+
+from repmet.data import (
+    DATASETS,
+    FileDataset,
+    InMemoryDataset,
+    default_data_root,
+    load_dataset,
+)
+from repmet.data.base import RandomShift, download_or_explain, stratified_split
+from repmet.errors import ConfigError, DataNotFoundError, UnknownNameError
+
+SIZE = 16  # image side used for the photo fakes: small enough to keep decoding instant
+# One solid colour per fake class, far apart so that JPEG rounding cannot confuse them.
+COLOURS = [(250, 10, 10), (10, 250, 10), (10, 10, 250)]
+
+
+def _write_image(path: Path, colour: tuple[int, int, int], *, grey: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", (SIZE + 8, SIZE + 4), colour)
+    (image.convert("L") if grey else image).save(path)
+
+
+def _expected_pixel(colour: tuple[int, int, int]) -> torch.Tensor:
+    """The value of a solid-colour image after ToTensor and the default 0.5/0.5 normalisation."""
+    return (torch.tensor(colour, dtype=torch.float32) / 255 - 0.5) / 0.5
+
+
+def _assert_colours_match_labels(dataset: FileDataset, colour_of_class: list) -> None:
+    """Each decoded image has its class's colour: paths and labels stayed aligned."""
+    images = dataset.get_batch(torch.arange(len(dataset)))
+    mean_colour = images.mean(dim=(2, 3))
+    expected = torch.stack([_expected_pixel(colour_of_class[int(y)]) for y in dataset.labels])
+    torch.testing.assert_close(mean_colour, expected, atol=0.06, rtol=0)
+
+
+# --- splitting -------------------------------------------------------------------------------
+
+
+def test_stratified_split_is_a_disjoint_seeded_60_20_20_partition_per_class() -> None:
+    labels = np.repeat(np.arange(4), [20, 30, 40, 50])
+    train, val, test = stratified_split(labels, seed=3, dataset="toy")
+    everything = np.concatenate([train, val, test])
+    assert sorted(everything.tolist()) == list(range(len(labels)))  # disjoint and complete
+    for part, fraction in ((train, 0.6), (val, 0.2), (test, 0.2)):
+        counts = np.bincount(labels[part], minlength=4)
+        np.testing.assert_allclose(counts, fraction * np.array([20, 30, 40, 50]), atol=1)
+    again = stratified_split(labels, seed=3, dataset="toy")
+    other = stratified_split(labels, seed=4, dataset="toy")
+    assert all(np.array_equal(a, b) for a, b in zip((train, val, test), again, strict=True))
+    assert not np.array_equal(train, other[0])
+
+
+def test_a_class_too_small_to_stratify_is_a_config_error_naming_the_data_set() -> None:
+    labels = np.array([0] * 10 + [1])
+    with pytest.raises(ConfigError, match="'toy'"):
+        stratified_split(labels, seed=0, dataset="toy")
+
+
+# --- digits ----------------------------------------------------------------------------------
+
+
+def test_digits_shapes_counts_and_class_names(digits) -> None:
+    assert (digits.name, digits.num_classes, digits.image_shape) == ("digits", 10, (1, 8, 8))
+    assert len(digits.train) + len(digits.val) + len(digits.test) == 1797
+    assert (len(digits.train), len(digits.val), len(digits.test)) == (1077, 360, 360)
+    assert digits.class_names == tuple(str(d) for d in range(10))
+    for split in (digits.train, digits.val, digits.test):
+        assert isinstance(split, InMemoryDataset) and not split.augmented
+        assert split.labels.dtype == torch.long
+        assert sorted(split.labels.unique().tolist()) == list(range(10))
+    image, label = digits.train[5]
+    assert image.shape == (1, 8, 8) and image.dtype == torch.float32
+    assert label == int(digits.train.labels[5])
+
+
+def test_digits_are_the_sklearn_images_standardised_with_train_statistics(digits) -> None:
+    bunch = load_digits()
+    labels = bunch.target
+    train, val, test = stratified_split(labels, seed=0, dataset="digits")
+    pixels = bunch.images.astype(np.float64) / 16.0
+    mean, std = pixels[train].mean(), pixels[train].std(ddof=1)
+    for split, index in ((digits.train, train), (digits.val, val), (digits.test, test)):
+        expected = torch.from_numpy((pixels[index] - mean) / std).float().unsqueeze(1)
+        torch.testing.assert_close(split.images, expected, atol=1e-5, rtol=1e-5)
+        assert torch.equal(split.labels, torch.from_numpy(labels[index]))
+
+
+def test_digits_split_depends_on_the_seed_only() -> None:
+    first, again, other = (load_dataset("digits", seed=s) for s in (1, 1, 2))
+    assert torch.equal(first.train.images, again.train.images)
+    assert torch.equal(first.test.labels, again.test.labels)
+    assert not torch.equal(first.train.labels, other.train.labels)
+
+
+def test_get_batch_is_indexing_of_the_split(digits) -> None:
+    indices = torch.tensor([7, 0, 7, 100])
+    assert torch.equal(digits.val.get_batch(indices), digits.val.images[indices])
+    assert digits.val.evaluation_view() is digits.val
+
+
+def test_image_size_resizes_in_memory_sets() -> None:
+    splits = load_dataset("digits", image_size=16)
+    assert splits.image_shape == (1, 16, 16)
+    assert splits.test.get_batch(torch.arange(3)).shape == (3, 1, 16, 16)
+    # Standardisation happens after resizing, on the training split.
+    assert abs(float(splits.train.images.mean())) < 1e-4
+    assert float(splits.train.images.std()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_augmented_digits_shift_train_images_only() -> None:
+    splits = load_dataset("digits", augment=True)
+    assert splits.train.augmented and not splits.val.augmented
+    indices = torch.arange(64)
+    plain = splits.train.evaluation_view()
+    assert not plain.augmented
+    assert torch.equal(plain.get_batch(indices), splits.train.images[indices])
+    shifted = splits.train.get_batch(indices)
+    assert shifted.shape == (64, 1, 8, 8)
+    assert not torch.equal(shifted, plain.get_batch(indices))
+
+
+def test_random_shift_returns_a_window_of_the_edge_padded_image() -> None:
+    batch = torch.arange(2 * 3 * 5 * 6, dtype=torch.float32).reshape(2, 3, 5, 6)
+    shift = 2
+    out = RandomShift(shift)(batch.repeat(8, 1, 1, 1))
+    padded = torch.nn.functional.pad(batch, (shift,) * 4, mode="replicate")
+    for n, image in enumerate(out):
+        source = padded[n % 2]
+        windows = [
+            source[:, dy : dy + 5, dx : dx + 6]
+            for dy in range(2 * shift + 1)
+            for dx in range(2 * shift + 1)
+        ]
+        assert any(torch.equal(image, window) for window in windows)
+    with pytest.raises(ConfigError, match="max_shift"):
+        RandomShift(0)
+
+
+# --- arrays (.npz) ---------------------------------------------------------------------------
+
+
+def test_arrays_reindexes_odd_labels_and_keeps_image_label_pairs(tmp_path: Path) -> None:
+    raw_labels = np.repeat([42, 3, 7], 10)
+    # Every pixel of an image holds its raw label, so re-indexing can be checked per image.
+    images = np.broadcast_to(raw_labels[:, None, None, None], (30, 5, 6, 3)).astype(np.uint8)
+    path = tmp_path / "odd.npz"
+    np.savez(path, images=images, labels=raw_labels)
+    splits = load_dataset("arrays", root=path, seed=1)
+    assert splits.num_classes == 3 and splits.class_names == ("3", "7", "42")
+    assert splits.image_shape == (3, 5, 6)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 6, 6)
+    original = torch.tensor([3.0, 7.0, 42.0]) / 255
+    train_pixels = original[splits.train.labels][:, None, None].expand(-1, 5, 6)
+    mean, std = train_pixels.mean(), train_pixels.std()
+    for split in (splits.train, splits.val, splits.test):
+        per_class = torch.bincount(split.labels, minlength=3)
+        assert per_class.tolist() == [len(split) // 3] * 3
+        # Undo the training standardisation: the raw label must come back.
+        restored = split.images[:, 0, 0, 0] * std + mean
+        torch.testing.assert_close(restored, original[split.labels], atol=1e-5, rtol=0)
+
+
+def test_arrays_accepts_grey_float_images(tmp_path: Path) -> None:
+    path = tmp_path / "grey.npz"
+    np.savez(path, images=np.random.rand(40, 4, 4).astype(np.float32), labels=np.arange(40) % 4)
+    splits = load_dataset("arrays", root=path)
+    assert splits.image_shape == (1, 4, 4) and splits.num_classes == 4
+
+
+def test_arrays_without_labels_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, images=np.zeros((4, 2, 2)))
+    with pytest.raises(ConfigError, match="labels"):
+        load_dataset("arrays", root=path)
+
+
+# --- MNIST and Fashion-MNIST (idx files in torchvision's raw layout) ---------------------------
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    # idx header: two zero bytes, type 0x08 (unsigned byte), rank; then big-endian dimensions.
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def _fake_mnist(raw: Path, n_train: int, n_test: int) -> tuple[np.ndarray, ...]:
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    arrays = []
+    for prefix, count in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(count) % 10
+        images = rng.integers(0, 256, size=(count, 28, 28))
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        arrays += [images, labels]
+    return tuple(arrays)
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"), [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")]
+)
+def test_mnist_family_reads_idx_files_and_validates_on_the_last_twelfth(
+    tmp_path: Path, name: str, folder: str
+) -> None:
+    train_images, train_labels, test_images, test_labels = _fake_mnist(
+        tmp_path / folder / "raw", n_train=120, n_test=30
+    )
+    splits = load_dataset(name, root=tmp_path)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (110, 10, 30)
+    assert splits.image_shape == (1, 28, 28) and splits.num_classes == 10
+    if name == "mnist":
+        assert splits.class_names == tuple(MNIST.classes)
+    pixels = train_images[:110] / 255.0
+    mean, std = pixels.mean(), pixels.std(ddof=1)
+    for split, images, labels in (
+        (splits.train, train_images[:110], train_labels[:110]),
+        (splits.val, train_images[110:], train_labels[110:]),
+        (splits.test, test_images, test_labels),
+    ):
+        assert torch.equal(split.labels, torch.from_numpy(labels).long())
+        expected = torch.from_numpy((images / 255.0 - mean) / std).float().unsqueeze(1)
+        torch.testing.assert_close(split.images, expected, atol=1e-4, rtol=1e-4)
+
+
+# --- photo sets ------------------------------------------------------------------------------
+
+
+def test_flowers102_reads_the_official_layout_and_split(tmp_path: Path) -> None:
+    base = tmp_path / "flowers-102"
+    raw_labels = np.array([5, 17, 102] * 6)  # image i (1-based) has raw_labels[i - 1]
+    colour_of_raw = {5: COLOURS[0], 17: COLOURS[1], 102: COLOURS[2]}
+    for image_id, label in enumerate(raw_labels, start=1):
+        _write_image(base / "jpg" / f"image_{image_id:05d}.jpg", colour_of_raw[label])
+    scipy.io.savemat(base / "imagelabels.mat", {"labels": raw_labels[None, :]})
+    ids = np.arange(1, 19)
+    scipy.io.savemat(
+        base / "setid.mat",
+        {"trnid": ids[:9][None], "valid": ids[9:12][None], "tstid": ids[12:][None]},
+    )
+    splits = load_dataset("flowers102", root=tmp_path, image_size=SIZE)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (9, 3, 6)
+    assert splits.num_classes == 3 and splits.image_shape == (3, SIZE, SIZE)
+    assert splits.class_names == tuple(Flowers102.classes[i] for i in (4, 16, 101))
+    assert splits.train.labels.tolist() == [0, 1, 2] * 3
+    assert isinstance(splits.test, FileDataset)
+    assert splits.test.get_batch(torch.tensor([0, 1])).shape == (2, 3, SIZE, SIZE)
+    for split in (splits.train, splits.val, splits.test):
+        _assert_colours_match_labels(split, COLOURS)
+
+
+def _fake_pets(base: Path) -> None:
+    breeds = ["Abyssinian", "great_pyrenees", "Bengal"]
+    lines: dict[str, list[str]] = {"trainval": [], "test": []}
+    for class_id, breed in enumerate(breeds):
+        for n in range(13):
+            image_id = f"{breed}_{n}"
+            _write_image(base / "images" / f"{image_id}.jpg", COLOURS[class_id])
+            lines["trainval" if n < 10 else "test"].append(f"{image_id} {class_id + 1} 1 1")
+    (base / "annotations").mkdir()
+    for split, entries in lines.items():
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(entries) + "\n")
+
+
+def test_oxford_pet_uses_the_official_test_list_and_carves_validation(tmp_path: Path) -> None:
+    _fake_pets(tmp_path / "oxford-iiit-pet")
+    splits = load_dataset("oxford-pet", root=tmp_path, image_size=SIZE, seed=5)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (24, 6, 9)
+    assert splits.class_names == ("Abyssinian", "Bengal", "great pyrenees")
+    assert torch.equal(torch.bincount(splits.val.labels), torch.tensor([2, 2, 2]))
+    assert not set(splits.train.paths) & set(splits.val.paths)
+    assert all("_1" in path.stem for path in splits.test.paths)  # test ids are 10, 11, 12
+    colour_of_class = [COLOURS[0], COLOURS[2], COLOURS[1]]  # classes sorted by breed name
+    for split in (splits.train, splits.val, splits.test):
+        _assert_colours_match_labels(split, colour_of_class)
+    other = load_dataset("oxford-pet", root=tmp_path, image_size=SIZE, seed=6)
+    assert other.test.paths == splits.test.paths and other.val.paths != splits.val.paths
+
+
+def _write_file_list(path: Path, files: list[str], labels: list[int]) -> None:
+    scipy.io.savemat(
+        path,
+        {"file_list": np.array(files, dtype=object)[:, None], "labels": np.array(labels)[:, None]},
+    )
+
+
+def test_stanford_dogs_reads_the_mat_lists(tmp_path: Path) -> None:
+    base = tmp_path / "stanford-dogs"
+    folders = ["n02085620-Chihuahua", "n02085782-Japanese_spaniel", "n02116738-African_hunting_dog"]
+    train, test = [], []
+    for class_id, folder in enumerate(folders):
+        for n in range(7):
+            relative = f"{folder}/{folder.split('-')[0]}_{n}.jpg"
+            _write_image(base / "Images" / relative, COLOURS[class_id])
+            (train if n < 5 else test).append((relative, class_id + 1))
+    for name, entries in (("train_list.mat", train), ("test_list.mat", test)):
+        _write_file_list(base / name, [f for f, _ in entries], [y for _, y in entries])
+    splits = load_dataset("stanford-dogs", root=tmp_path, image_size=SIZE)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (12, 3, 6)
+    assert splits.class_names == ("Chihuahua", "Japanese spaniel", "African hunting dog")
+    for split in (splits.train, splits.val, splits.test):
+        _assert_colours_match_labels(split, COLOURS)
+
+
+def test_folder_splits_an_image_folder_and_decodes_grey_images_as_rgb(tmp_path: Path) -> None:
+    for class_id, name in enumerate(["cat", "dog", "eel"]):
+        for n in range(10):
+            _write_image(tmp_path / name / f"{n}.png", COLOURS[class_id], grey=name == "eel")
+    splits = load_dataset("folder", root=tmp_path, image_size=SIZE, seed=2)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 6, 6)
+    assert splits.class_names == ("cat", "dog", "eel") and splits.image_shape == (3, SIZE, SIZE)
+    all_paths = splits.train.paths + splits.val.paths + splits.test.paths
+    assert len(set(all_paths)) == 30
+    grey = round(np.dot(COLOURS[2], [0.299, 0.587, 0.114]))  # PIL's RGB -> L conversion
+    for split in (splits.train, splits.val, splits.test):
+        _assert_colours_match_labels(split, [COLOURS[0], COLOURS[1], (grey,) * 3])
+
+
+def test_photo_augmentation_applies_to_train_only(tmp_path: Path) -> None:
+    for class_id, name in enumerate(["a", "b", "c"]):
+        for n in range(5):
+            _write_image(tmp_path / name / f"{n}.png", COLOURS[class_id])
+    splits = load_dataset(
+        "folder", root=tmp_path, image_size=SIZE, augment=True, pretrained_normalization=True
+    )
+    assert splits.train.augmented and not splits.test.augmented
+    assert splits.train.get_batch(torch.arange(4)).shape == (4, 3, SIZE, SIZE)
+    plain = splits.train.evaluation_view()
+    assert not plain.augmented and plain.paths == splits.train.paths
+    # ImageNet normalisation of the red channel of the first class's solid colour.
+    red = (250 / 255 - 0.485) / 0.229
+    first = plain.get_batch(torch.nonzero(plain.labels == 0)[:1, 0])
+    assert float(first[0, 0].mean()) == pytest.approx(red, abs=0.06)
+
+
+# --- missing data, names, roots --------------------------------------------------------------
+
+NAMED_SETS = ["mnist", "fashion-mnist", "flowers102", "oxford-pet", "stanford-dogs"]
+
+
+@pytest.mark.parametrize("name", NAMED_SETS)
+def test_a_missing_data_set_is_one_line_naming_the_path_and_the_remedy(
+    tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(DataNotFoundError) as caught:
+        load_dataset(name, root=tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and str(tmp_path) in message
+    assert name in message and "--download" in message
+
+
+@pytest.mark.parametrize(("name", "target"), [("folder", "nowhere"), ("arrays", "nowhere.npz")])
+def test_missing_folder_or_array_file_names_the_path(
+    tmp_path: Path, name: str, target: str
+) -> None:
+    with pytest.raises(DataNotFoundError, match=str(tmp_path / target)):
+        load_dataset(name, root=tmp_path / target)
+
+
+def test_a_folder_without_images_is_missing_data(tmp_path: Path) -> None:
+    (tmp_path / "empty-class").mkdir()
+    with pytest.raises(DataNotFoundError, match="one sub-folder of images per class"):
+        load_dataset("folder", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["folder", "arrays"])
+def test_folder_and_arrays_need_an_explicit_root(name: str) -> None:
+    with pytest.raises(ConfigError, match="--data-root"):
+        load_dataset(name)
+
+
+def test_a_failed_download_is_one_line_with_the_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(url: str, **_: object) -> None:
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr("repmet.data.photos.download_and_extract_archive", offline)
+    with pytest.raises(DataNotFoundError) as caught:
+        load_dataset("stanford-dogs", root=tmp_path, download=True)
+    message = str(caught.value)
+    assert "\n" not in message and "Name or service not known" in message
+    assert "vision.stanford.edu" in message and str(tmp_path / "stanford-dogs") in message
+
+
+def test_download_failures_without_a_message_still_say_what_happened(tmp_path: Path) -> None:
+    def fail() -> None:
+        raise TimeoutError()
+
+    with pytest.raises(DataNotFoundError, match=r"\(TimeoutError\)"):
+        download_or_explain("x", tmp_path, fail, source="https://example.org/x")
+
+
+def test_unknown_data_set_lists_the_choices() -> None:
+    with pytest.raises(UnknownNameError) as caught:
+        load_dataset("cifar-1000")
+    for name in DATASETS.names():
+        assert name in str(caught.value)
+    assert set(NAMED_SETS) | {"digits", "folder", "arrays"} == set(DATASETS.names())
+
+
+def test_image_size_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="image_size"):
+        load_dataset("digits", image_size=0)
+
+
+def test_default_data_root_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPMET_DATA_ROOT", str(tmp_path / "sets"))
+    assert default_data_root() == tmp_path / "sets"
+    with pytest.raises(DataNotFoundError, match=str(tmp_path / "sets" / "MNIST")):
+        load_dataset("mnist")
+    monkeypatch.delenv("REPMET_DATA_ROOT")
+    monkeypatch.chdir(tmp_path)
+    assert default_data_root() == tmp_path / "data"
