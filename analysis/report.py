@@ -1,0 +1,476 @@
+"""The study report: ``python analysis/report.py [STUDY_DIR]``.
+
+For every loss of a study it takes the trial with the lowest validation error, evaluates that
+trial's best checkpoint on the whole train and test splits and writes the results table (Markdown
+to stdout and ``results.md``, ``results.csv``, ``results.tex``), next to baselines (the untrained
+network and 1-nearest-neighbour on raw pixels), the selected hyperparameters, the trial counts, and
+figures (validation curves, Optuna views, embedding maps) gathered on ``report.html``.
+
+It reads only files, so a study folder copied to another machine works (``--data-root`` points at
+the data there), and so does a study that is still running (the caption says how far each loss
+has got).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analysis import plots  # noqa: E402  (after the path fix above)
+from analysis.scores import (  # noqa: E402
+    Evaluator,
+    Selection,
+    mean_std_errors,
+    percent_errors,
+    raw_nearest_neighbour_errors,
+    select_best,
+)
+from analysis.study_files import (  # noqa: E402
+    StudyFolder,
+    TrialStatus,
+    find_latest_study,
+    read_study,
+)
+from analysis.tables import (  # noqa: E402
+    MISSING,
+    ResultsTable,
+    Row,
+    Stat,
+    TextTable,
+    loss_label,
+    to_html,
+    to_latex,
+    to_markdown,
+)
+from repmet.errors import RepmetError  # noqa: E402
+
+FORMATS: tuple[str, ...] = ("markdown", "csv", "latex", "all")
+#: Searched hyperparameters shown per loss, in this order, where the study searched them.
+HYPERPARAMETERS: tuple[str, ...] = (
+    "alpha",
+    "sigma",
+    "m",
+    "d",
+    "k",
+    "embedding_dim",
+    "lr",
+    "rep_lr",
+    "refresh_every",
+)
+UNTRAINED_KEY = "untrained"
+RAW_KEY = "raw-1nn"
+REPMET_V2 = "repmet-v2"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python analysis/report.py",
+        description="Results table, baselines and figures of a repmet study.",
+    )
+    parser.add_argument(
+        "study_dir",
+        nargs="?",
+        type=Path,
+        help="the study folder (holding study.json); default: the most recently modified one "
+        "under --storage",
+    )
+    parser.add_argument(
+        "--storage",
+        type=Path,
+        default=Path("results"),
+        help="where studies live (default: results)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="all",
+        help="which table files to write (stdout always shows Markdown; default: all)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=0,
+        help="re-train each loss's best configuration with N new seeds and report mean ± std",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="base seed of the repeats (seeds seed+1 .. seed+N; default: the configuration's seed)",
+    )
+    parser.add_argument(
+        "--data-root", default=None, help="where the data set lives, if not where the study saw it"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="report folder (default: <study>/report)"
+    )
+    parser.add_argument("--no-plots", action="store_true", help="write the tables only")
+    parser.add_argument(
+        "--tsne", action="store_true", help="embedding maps by t-SNE instead of PCA (slower)"
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="auto",
+        help="where to evaluate (default: auto, the GPU when there is one)",
+    )
+    args = parser.parse_args(argv)
+    if args.repeats < 0:
+        parser.error(f"--repeats = {args.repeats} must be >= 0")
+    return args
+
+
+@dataclass
+class Report:
+    """Everything the report writes, gathered before any file is written."""
+
+    study: StudyFolder
+    results: ResultsTable
+    repeats: ResultsTable | None
+    hyperparameters: TextTable
+    trials: TextTable
+    pictures: list[plots.Picture] = field(default_factory=list)
+    figure_notes: list[str] = field(default_factory=list)
+
+    def tables(self) -> list[TextTable]:
+        tables = [self.results.text()]
+        if self.repeats is not None:
+            tables.append(self.repeats.text())
+        return [*tables, self.hyperparameters, self.trials]
+
+    def markdown(self) -> str:
+        parts = [f"# Results of study {self.study.name}\n"]
+        parts += [to_markdown(table) for table in self.tables()]
+        if self.figure_notes:
+            parts.append(
+                "### Figures not drawn\n\n" + "\n".join(f"- {n}" for n in self.figure_notes)
+            )
+        return "\n".join(parts) + "\n"
+
+    def latex(self) -> str:
+        return "\n".join(to_latex(table) for table in self.tables())
+
+    def html(self) -> str:
+        title = html.escape(f"Results of study {self.study.name}")
+        body = [f"<h1>{title}</h1>"]
+        body += [to_html(table) for table in self.tables()]
+        if self.pictures:
+            body.append("<h2>Figures</h2>")
+        for picture in self.pictures:
+            alt = html.escape(picture.title)
+            body.append(
+                f'<figure><img src="{html.escape(picture.file)}" alt="{alt}">'
+                f"<figcaption>{alt}</figcaption></figure>"
+            )
+        if self.figure_notes:
+            items = "".join(f"<li>{html.escape(note)}</li>" for note in self.figure_notes)
+            body.append(f"<h3>Figures not drawn</h3><ul>{items}</ul>")
+        style = (
+            "body{font-family:sans-serif;margin:2em;max-width:1200px}"
+            "table{border-collapse:collapse;margin:1em 0}"
+            "td,th{border:1px solid #bbb;padding:.25em .6em;text-align:center}"
+            "caption{caption-side:top;text-align:left;padding:.3em 0}"
+            "figure{display:inline-block;margin:1em}img{max-width:100%}"
+            ".note{font-size:small;color:#444}"
+        )
+        return (
+            f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{style}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+        )
+
+    def write(self, folder: Path, *, formats: str) -> list[Path]:
+        """Writes the selected table files and the HTML page; returns the paths written."""
+        folder.mkdir(parents=True, exist_ok=True)
+        files: dict[str, str] = {}
+        if formats in ("markdown", "all"):
+            files["results.md"] = self.markdown()
+        if formats in ("csv", "all"):
+            files["results.csv"] = self.results.csv()
+            if self.repeats is not None:
+                files["results_repeats.csv"] = self.repeats.csv()
+        if formats in ("latex", "all"):
+            files["results.tex"] = self.latex()
+        files["report.html"] = self.html()
+        written = []
+        for name, text in files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+            written.append(folder / name)
+        return written
+
+
+def progress_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def build_report(
+    study: StudyFolder,
+    *,
+    evaluator: Evaluator,
+    folder: Path,
+    repeats: int = 0,
+    seed: int | None = None,
+    draw: bool = True,
+    tsne: bool = False,
+    progress: Callable[[str], None] = progress_to_stderr,
+) -> Report:
+    """Selects, evaluates and draws everything the report shows (figures go to ``folder``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    selections: dict[str, Selection] = {}
+    for loss, record in study.losses.items():
+        selection = select_best(record, metric=study.metric, mode=study.mode)
+        if selection is None:
+            notes.append(f"{loss}: no trial has reported {study.metric} yet")
+            continue
+        selections[loss] = selection
+        if selection.note:
+            notes.append(selection.note)
+    notes += [f"{loss}: not started yet" for loss in study.not_started]
+
+    pictures: list[plots.Picture] = []
+    figure_notes: list[str] = []
+    rows: list[Row] = []
+    for loss, selection in selections.items():
+        progress(
+            f"evaluating {loss}: trial {selection.trial.name}, checkpoint at iteration "
+            f"{selection.checkpoint_iteration}"
+        )
+        trial = evaluator.load(selection)
+        rows.append(Row(loss, loss_label(loss), percent_errors(trial.evaluate("train", "test"))))
+        if draw:
+            embeddings, labels = trial.embed("test")
+            centroids, classes = trial.centroids()
+            file = f"embedding_{loss}.png"
+            plots.plot_embedding_map(
+                embeddings,
+                labels,
+                centroids,
+                classes,
+                title=loss_label(loss),
+                path=folder / file,
+                tsne=tsne,
+                seed=trial.config.seed,
+                class_names=trial.splits.class_names,
+            )
+            pictures.append(plots.Picture(title=f"{loss_label(loss)}: test embeddings", file=file))
+    if selections:
+        rows += baseline_rows(
+            next(iter(selections.values())), evaluator=evaluator, progress=progress
+        )
+    if REPMET_V2 in selections:
+        alpha = selections[REPMET_V2].trial.params.get("alpha")
+        notes.append(
+            f"{loss_label(REPMET_V2)}: its loss never goes below alpha"
+            f"{f' = {alpha:g}' if isinstance(alpha, (int, float)) else ''} (the own-class share "
+            "of the mixture is at most 1, so -log of it is >= 0); a training loss at alpha is its "
+            "floor, not a failure to learn."
+        )
+
+    results = ResultsTable(
+        title="Errors (%)",
+        rows=tuple(rows),
+        caption=results_caption(study, selections),
+        notes=tuple(notes),
+    )
+    repeated = None
+    if repeats:
+        repeated = repeat_table(selections, evaluator=evaluator, repeats=repeats, seed=seed)
+
+    if draw:
+        progress("drawing figures")
+        curves = "val_error_curves.png"
+        plots.plot_val_curves(study.losses, selections, metric=study.metric, path=folder / curves)
+        pictures.insert(0, plots.Picture(title="Validation error of every trial", file=curves))
+        for loss in study.losses:
+            views = plots.plot_optuna_views(study.optuna_path, loss, folder=folder)
+            pictures += views.pictures
+            figure_notes += views.notes
+
+    return Report(
+        study=study,
+        results=results,
+        repeats=repeated,
+        hyperparameters=hyperparameter_table(study, selections),
+        trials=trial_count_table(study),
+        pictures=pictures,
+        figure_notes=figure_notes,
+    )
+
+
+def baseline_rows(
+    first: Selection, *, evaluator: Evaluator, progress: Callable[[str], None]
+) -> list[Row]:
+    """The untrained network (the best configuration of the first loss, not trained) and
+    1-nearest-neighbour on raw pixels (Simple column only)."""
+    progress(f"evaluating baselines: untrained network ({first.loss} configuration), raw 1-NN")
+    untrained = evaluator.build(first.trial.params)
+    rows = [
+        Row(
+            UNTRAINED_KEY,
+            f"Untrained network ({loss_label(first.loss)} config)",
+            percent_errors(untrained.evaluate("train", "test")),
+        )
+    ]
+    train_error, test_error = raw_nearest_neighbour_errors(untrained.splits)
+    rows.append(
+        Row(
+            RAW_KEY,
+            "1-NN on raw pixels",
+            {"simple": (Stat(100.0 * train_error), Stat(100.0 * test_error))},
+        )
+    )
+    return rows
+
+
+def repeat_table(
+    selections: Mapping[str, Selection],
+    *,
+    evaluator: Evaluator,
+    repeats: int,
+    seed: int | None,
+) -> ResultsTable:
+    """Each loss's best configuration trained ``repeats`` more times with seeds base+1..base+N."""
+    rows = []
+    bases = []
+    for loss, selection in selections.items():
+        base = seed if seed is not None else int(selection.trial.params.get("seed", 0))
+        bases.append(base)
+        runs = evaluator.retrain(
+            selection.trial.params, seeds=range(base + 1, base + repeats + 1), loss=loss
+        )
+        rows.append(Row(loss, loss_label(loss), mean_std_errors(runs)))
+    seeds = ", ".join(sorted({f"{b + 1}..{b + repeats}" for b in bases}))
+    return ResultsTable(
+        title=f"Errors (%) of the best configurations re-trained, mean ± std over N = {repeats}",
+        rows=tuple(rows),
+        caption=(
+            f"Each loss's best configuration trained from scratch N = {repeats} times with seeds "
+            f"{seeds} for its configured iterations (same data split), evaluated at the end on the "
+            "whole train (test) splits; mean ± sample standard deviation over the N runs."
+        ),
+    )
+
+
+def results_caption(study: StudyFolder, selections: Mapping[str, Selection]) -> str:
+    dataset = study.fixed.get("dataset") or _first_param(selections, "dataset") or "?"
+    progress = "; ".join(
+        f"{loss_label(loss)} {record.finished} of {record.planned} trials finished"
+        for loss, record in study.losses.items()
+    )
+    unfinished = any(record.finished < record.planned for record in study.losses.values())
+    state = "Study still running" if unfinished or study.not_started else "Study complete"
+    return (
+        f"Errors in percent as Train (Test) on the whole splits of {dataset}, from the checkpoint "
+        f"with the lowest validation error ({study.metric}) of each loss's best trial. "
+        f"{state}: {progress}."
+    )
+
+
+def hyperparameter_table(study: StudyFolder, selections: Mapping[str, Selection]) -> TextTable:
+    """The searched hyperparameters of each loss's selected trial (the fixed settings of the study
+    are left out)."""
+    fixed = set(study.fixed)
+    names = [
+        name
+        for name in HYPERPARAMETERS
+        if name not in fixed and any(name in s.trial.params for s in selections.values())
+    ]
+    rows = []
+    for loss, selection in selections.items():
+        params = selection.trial.params
+        rows.append(
+            (
+                loss_label(loss),
+                selection.trial.name,
+                str(selection.checkpoint_iteration),
+                f"{100.0 * selection.best_value:.1f}",
+                *(_format_value(params[name]) if name in params else MISSING for name in names),
+            )
+        )
+    return TextTable(
+        title="Selected hyperparameters",
+        header=("Loss", "Trial", "Checkpoint iteration", "Val. error (%)", *names),
+        rows=tuple(rows),
+        caption="The searched hyperparameters of the trial in the results table.",
+    )
+
+
+def trial_count_table(study: StudyFolder) -> TextTable:
+    """Per loss: trials run, finished (of planned), completed, stopped early, failed."""
+    rows = tuple(
+        (
+            loss_label(loss),
+            str(len(record.trials)),
+            f"{record.finished} of {record.planned}",
+            str(record.count(TrialStatus.COMPLETED)),
+            str(record.count(TrialStatus.STOPPED)),
+            str(record.count(TrialStatus.FAILED)),
+            str(record.count(TrialStatus.RUNNING)),
+        )
+        for loss, record in study.losses.items()
+    )
+    return TextTable(
+        title="Trials",
+        header=("Loss", "Run", "Finished", "Completed", "Stopped early", "Failed", "Running"),
+        rows=rows,
+        caption=(
+            "Stopped early: ended by the scheduler (ASHA) before the configured iterations; "
+            "running: no final result yet (still running, or interrupted)."
+        ),
+    )
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _first_param(selections: Mapping[str, Selection], name: str) -> Any:
+    return next((s.trial.params.get(name) for s in selections.values()), None)
+
+
+def run(args: argparse.Namespace) -> Report:
+    study_path = args.study_dir if args.study_dir is not None else find_latest_study(args.storage)
+    progress_to_stderr(f"reading study {study_path}")
+    study = read_study(study_path)
+    overrides: dict[str, Any] = {"device": args.device, "num_threads": None}
+    if args.data_root is not None:
+        overrides["data_root"] = args.data_root
+    evaluator = Evaluator(overrides=overrides, progress=progress_to_stderr)
+    folder = args.out if args.out is not None else study.path / "report"
+    report = build_report(
+        study,
+        evaluator=evaluator,
+        folder=folder,
+        repeats=args.repeats,
+        seed=args.seed,
+        draw=not args.no_plots,
+        tsne=args.tsne,
+    )
+    print(report.markdown())
+    for path in report.write(folder, formats=args.format):
+        progress_to_stderr(f"wrote {path}")
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except RepmetError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

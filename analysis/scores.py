@@ -1,0 +1,217 @@
+"""The numbers of the report: which trial and checkpoint represent each loss, their errors on the
+whole train and test splits, the baselines, and re-training the best configurations with new seeds.
+
+Errors come from :meth:`repmet.trial.Trial.evaluate` (the four accuracy types of the spec, error =
+1 - accuracy) and are reported in percent.
+"""
+
+from __future__ import annotations
+
+import pickle
+import statistics
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.neighbors import KNeighborsClassifier
+
+from analysis.study_files import CHECKPOINT_FILE, LossRecord, Step, StudyFolderError, TrialRecord
+from analysis.tables import ERROR_KINDS, SplitStats, Stat
+from repmet.config import TrialConfig
+from repmet.data import DatasetSplits, LabeledDataset
+from repmet.trial import Trial, load_splits
+
+#: The fields that decide which data set a configuration loads (the key of the data cache).
+DATA_FIELDS: tuple[str, ...] = (
+    "dataset",
+    "data_root",
+    "download",
+    "image_size",
+    "split_seed",
+    "pretrained",
+    "augment",
+)
+#: Rows per forward pass when flattening raw inputs for the nearest-neighbour baseline.
+RAW_BATCH = 1024
+
+Errors = Mapping[str, Mapping[str, float]]  # {split: {kind: error in [0, 1]}}
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The trial and checkpoint that stand for one loss in the table."""
+
+    loss: str
+    trial: TrialRecord
+    best: Step  # the trial's step with the best validation error
+    checkpoint_iteration: int  # the iteration at which the evaluated checkpoint was saved
+    checkpoint_dir: Path
+    metric: str  # the validation metric the selection used
+    note: str | None = None  # set when the best step has no checkpoint and a later one is used
+
+    @property
+    def checkpoint_file(self) -> Path:
+        return self.checkpoint_dir / CHECKPOINT_FILE
+
+    @property
+    def best_value(self) -> float:
+        return float(self.best.metrics[self.metric])
+
+
+def select_best(record: LossRecord, *, metric: str, mode: str) -> Selection | None:
+    """The trial with the best validation ``metric`` over its reported steps, and its checkpoint at
+    that step (the latest checkpoint, with a note, when that step has none). Ties go to the first
+    trial, and within it to the earliest step with a checkpoint.
+
+    Returns None while no trial of the loss has reported the metric.
+
+    Raises:
+        StudyFolderError: when the best trial has no checkpoint on disk.
+    """
+    sign = 1.0 if mode == "min" else -1.0
+    candidates = [
+        (trial, steps) for trial in record.trials if (steps := trial.best_steps(metric, mode))
+    ]
+    if not candidates:
+        return None
+    trial, steps = min(candidates, key=lambda pair: sign * float(pair[1][0].metrics[metric]))
+    checkpoints = trial.checkpoints
+    if not checkpoints:
+        raise StudyFolderError(
+            f"no checkpoint in trial {trial.name} (the best trial of loss {record.loss}) "
+            f"at {trial.path}"
+        )
+    saved = [step for step in steps if step.iteration in checkpoints]
+    if saved:
+        best = saved[0]
+        return Selection(
+            loss=record.loss,
+            trial=trial,
+            best=best,
+            checkpoint_iteration=best.iteration,
+            checkpoint_dir=checkpoints[best.iteration],
+            metric=metric,
+        )
+    best = steps[0]
+    latest = max(checkpoints)
+    note = (
+        f"{record.loss}: the best step (iteration {best.iteration}) of trial {trial.name} has no "
+        f"checkpoint; its latest checkpoint (iteration {latest}) is evaluated instead"
+    )
+    return Selection(
+        loss=record.loss,
+        trial=trial,
+        best=best,
+        checkpoint_iteration=latest,
+        checkpoint_dir=checkpoints[latest],
+        metric=metric,
+        note=note,
+    )
+
+
+class Evaluator:
+    """Loads checkpoints and builds trials with run-time overrides (device, data root), keeping
+    one copy of each data set across losses.
+
+    Args:
+        overrides: TrialConfig fields to replace in every loaded configuration (run-time fields
+            such as ``device`` and ``data_root``, never hyperparameters).
+        progress: receives one line per step of work.
+    """
+
+    def __init__(self, *, overrides: Mapping[str, Any], progress: Progress) -> None:
+        self.overrides = dict(overrides)
+        self.progress = progress
+        self._splits: dict[tuple[Any, ...], DatasetSplits] = {}
+
+    def config(self, values: Mapping[str, Any]) -> TrialConfig:
+        return TrialConfig.from_dict({**values, **self.overrides})
+
+    def splits(self, config: TrialConfig) -> DatasetSplits:
+        key = tuple(getattr(config, name) for name in DATA_FIELDS)
+        if key not in self._splits:
+            self._splits[key] = load_splits(config)
+        return self._splits[key]
+
+    def load(self, selection: Selection) -> Trial:
+        """The trial state of the selected checkpoint."""
+        path = selection.checkpoint_file
+        config = self.config(selection.trial.params)
+        splits = self.splits(config)
+        try:
+            return Trial.load(path, splits=splits, **self.overrides)
+        except (EOFError, RuntimeError, pickle.UnpicklingError) as error:
+            # torch.load reports a truncated or foreign file as one of these
+            raise StudyFolderError(f"unreadable checkpoint {path}: {error}") from None
+
+    def build(self, values: Mapping[str, Any]) -> Trial:
+        """A fresh, untrained trial of a configuration."""
+        config = self.config(values)
+        return Trial(config, splits=self.splits(config))
+
+    def retrain(
+        self, values: Mapping[str, Any], *, seeds: Sequence[int], loss: str
+    ) -> list[Errors]:
+        """Trains the configuration once per seed for its configured iterations (the data split
+        stays fixed: it depends on ``split_seed`` only) and evaluates each run."""
+        runs = []
+        for seed in seeds:
+            self.progress(f"re-training {loss} with seed {seed}")
+            trial = self.build({**values, "seed": seed})
+            trial.train(trial.config.iterations)
+            runs.append(trial.evaluate("train", "test"))
+        return runs
+
+
+def percent_errors(errors: Errors) -> dict[str, SplitStats]:
+    """``Trial.evaluate("train", "test")`` as table cells in percent."""
+    return {
+        kind: (Stat(100.0 * errors["train"][kind]), Stat(100.0 * errors["test"][kind]))
+        for kind in ERROR_KINDS
+    }
+
+
+def mean_std_errors(runs: Sequence[Errors]) -> dict[str, SplitStats]:
+    """Mean and sample standard deviation (0 for a single run) over repeated runs, in percent."""
+
+    def stat(values: list[float]) -> Stat:
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return Stat(statistics.fmean(values), std)
+
+    return {
+        kind: (
+            stat([100.0 * run["train"][kind] for run in runs]),
+            stat([100.0 * run["test"][kind] for run in runs]),
+        )
+        for kind in ERROR_KINDS
+    }
+
+
+def flattened(dataset: LabeledDataset) -> np.ndarray:
+    """All inputs of a split as float32 rows of raw (transformed, deterministic) pixels."""
+    view = dataset.evaluation_view()
+    indices = torch.arange(len(view))
+    chunks = [
+        view.get_batch(chunk).reshape(len(chunk), -1).float().numpy()
+        for chunk in indices.split(RAW_BATCH)
+    ]
+    return np.concatenate(chunks)
+
+
+def raw_nearest_neighbour_errors(splits: DatasetSplits) -> tuple[float, float]:
+    """1-nearest-neighbour on flattened raw inputs (train error by leave-one-out), in [0, 1].
+
+    It shows how much of the task needs no learned embedding at all.
+    """
+    train_x, train_y = flattened(splits.train), splits.train.labels.numpy()
+    test_x, test_y = flattened(splits.test), splits.test.labels.numpy()
+    classifier = KNeighborsClassifier(n_neighbors=1).fit(train_x, train_y)
+    # kneighbors without query points leaves each training point out of its own neighbours
+    _, neighbours = classifier.kneighbors(n_neighbors=1)
+    train_error = float(np.mean(train_y[neighbours[:, 0]] != train_y))
+    test_error = float(np.mean(classifier.predict(test_x) != test_y))
+    return train_error, test_error

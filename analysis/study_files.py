@@ -1,0 +1,346 @@
+"""Reads a study folder from its files alone (no Ray cluster, no Ray import): the manifest, one Tune
+experiment folder per loss, each trial's reported steps and checkpoints.
+
+Layout (written by ``study/run.py``)::
+
+    <study>/study.json                  manifest: space, losses, data set, num_samples, status, ...
+    <study>/optuna.db                   one Optuna study per loss (study_name = loss name)
+    <study>/<loss>/<trial>/params.json  the trial's Tune config (a TrialConfig dict)
+    <study>/<loss>/<trial>/result.json  one JSON object per reported step
+    <study>/<loss>/<trial>/checkpoint_00000N/trial.pt
+
+Anything missing or unreadable raises :class:`StudyFolderError` naming the file, so that the report
+prints one line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import pickle
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repmet.config import LOSS_NAMES, TrialConfig
+from repmet.errors import RepmetError
+
+MANIFEST_FILE = "study.json"
+OPTUNA_FILE = "optuna.db"
+PARAMS_FILE = "params.json"
+RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "trial.pt"  # the file trainables.CHECKPOINT_FILE names, without importing Ray
+CHECKPOINT_PREFIX = "checkpoint_"
+ERROR_FILES = ("error.txt", "error.pkl")
+ITERATION = "iteration"  # trainables.metrics.ITERATION
+DEFAULT_METRIC = "val/error_simple"  # trainables.metrics.SELECTION_METRIC
+DEFAULT_MODE = "min"  # trainables.metrics.SELECTION_MODE
+
+
+class StudyFolderError(RepmetError):
+    """A study folder that is missing a file the report needs, or holds an unreadable one."""
+
+
+class TrialStatus(enum.Enum):
+    """Where a trial stands, as far as its files tell."""
+
+    COMPLETED = "completed"  # ran all its configured iterations
+    STOPPED = "stopped early"  # ended by the scheduler (ASHA) before its configured iterations
+    FAILED = "failed"  # errored and never reported a final result
+    RUNNING = "running"  # no final result yet (still running, pending, or interrupted)
+
+    @property
+    def finished(self) -> bool:
+        return self is not TrialStatus.RUNNING
+
+
+@dataclass(frozen=True)
+class Step:
+    """One reported step of a trial."""
+
+    iteration: int
+    metrics: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One Tune trial of one loss, as read from its folder."""
+
+    name: str
+    path: Path
+    params: Mapping[str, Any]
+    steps: tuple[Step, ...]
+    status: TrialStatus
+    checkpoint_dirs: tuple[Path, ...] = field(default=())
+
+    @property
+    def config(self) -> TrialConfig:
+        return TrialConfig.from_dict(self.params)
+
+    @property
+    def configured_iterations(self) -> int:
+        return int(self.params.get("iterations", TrialConfig().iterations))
+
+    @property
+    def last_iteration(self) -> int:
+        return self.steps[-1].iteration if self.steps else 0
+
+    def curve(self, metric: str) -> tuple[list[int], list[float]]:
+        """Iterations and values of ``metric`` over the steps that report it."""
+        pairs = [(s.iteration, _number(s.metrics.get(metric))) for s in self.steps]
+        kept = [(i, v) for i, v in pairs if v is not None]
+        return [i for i, _ in kept], [v for _, v in kept]
+
+    def best_steps(self, metric: str, mode: str) -> tuple[Step, ...]:
+        """The steps that share the best value of ``metric`` (several on ties), oldest first;
+        empty when no step reports it."""
+        scored = [(v, s) for s in self.steps if (v := _number(s.metrics.get(metric))) is not None]
+        if not scored:
+            return ()
+        best = (min if mode == "min" else max)(v for v, _ in scored)
+        return tuple(s for v, s in scored if v == best)
+
+    @cached_property
+    def checkpoints(self) -> dict[int, Path]:
+        """The checkpoints on disk by the iteration they were saved at, oldest first.
+
+        Tune's function API names the checkpoint of a step in ``result.json``
+        (``checkpoint_dir_name``); class trainables do not, so the other checkpoints are dated by
+        the iteration counter stored in their state.
+        """
+        named = {
+            str(step.metrics.get("checkpoint_dir_name")): step.iteration for step in self.steps
+        }
+        found = {
+            named[d.name] if d.name in named else saved_iteration(d / CHECKPOINT_FILE): d
+            for d in self.checkpoint_dirs
+        }
+        return dict(sorted(found.items()))
+
+
+@dataclass(frozen=True)
+class LossRecord:
+    """The trials of one loss (one Tune experiment folder)."""
+
+    loss: str
+    path: Path
+    trials: tuple[TrialRecord, ...]
+    planned: int  # trials the study asked for (num_samples), or the trials found if unknown
+
+    def count(self, status: TrialStatus) -> int:
+        return sum(trial.status is status for trial in self.trials)
+
+    @property
+    def finished(self) -> int:
+        return sum(trial.status.finished for trial in self.trials)
+
+
+@dataclass(frozen=True)
+class StudyFolder:
+    """A whole study: its manifest and the trials of every loss that has started."""
+
+    path: Path
+    manifest: Mapping[str, Any]
+    losses: Mapping[str, LossRecord]
+    not_started: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def metric(self) -> str:
+        return str(self.manifest.get("metric", DEFAULT_METRIC))
+
+    @property
+    def mode(self) -> str:
+        return str(self.manifest.get("mode", DEFAULT_MODE))
+
+    @property
+    def optuna_path(self) -> Path:
+        return self.path / OPTUNA_FILE
+
+    @property
+    def fixed(self) -> Mapping[str, Any]:
+        """The trial settings every trial of the study shares (not searched)."""
+        fixed = self.manifest.get("fixed", self.manifest.get("fixed_config", {}))
+        return fixed if isinstance(fixed, Mapping) else {}
+
+
+def find_latest_study(storage: Path) -> Path:
+    """The most recently modified study folder (one holding ``study.json``) under ``storage``."""
+    if not storage.is_dir():
+        raise StudyFolderError(
+            f"no study folder given and the storage folder {storage} does not exist"
+        )
+    manifests = list(storage.glob(f"*/{MANIFEST_FILE}"))
+    if not manifests:
+        raise StudyFolderError(f"no study folder (one holding {MANIFEST_FILE}) under {storage}")
+    latest = max(manifests, key=lambda p: max(p.stat().st_mtime, p.parent.stat().st_mtime))
+    return latest.parent
+
+
+def read_study(path: Path) -> StudyFolder:
+    """Reads the manifest and every loss folder of a study.
+
+    A loss without any trial folder is an error when the study says it has finished; while the study
+    is still running it is listed as not started.
+    """
+    if not path.is_dir():
+        raise StudyFolderError(f"study folder {path} does not exist")
+    manifest = read_json(path / MANIFEST_FILE, what="study manifest")
+    if not isinstance(manifest, Mapping):
+        raise StudyFolderError(f"study manifest {path / MANIFEST_FILE} is not a JSON object")
+    planned = _planned_trials(manifest)
+    losses: dict[str, LossRecord] = {}
+    not_started: list[str] = []
+    for loss in _study_losses(path, manifest):
+        loss_path = path / loss
+        trial_paths = _trial_folders(loss_path)
+        if not trial_paths:
+            if _loss_finished(manifest, loss):
+                raise StudyFolderError(f"no trials for loss {loss} in {loss_path}")
+            not_started.append(loss)
+            continue
+        trials = tuple(read_trial(p) for p in trial_paths)
+        losses[loss] = LossRecord(
+            loss=loss, path=loss_path, trials=trials, planned=planned.get(loss, len(trials))
+        )
+    if not losses:
+        raise StudyFolderError(f"no trials for any loss in {path}")
+    return StudyFolder(path=path, manifest=manifest, losses=losses, not_started=tuple(not_started))
+
+
+def read_trial(path: Path) -> TrialRecord:
+    """Reads one trial folder: its config, its reported steps and which checkpoints exist."""
+    params = read_json(path / PARAMS_FILE, what=f"config of trial {path.name}")
+    if not isinstance(params, Mapping):
+        raise StudyFolderError(f"config {path / PARAMS_FILE} is not a JSON object")
+    rows = read_result_lines(path / RESULT_FILE, trial=path.name)
+    steps = tuple(
+        Step(iteration=int(row.get(ITERATION, row.get("training_iteration", 0))), metrics=row)
+        for row in rows
+    )
+    return TrialRecord(
+        name=path.name,
+        path=path,
+        params=params,
+        steps=steps,
+        status=_status(path, rows, int(params.get("iterations", TrialConfig().iterations))),
+        checkpoint_dirs=tuple(
+            sorted(p for p in path.glob(f"{CHECKPOINT_PREFIX}*") if (p / CHECKPOINT_FILE).is_file())
+        ),
+    )
+
+
+def saved_iteration(path: Path) -> int:
+    """The iteration counter of a saved trial state, read without loading its tensors (mmap)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["iteration"])
+    except (OSError, EOFError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as error:
+        # torch.load reports a truncated or foreign file as one of these
+        raise StudyFolderError(f"unreadable checkpoint {path}: {error}") from None
+
+
+def read_json(path: Path, *, what: str) -> Any:
+    """One JSON document; a missing or malformed file is a :class:`StudyFolderError`."""
+    if not path.is_file():
+        raise StudyFolderError(f"no {path.name} ({what}) at {path}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise StudyFolderError(f"unreadable {path.name} ({what}) at {path}: {error}") from None
+
+
+def read_result_lines(path: Path, *, trial: str) -> list[dict[str, Any]]:
+    """Tune's ``result.json``: one JSON object per line. A trial that has not reported yet may
+    not have the file."""
+    if not path.is_file():
+        return []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise StudyFolderError(
+            f"unreadable result.json of trial {trial} at {path}: {error}"
+        ) from None
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            raise StudyFolderError(
+                f"unreadable result.json of trial {trial}: line {number} of {path} is not a JSON "
+                "object"
+            )
+        rows.append(row)
+    return rows
+
+
+def _status(path: Path, rows: Sequence[Mapping[str, Any]], iterations: int) -> TrialStatus:
+    # Tune marks the last result done=True both when the trainable finishes and when the
+    # scheduler stops it; an error file without such a result is a failure (a trial retried
+    # after an error and then finished has both).
+    if rows and rows[-1].get("done"):
+        last = int(rows[-1].get(ITERATION, iterations))
+        return TrialStatus.COMPLETED if last >= iterations else TrialStatus.STOPPED
+    if any((path / name).exists() for name in ERROR_FILES):
+        return TrialStatus.FAILED
+    return TrialStatus.RUNNING
+
+
+def _study_losses(path: Path, manifest: Mapping[str, Any]) -> list[str]:
+    """The manifest's losses; without a list, every sub-folder holding trial folders, in the
+    table's order."""
+    losses = manifest.get("losses")
+    if isinstance(losses, Sequence) and not isinstance(losses, str) and losses:
+        return [str(loss) for loss in losses]
+    found = [p.name for p in path.iterdir() if p.is_dir() and _trial_folders(p)]
+    return order_losses(found)
+
+
+def order_losses(losses: Sequence[str]) -> list[str]:
+    """Known losses in the table's order, then any others alphabetically."""
+    rank = {name: i for i, name in enumerate(LOSS_NAMES)}
+    return sorted(losses, key=lambda loss: (rank.get(loss, len(rank)), loss))
+
+
+def _trial_folders(loss_path: Path) -> list[Path]:
+    if not loss_path.is_dir():
+        return []
+    return sorted(p for p in loss_path.iterdir() if p.is_dir() and (p / PARAMS_FILE).is_file())
+
+
+def _planned_trials(manifest: Mapping[str, Any]) -> dict[str, int]:
+    samples = manifest.get("num_samples")
+    losses = manifest.get("losses") or []
+    if isinstance(samples, Mapping):
+        return {str(k): int(v) for k, v in samples.items()}
+    if isinstance(samples, int):
+        return {str(loss): samples for loss in losses}
+    return {}
+
+
+def _loss_finished(manifest: Mapping[str, Any], loss: str) -> bool:
+    """True when the manifest says the loss (or the whole study) is no longer running."""
+    status = manifest.get("status")
+    if isinstance(status, Mapping):
+        status = status.get(loss)
+        if isinstance(status, Mapping):
+            status = status.get("status")
+    return str(status).lower() in {"finished", "completed", "complete", "done", "failed", "error"}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None

@@ -1,0 +1,220 @@
+"""The results table and its renderings: Markdown, CSV, LaTeX and HTML.
+
+A :class:`ResultsTable` holds numbers (errors in percent, optionally mean and standard deviation);
+:class:`TextTable` is what every text format draws, so that the three text renderers share one
+layout and differ only in syntax.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+#: Accuracy types in column order (the keys of ``repmet.trial.Trial.evaluate``), with headers.
+ERROR_KINDS: tuple[str, ...] = ("simple", "magnet", "repmet", "unsupervised")
+KIND_HEADERS: Mapping[str, str] = {
+    "simple": "Simple Error",
+    "magnet": "Magnet Error",
+    "repmet": "RepMet Error",
+    "unsupervised": "Unsup. Error",
+}
+SPLIT_HEADER = "Train (Test)"
+MISSING = "-"
+
+#: Row labels of the known losses, in table order.
+LOSS_LABELS: Mapping[str, str] = {
+    "magnet": "Magnet Loss",
+    "repmet-v1": "RepMet.v1",
+    "repmet-v2": "RepMet.v2",
+    "repmet-v3": "RepMet.v3",
+    "repmet-cvpr": "RepMet (CVPR)",
+    "cluster-margin": "My Loss (cluster margin)",
+    "cluster-margin-v1": "My Loss v1 (plain distances)",
+}
+
+
+def loss_label(loss: str) -> str:
+    return LOSS_LABELS.get(loss, loss)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """An error in percent: one measurement, or the mean and standard deviation of repeats."""
+
+    mean: float
+    std: float | None = None
+
+    def __str__(self) -> str:
+        if self.std is None:
+            return f"{self.mean:.1f}"
+        return f"{self.mean:.1f} ± {self.std:.1f}"
+
+
+#: (train, test) per accuracy type; None where the row has no such number.
+SplitStats = tuple[Stat | None, Stat | None]
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str  # loss name or baseline id, the CSV's first column
+    label: str
+    errors: Mapping[str, SplitStats]
+
+    def cell(self, kind: str) -> str:
+        train, test = self.errors.get(kind, (None, None))
+        if train is None and test is None:
+            return MISSING
+        return (
+            f"{train if train is not None else MISSING} ({test if test is not None else MISSING})"
+        )
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """A table of strings: one header row, an optional second header row, body rows, a caption
+    above and notes below."""
+
+    title: str
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    caption: str = ""
+    subheader: tuple[str, ...] | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class ResultsTable:
+    """Errors in percent per loss (and baselines), as Train (Test) for each accuracy type."""
+
+    title: str
+    rows: tuple[Row, ...]
+    caption: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    def text(self) -> TextTable:
+        return TextTable(
+            title=self.title,
+            header=("Loss", *(KIND_HEADERS[k] for k in ERROR_KINDS)),
+            subheader=("", *(SPLIT_HEADER for _ in ERROR_KINDS)),
+            rows=tuple((row.label, *(row.cell(k) for k in ERROR_KINDS)) for row in self.rows),
+            caption=self.caption,
+            notes=self.notes,
+        )
+
+    def csv(self) -> str:
+        """One row per table row, one numeric column per (type, split), plus ``_std`` columns
+        when the table holds repeats; missing numbers are empty."""
+        with_std = any(
+            stat is not None and stat.std is not None
+            for row in self.rows
+            for pair in row.errors.values()
+            for stat in pair
+        )
+        columns = [f"{kind}_{split}" for kind in ERROR_KINDS for split in ("train", "test")]
+        header = ["loss", "label"]
+        for column in columns:
+            header += [column, f"{column}_std"] if with_std else [column]
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        for row in self.rows:
+            values: list[str] = [row.key, row.label]
+            for kind in ERROR_KINDS:
+                for stat in row.errors.get(kind, (None, None)):
+                    values.append(f"{stat.mean:.4f}" if stat is not None else "")
+                    if with_std:
+                        std = stat.std if stat is not None else None
+                        values.append(f"{std:.4f}" if std is not None else "")
+            writer.writerow(values)
+        return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------------ renderers
+
+
+def to_markdown(table: TextTable) -> str:
+    """GitHub Markdown. A Markdown table has one header row, so the second header row (Train
+    (Test)) becomes the first body row."""
+    lines = [f"### {table.title}", ""]
+    if table.caption:
+        lines += [table.caption, ""]
+    lines.append(_markdown_row(table.header))
+    lines.append("|" + "|".join("---" for _ in table.header) + "|")
+    if table.subheader is not None:
+        lines.append(_markdown_row(table.subheader))
+    lines += [_markdown_row(row) for row in table.rows]
+    if table.notes:
+        lines.append("")
+        lines += [f"{note}  " for note in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+_LATEX_ESCAPES = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX_ESCAPES.get(char, char) for char in text)
+
+
+def to_latex(table: TextTable) -> str:
+    """A ``table`` float with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
+    columns = "l" + "c" * (len(table.header) - 1)
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if table.caption or table.title:
+        lines.append(r"\caption{" + latex_escape(table.caption or table.title) + "}")
+    lines += [r"\begin{tabular}{" + columns + "}", r"\toprule"]
+    lines.append(_latex_row(table.header))
+    if table.subheader is not None:
+        lines.append(_latex_row(table.subheader))
+    lines.append(r"\midrule")
+    lines += [_latex_row(row) for row in table.rows]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    for note in table.notes:
+        lines.append(r"\par\smallskip{\footnotesize " + latex_escape(note) + "}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def _latex_row(cells: Sequence[str]) -> str:
+    return " & ".join(latex_escape(cell) for cell in cells) + r" \\"
+
+
+def to_html(table: TextTable) -> str:
+    """An HTML ``<table>`` with the caption and notes around it."""
+    lines = [f"<h3>{html.escape(table.title)}</h3>", "<table>"]
+    if table.caption:
+        lines.append(f"<caption>{html.escape(table.caption)}</caption>")
+    lines.append("<thead>")
+    lines.append(_html_row(table.header, "th"))
+    if table.subheader is not None:
+        lines.append(_html_row(table.subheader, "th"))
+    lines.append("</thead>")
+    lines.append("<tbody>")
+    lines += [_html_row(row, "td") for row in table.rows]
+    lines.append("</tbody>")
+    lines.append("</table>")
+    lines += [f'<p class="note">{html.escape(note)}</p>' for note in table.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _html_row(cells: Sequence[str], tag: str) -> str:
+    return "<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>"
