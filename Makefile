@@ -1,6 +1,8 @@
 # repmet-study: `make study` runs the default study, `make test` runs lint and the test suite.
 PYTHON ?= python3
 RESULTS ?= results
+# Extra flags for study/run.py, e.g. STUDY_ARGS=--resume or STUDY_ARGS="--smoke --overwrite".
+STUDY_ARGS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
@@ -22,10 +24,11 @@ $(VENV)/.installed-dev: pyproject.toml | $(PY)
 install: $(VENV)/.installed-base
 
 study: $(VENV)/.installed-base
-	$(PY) study/run.py --space repmet && $(PY) analysis/report.py
+	$(PY) study/run.py --space repmet --storage $(RESULTS) $(STUDY_ARGS)
+	$(PY) analysis/report.py --storage $(RESULTS)
 
 report: $(VENV)/.installed-base
-	$(PY) analysis/report.py
+	$(PY) analysis/report.py --storage $(RESULTS)
 
 tensorboard: $(VENV)/.installed-base
 	$(VENV)/bin/tensorboard --logdir $(RESULTS)
