@@ -12,6 +12,7 @@ per iteration whatever the number of groups, and memory is bounded by the chunk 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -138,18 +139,37 @@ def _kmeans_plus_plus(
     k: int,
     generator: torch.Generator,
 ) -> Tensor:
-    """k-means++ seeding (Arthur & Vassilvitskii 2007) for all groups at once: k rounds, each
-    drawing one point per group with probability proportional to its squared distance to the
-    nearest centroid already chosen in its group (uniformly in the first round)."""
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007) for all groups at once.
+
+    The first centroid of every group is a uniformly drawn point; each later one is the best of
+    ``2 + floor(log k)`` candidates (as in scikit-learn), each candidate drawn with probability
+    proportional to its squared distance to the nearest centroid already chosen in its group,
+    the best being the one that most lowers the group's sum of those distances. Plain k-means++
+    (one candidate) now and then seeds two centroids in one well-separated blob, a local optimum
+    that Lloyd iterations cannot leave.
+    """
     centroids = points.new_empty(num_groups, k, points.shape[1])
     nearest = torch.ones(points.shape[0], dtype=points.dtype)
+    candidates_per_round = 2 + int(math.log(k))
     for i in range(k):  # k rounds are inherent to the seeding; each round covers all groups
-        chosen = points[_sample_one_per_group(nearest, groups, num_groups, generator)]
-        centroids[:, i] = chosen
-        distance = squared_distances_to_group(
-            points, groups, chosen, 1, point_sq_norms=point_sq_norms
-        ).squeeze(1)
-        nearest = distance if i == 0 else torch.minimum(nearest, distance)
+        best_sum = torch.full((num_groups,), torch.inf, dtype=torch.float64)
+        best_point = torch.zeros(num_groups, dtype=torch.long)
+        best_nearest = nearest
+        for _ in range(1 if i == 0 else candidates_per_round):
+            candidate = _sample_one_per_group(nearest, groups, num_groups, generator)
+            distance = squared_distances_to_group(
+                points, groups, points[candidate], 1, point_sq_norms=point_sq_norms
+            ).squeeze(1)
+            trial_nearest = distance if i == 0 else torch.minimum(nearest, distance)
+            trial_sum = torch.zeros(num_groups, dtype=torch.float64).index_add_(
+                0, groups, trial_nearest.to(torch.float64)
+            )
+            better = trial_sum < best_sum
+            best_sum = torch.where(better, trial_sum, best_sum)
+            best_point = torch.where(better, candidate, best_point)
+            best_nearest = torch.where(better[groups], trial_nearest, best_nearest)
+        centroids[:, i] = points[best_point]
+        nearest = best_nearest
     return centroids.reshape(num_groups * k, -1)
 
 
@@ -184,7 +204,7 @@ def kmeans(
     iterations: int = 50,
     tolerance: float = 1e-6,
 ) -> KMeansResult:
-    """k-means with k clusters inside every group: k-means++ seeding, then Lloyd iterations.
+    """k-means with k clusters inside every group: greedy k-means++ seeding, then Lloyd iterations.
 
     Minimises sum_n d(x_n, c_{a(n)}) with a(n) restricted to the centroids of x_n's group
     (d = squared Euclidean distance, the spec's distance everywhere).
