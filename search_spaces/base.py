@@ -21,7 +21,7 @@ backbones; it is clipped into the feasible region, with a note, when the data ca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -167,6 +167,24 @@ def define_representative_loss(
     return None
 
 
+@dataclass(frozen=True, kw_only=True)
+class LossObjective:
+    """A loss's define-by-run function bound to its data context, as Optuna calls it.
+
+    The loss name is returned as a constant, so the sampled point is a complete trial config once
+    merged with the fixed settings. A plain picklable object (not a closure) because Tune saves
+    the searcher, and with it this function, with the standard pickle module.
+    """
+
+    loss: str
+    define: DefineFn
+    context: SpaceContext
+
+    def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
+        constants = self.define(trial, context=self.context) or {}
+        return {**constants, "loss": self.loss}
+
+
 @dataclass(frozen=True)
 class Baseline:
     """The first point of a study: the searched parameters of the 2018 seed configuration."""
@@ -214,21 +232,9 @@ class SearchSpace:
             )
         return self.definitions[loss]
 
-    def objective(
-        self, loss: str, context: SpaceContext
-    ) -> Callable[[optuna.Trial], dict[str, Any]]:
-        """The define-by-run function that Optuna (or Ray's OptunaSearch) calls per ``loss`` trial.
-
-        The loss name is returned as a constant, so the sampled point is a complete trial config
-        once merged with the fixed settings.
-        """
-        define = self._definition(loss)
-
-        def define_trial(trial: optuna.Trial) -> dict[str, Any]:
-            constants = define(trial, context=context) or {}
-            return {**constants, "loss": loss}
-
-        return define_trial
+    def objective(self, loss: str, context: SpaceContext) -> LossObjective:
+        """The define-by-run function Optuna (or Ray's OptunaSearch) calls per ``loss`` trial."""
+        return LossObjective(loss=loss, define=self._definition(loss), context=context)
 
     def baseline(self, loss: str, context: SpaceContext) -> Baseline:
         """The 2018 seed configuration restricted to what ``loss`` searches, clipped to feasibility.

@@ -1,0 +1,152 @@
+"""A one-line live progress display for a study, as a Ray Tune callback.
+
+Tune pickles its callbacks with the experiment (``tuner.pkl``) and restores them on resume, so the
+callback keeps only plain values and recomputes everything from the trials Tune passes in.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+from trainables import metrics
+
+#: On a terminal the line is redrawn at most this often; in a log, a line is written this often.
+TERMINAL_REFRESH_S = 0.5
+LOG_REFRESH_S = 30.0
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m03s`` / ``2m03s`` / ``3s``."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{seconds:02d}s"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+class StudyProgress(Callback):
+    """Shows, for the loss being searched: trials done / running / planned, the best validation
+    error so far, the elapsed time and an estimate of the time left for the whole study.
+
+    Args:
+        loss: the loss of this Tune experiment.
+        loss_index: its position among the study's losses (0-based).
+        loss_count: how many losses the study searches, one after another.
+        num_samples: trials planned for this loss.
+        iterations: training iterations of a trial that runs to the end.
+        metric: the validation metric to show the best value of.
+        mode: "min" or "max".
+    """
+
+    def __init__(
+        self,
+        *,
+        loss: str,
+        loss_index: int,
+        loss_count: int,
+        num_samples: int,
+        iterations: int,
+        metric: str,
+        mode: str,
+    ) -> None:
+        self.loss = loss
+        self.loss_index = loss_index
+        self.loss_count = loss_count
+        self.num_samples = num_samples
+        self.iterations = iterations
+        self.metric = metric
+        self.mode = mode
+        self._started = time.monotonic()
+        self._start_fraction = -1.0
+        self._last_shown = -math.inf
+        self._last_line = ""
+
+    def setup(self, **info: Any) -> None:
+        # Called at the start of a run and again on resume: time from here, estimate from here.
+        self._started = time.monotonic()
+        self._start_fraction = -1.0
+        self._last_shown = -math.inf
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        self._show(trials, force=False)
+
+    def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._show(trials, force=True)
+
+    def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        self._show(trials, force=True)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self._show(trials, force=True)
+        if sys.stdout.isatty():
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+    def line(self, trials: list[Trial]) -> str:
+        """The progress line for the current state of ``trials``."""
+        done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
+        errors = sum(t.status == Trial.ERROR for t in trials)
+        running = sum(t.status == Trial.RUNNING for t in trials)
+        best = self._best(trials)
+        fraction = self._study_fraction(trials)
+        if self._start_fraction < 0:
+            self._start_fraction = fraction
+        elapsed = time.monotonic() - self._started
+        gained = fraction - self._start_fraction
+        eta = elapsed * (1.0 - fraction) / gained if gained > 0 else math.nan
+        parts = [
+            f"[{self.loss_index + 1}/{self.loss_count}] {self.loss}:",
+            f"{done}/{self.num_samples} done,",
+            f"{running} running",
+        ]
+        if errors:
+            parts[-1] += ","
+            parts.append(f"{errors} failed")
+        parts.append(f"| best {self.metric} {best:.4f}" if best is not None else "| best -")
+        parts.append(f"| {format_duration(elapsed)} elapsed")
+        parts.append(f"| ETA {format_duration(eta)}" if math.isfinite(eta) else "| ETA -")
+        return " ".join(parts)
+
+    def _show(self, trials: list[Trial], *, force: bool) -> None:
+        terminal = sys.stdout.isatty()
+        now = time.monotonic()
+        interval = TERMINAL_REFRESH_S if terminal else LOG_REFRESH_S
+        if not force and now - self._last_shown < interval:
+            return
+        line = self.line(trials)
+        if not terminal and line == self._last_line:
+            return
+        self._last_shown, self._last_line = now, line
+        if terminal:
+            sys.stdout.write("\r\033[K" + line)
+        else:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    def _best(self, trials: list[Trial]) -> float | None:
+        key = "min" if self.mode == "min" else "max"
+        values = [
+            t.metric_analysis[self.metric][key] for t in trials if self.metric in t.metric_analysis
+        ]
+        if not values:
+            return None
+        return min(values) if self.mode == "min" else max(values)
+
+    def _study_fraction(self, trials: list[Trial]) -> float:
+        """Share of the whole study's planned work that is done (finished trials count whole)."""
+        work = 0.0
+        for trial in trials:
+            if trial.status in (Trial.TERMINATED, Trial.ERROR):
+                work += 1.0
+            else:
+                iteration = (trial.last_result or {}).get(metrics.ITERATION, 0) or 0
+                work += min(float(iteration) / self.iterations, 1.0)
+        this_loss = min(work / self.num_samples, 1.0)
+        return (self.loss_index + this_loss) / self.loss_count

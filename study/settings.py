@@ -1,0 +1,190 @@
+"""The settings of a study and its manifest, ``<study folder>/study.json``.
+
+:class:`StudySettings` is everything a study needs to run (and to resume: ``--resume`` reads the
+settings back from the manifest rather than from the new command line). The manifest is the settings
+plus timestamps, the per-loss status and the command line; see :mod:`study` for its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from repmet.errors import ConfigError
+
+MANIFEST_FILE = "study.json"
+OPTUNA_FILE = "optuna.db"
+MANIFEST_VERSION = 1
+
+PENDING = "pending"
+RUNNING = "running"
+FINISHED = "finished"
+INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudySettings:
+    """What a study runs: the losses of a space, the shared trial settings and the Tune setup.
+
+    Args:
+        space: search space name.
+        losses: the losses searched, each by its own Tune experiment and Optuna study.
+        fixed: the trial config every trial shares (TrialConfig fields), merged under the sampled
+            hyperparameters.
+        num_samples: trials per loss.
+        metric: the validation metric searched on and used by ASHA.
+        mode: "min" or "max".
+        seed: seed of the TPE samplers (the trial seed is in ``fixed``).
+        scheduler: "asha" or "none".
+        cpus_per_trial: CPUs reserved per trial (fractions allowed).
+        gpus_per_trial: GPUs reserved per trial (fractions allowed).
+        max_concurrent: the most trials running at once per loss (None: as resources allow).
+        max_failures: retries of a failed trial before it counts as errored.
+        batch_budget: the largest M * D a trial may use.
+        baseline: per loss, the 2018 seed point evaluated first.
+        baseline_notes: per loss, how the baseline was clipped to the data.
+    """
+
+    space: str
+    losses: tuple[str, ...]
+    fixed: Mapping[str, Any]
+    num_samples: int
+    metric: str
+    mode: str
+    seed: int
+    scheduler: str
+    cpus_per_trial: float
+    gpus_per_trial: float
+    max_concurrent: int | None
+    max_failures: int
+    batch_budget: int
+    baseline: Mapping[str, Mapping[str, Any]]
+    baseline_notes: Mapping[str, tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1:
+            raise ConfigError(f"--num-samples = {self.num_samples} must be >= 1")
+        if self.cpus_per_trial <= 0:
+            raise ConfigError(f"--cpus-per-trial = {self.cpus_per_trial:g} must be > 0")
+        if self.gpus_per_trial < 0:
+            raise ConfigError(f"--gpus-per-trial = {self.gpus_per_trial:g} must be >= 0")
+        if self.max_concurrent is not None and self.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent = {self.max_concurrent} must be >= 1")
+        if self.max_failures < 0:
+            raise ConfigError(f"--max-failures = {self.max_failures} must be >= 0")
+        if self.scheduler not in ("asha", "none"):
+            raise ConfigError(f"--scheduler = {self.scheduler!r} is not one of: asha, none")
+
+    @property
+    def iterations(self) -> int:
+        return int(self.fixed["iterations"])
+
+    @property
+    def eval_every(self) -> int:
+        return int(self.fixed["eval_every"])
+
+    @property
+    def steps_per_trial(self) -> int:
+        """Tune steps (``training_iteration``) of a trial that runs to the end."""
+        return -(-self.iterations // self.eval_every)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["losses"] = list(self.losses)
+        values["fixed"] = dict(self.fixed)
+        values["baseline"] = {loss: dict(point) for loss, point in self.baseline.items()}
+        values["baseline_notes"] = {
+            loss: list(notes) for loss, notes in self.baseline_notes.items()
+        }
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> StudySettings:
+        names = {field.name for field in dataclasses.fields(cls)}
+        missing = sorted(names - set(values))
+        if missing:
+            raise ConfigError(f"the study manifest lacks the fields: {', '.join(missing)}")
+        kwargs = {name: values[name] for name in names}
+        kwargs["losses"] = tuple(values["losses"])
+        kwargs["baseline_notes"] = {
+            loss: tuple(notes) for loss, notes in values["baseline_notes"].items()
+        }
+        return cls(**kwargs)
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 with seconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Manifest:
+    """``study.json``: the settings plus what happened. Written atomically after every change."""
+
+    path: Path
+    settings: StudySettings
+    command: str
+    started: str
+    finished: str | None
+    status: dict[str, str]
+
+    @classmethod
+    def create(cls, folder: Path, settings: StudySettings, *, command: str) -> Manifest:
+        return cls(
+            path=folder / MANIFEST_FILE,
+            settings=settings,
+            command=command,
+            started=now(),
+            finished=None,
+            status=dict.fromkeys(settings.losses, PENDING),
+        )
+
+    @classmethod
+    def read(cls, folder: Path) -> Manifest:
+        path = folder / MANIFEST_FILE
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(
+                f"cannot resume: unreadable study manifest {path} ({error})"
+            ) from None
+        return cls(
+            path=path,
+            settings=StudySettings.from_dict(values),
+            command=str(values.get("command", "")),
+            started=str(values.get("started", "")),
+            finished=values.get("finished"),
+            status={loss: str(values["status"].get(loss, PENDING)) for loss in values["losses"]},
+        )
+
+    def set_status(self, loss: str, status: str) -> None:
+        self.status[loss] = status
+        if all(value == FINISHED for value in self.status.values()):
+            self.finished = now()
+        self.write()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": MANIFEST_VERSION,
+            **self.settings.to_dict(),
+            "status": dict(self.status),
+            "started": self.started,
+            "finished": self.finished,
+            "command": self.command,
+        }
+
+    def write(self) -> None:
+        # Atomic replace: the report may read the manifest while the study runs.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.path.parent, suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            json.dump(self.to_dict(), stream, indent=2)
+            stream.write("\n")
+        os.replace(temporary, self.path)
