@@ -79,6 +79,25 @@ def _segment_logsumexp(values: Tensor, segments: Tensor, num_segments: int) -> T
     return sums.log_() + maxima
 
 
+def _per_class_reduce(
+    values: Tensor, centroid_classes: Tensor, num_classes: int, class_major: bool, reduce: str
+) -> Tensor:
+    """``[B, J] -> [B, C]``: "amin" or "logsumexp" over each class's centroids.
+
+    With the class-major layout (centroid j of class j // k) this is a reshape to ``[B, C, k]``
+    and a plain reduction, several times faster than the scatter used for any other layout.
+    """
+    rows = values.shape[0]
+    if class_major:
+        grouped = values.reshape(rows, num_classes, -1)
+        return grouped.amin(dim=2) if reduce == "amin" else torch.logsumexp(grouped, dim=2)
+    segments = centroid_classes.expand(rows, -1)
+    if reduce == "logsumexp":
+        return _segment_logsumexp(values, segments, num_classes)
+    out = values.new_full((rows, num_classes), torch.inf)
+    return out.scatter_reduce_(1, segments, values, reduce="amin")
+
+
 def _log_class_scores(
     distances: Tensor,
     centroid_classes: Tensor,
@@ -86,6 +105,7 @@ def _log_class_scores(
     method: str,
     variance: float,
     L: int,
+    class_major: bool,
 ) -> Tensor:
     """``[B, C]`` scores in the log domain whose argmax over classes is the prediction.
 
@@ -94,14 +114,11 @@ def _log_class_scores(
         over the L nearest centroids (Magnet eq. 6).
     repmet: log sum_{j of c} exp(-d_j / 2 sigma2) over all J centroids (RepMet eq. 6).
     """
-    rows = distances.shape[0]
     if method == "simple":
-        nearest = distances.new_full((rows, num_classes), torch.inf)
-        nearest.scatter_reduce_(1, centroid_classes.expand(rows, -1), distances, reduce="amin")
-        return -nearest
+        return -_per_class_reduce(distances, centroid_classes, num_classes, class_major, "amin")
     if method == "repmet":
         logits = distances / (-2.0 * variance)
-        return _segment_logsumexp(logits, centroid_classes.expand(rows, -1), num_classes)
+        return _per_class_reduce(logits, centroid_classes, num_classes, class_major, "logsumexp")
     kept_distances, kept = distances.topk(min(L, distances.shape[1]), dim=1, largest=False)
     logits = kept_distances / (-2.0 * variance)
     per_class = _segment_logsumexp(logits, centroid_classes[kept], num_classes)
@@ -152,6 +169,10 @@ def _per_chunk(
     centroids = centroids.detach().to(dtype)
     centroid_classes = centroid_classes.long()
     num_classes = int(centroid_classes.max()) + 1
+    num_centroids = centroids.shape[0]
+    class_major = num_centroids % num_classes == 0 and torch.equal(
+        centroid_classes, torch.arange(num_centroids) // (num_centroids // num_classes)
+    )
     centroid_sq_norms = squared_norms(centroids)
     if chunk_size is None:
         chunk_size = max(1, MAX_BLOCK_ELEMENTS // centroids.shape[0])
@@ -163,7 +184,7 @@ def _per_chunk(
         distances = (squared_norms(queries)[:, None] - 2 * cross + centroid_sq_norms).clamp_min_(0)
         for method in methods:
             scores = _log_class_scores(
-                distances, centroid_classes, num_classes, method, variance, L
+                distances, centroid_classes, num_classes, method, variance, L, class_major
             )
             results[method].append(reduce(scores))
     return {

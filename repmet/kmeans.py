@@ -150,26 +150,24 @@ def _kmeans_plus_plus(
     """
     centroids = points.new_empty(num_groups, k, points.shape[1])
     nearest = torch.ones(points.shape[0], dtype=points.dtype)
-    candidates_per_round = 2 + int(math.log(k))
     for i in range(k):  # k rounds are inherent to the seeding; each round covers all groups
-        best_sum = torch.full((num_groups,), torch.inf, dtype=torch.float64)
-        best_point = torch.zeros(num_groups, dtype=torch.long)
-        best_nearest = nearest
-        for _ in range(1 if i == 0 else candidates_per_round):
-            candidate = _sample_one_per_group(nearest, groups, num_groups, generator)
-            distance = squared_distances_to_group(
-                points, groups, points[candidate], 1, point_sq_norms=point_sq_norms
-            ).squeeze(1)
-            trial_nearest = distance if i == 0 else torch.minimum(nearest, distance)
-            trial_sum = torch.zeros(num_groups, dtype=torch.float64).index_add_(
-                0, groups, trial_nearest.to(torch.float64)
-            )
-            better = trial_sum < best_sum
-            best_sum = torch.where(better, trial_sum, best_sum)
-            best_point = torch.where(better, candidate, best_point)
-            best_nearest = torch.where(better[groups], trial_nearest, best_nearest)
-        centroids[:, i] = points[best_point]
-        nearest = best_nearest
+        trials = 1 if i == 0 else 2 + int(math.log(k))
+        candidates = torch.stack(
+            [_sample_one_per_group(nearest, groups, num_groups, generator) for _ in range(trials)],
+            dim=1,
+        )  # [G, trials]
+        # All candidates of a round in one pass over the points: [N, trials].
+        distances = squared_distances_to_group(
+            points, groups, points[candidates.reshape(-1)], trials, point_sq_norms=point_sq_norms
+        )
+        if i > 0:
+            distances = torch.minimum(distances, nearest[:, None])
+        potentials = torch.zeros(num_groups, trials, dtype=torch.float64).index_add_(
+            0, groups, distances.to(torch.float64)
+        )
+        best = potentials.argmin(dim=1)  # [G]
+        centroids[:, i] = points[candidates.gather(1, best[:, None]).squeeze(1)]
+        nearest = distances.gather(1, best[groups][:, None]).squeeze(1)
     return centroids.reshape(num_groups * k, -1)
 
 

@@ -66,6 +66,14 @@ def test_scores_match_an_independent_reference() -> None:
     repmet = class_scores(*args, method="repmet", variance=1.3)
     np.testing.assert_allclose(magnet.numpy(), magnet_ref, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(repmet.numpy(), repmet_ref, rtol=1e-10, atol=1e-12)
+    # Any other centroid order (the scatter path instead of the class-major reshape) agrees.
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(0))
+    shuffled = (args[0], args[1][order], args[2][order])
+    for method, reference in (("magnet", magnet_ref), ("repmet", repmet_ref)):
+        scores = class_scores(*shuffled, method=method, variance=1.3, L=5)
+        np.testing.assert_allclose(scores.numpy(), reference, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(class_scores(*shuffled, method="simple"),
+                               class_scores(*args, method="simple"))
     nearest = ((x[:, None] - c[None]) ** 2).sum(-1).argmin(1)
     assert predict(*args, method="simple").tolist() == classes[nearest].tolist()
     assert predict(*args, method="repmet", variance=1.3).tolist() == repmet_ref.argmax(1).tolist()
