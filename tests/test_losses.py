@@ -31,6 +31,7 @@ from repmet.losses import (
     repmet_v2_loss,
     repmet_v3_loss,
 )
+from repmet.losses.base import masked_logsumexp, safe_sqrt
 
 REPRESENTATIVE_LOSSES: dict[str, Callable[..., LossOutput]] = {
     "repmet-v1": repmet_v1_loss,
@@ -128,7 +129,7 @@ def test_cvpr_reference_parts_match_oracle_o5() -> None:
 def random_representative_batch(
     seed: int, k: int, dtype: torch.dtype = torch.float64
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """10 rows drawn from 3 of 4 classes (so one class has no batch rows); representatives'
+    """10 rows drawn from classes 0, 1 and 3 of 4 (class 2 has no batch rows); representatives'
     classes are shuffled so nothing relies on the class-major layout."""
     generator = torch.Generator().manual_seed(seed)
     num_classes, dim, rows = 4, 5, 10
@@ -138,6 +139,10 @@ def random_representative_batch(
     ]
     embeddings = torch.randn(rows, dim, generator=generator, dtype=dtype)
     reps = torch.randn(num_classes * k, dim, generator=generator, dtype=dtype)
+    # A representative of the absent class 2 inside the margin of a batch row: cluster-margin
+    # must leave it out of the sum (S_j = 0) although the row intrudes into its ball.
+    absent = int((rep_classes == 2).nonzero()[0])
+    reps[absent] = embeddings[0] + 0.05 * torch.randn(dim, generator=generator, dtype=dtype)
     return embeddings, labels, reps, rep_classes
 
 
@@ -247,6 +252,30 @@ def test_magnet_gradcheck() -> None:
 
 
 # ---------------------------------------------------------------- robustness
+
+
+def test_masked_logsumexp_of_an_empty_slice_is_minus_inf_with_zero_gradient() -> None:
+    values = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype=torch.float64)
+    values.requires_grad_(True)
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    result = masked_logsumexp(values, mask, dim=1)
+    assert result[0].item() == pytest.approx(np.log(np.exp(1.0) + np.exp(3.0)))
+    assert result[1].item() == -np.inf
+    (grad,) = torch.autograd.grad(result[0], values, retain_graph=True)
+    softmax = np.exp([1.0, 3.0]) / np.exp([1.0, 3.0]).sum()
+    assert grad.flatten().tolist() == pytest.approx([softmax[0], 0.0, softmax[1], 0.0, 0.0, 0.0])
+    # The empty slice alone: its gradient must be 0, not NaN.
+    (grad,) = torch.autograd.grad(result.clamp_min(0.0).sum(), values)
+    assert bool(torch.isfinite(grad).all())
+    assert grad[1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_safe_sqrt_has_zero_gradient_at_zero() -> None:
+    values = torch.tensor([0.0, 4.0, 1e-30], dtype=torch.float64, requires_grad=True)
+    roots = safe_sqrt(values)
+    assert roots.tolist() == pytest.approx([0.0, 2.0, 1e-15])
+    (grad,) = torch.autograd.grad(roots.sum(), values)
+    assert grad.tolist() == pytest.approx([0.0, 0.25, 0.5e15])
 
 
 def all_losses_float32(x: Tensor, reps: Tensor) -> dict[str, Tensor]:

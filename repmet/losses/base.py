@@ -101,12 +101,10 @@ def safe_sqrt(values: Tensor) -> Tensor:
 def masked_logsumexp(values: Tensor, mask: Tensor, dim: int) -> Tensor:
     """log sum exp of ``values`` where ``mask`` is True along ``dim``.
 
-    A slice with nothing kept is an empty sum: the result is -inf with a zero gradient (reducing
-    an all -inf slice directly would give NaN gradients, exp(-inf - (-inf))).
+    A slice with nothing kept is an empty sum: -inf, with a zero gradient (torch.logsumexp's
+    backward handles all -inf slices; the losses' tests pin that behaviour down).
     """
-    any_kept = mask.any(dim=dim, keepdim=True)
-    kept = values.masked_fill(~mask, -math.inf).masked_fill(~any_kept, 0.0)
-    return kept.logsumexp(dim=dim).masked_fill(~any_kept.squeeze(dim), -math.inf)
+    return values.masked_fill(~mask, -math.inf).logsumexp(dim=dim)
 
 
 def masked_amin(values: Tensor, mask: Tensor, dim: int) -> Tensor:
