@@ -136,20 +136,21 @@ def plot_optuna_views(storage: Path, loss: str, *, folder: Path) -> Plots:
                 f"{loss}: {title} skipped ({completed} completed Optuna trials, needs {needed})"
             )
             continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Optuna flags these views as experimental
-                axes = view(study)
-        # A view that fails (e.g. importances of a parameter that never varied) should cost the
-        # report that one picture, not the whole report.
-        except Exception as error:  # noqa: BLE001
-            plots.notes.append(f"{loss}: {title} skipped ({type(error).__name__}: {error})")
-            plt.close("all")
-            continue
-        figure = np.asarray(axes).flat[0].figure
-        figure.suptitle(f"{loss_label(loss)}: {title}")
         file = f"optuna_{loss}_{suffix}.png"
-        _save(figure, folder / file)
+        # Optuna switches the global style; rc_context restores it for the other figures.
+        with plt.rc_context(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna flags these views as experimental
+            try:
+                axes = view(study)
+            # A view that fails (e.g. importances of a parameter that never varied) should cost
+            # the report that one picture, not the whole report.
+            except Exception as error:  # noqa: BLE001
+                plots.notes.append(f"{loss}: {title} skipped ({type(error).__name__}: {error})")
+                plt.close("all")
+                continue
+            figure = np.asarray(axes).flat[0].figure
+            figure.suptitle(f"{loss_label(loss)}: {title}")
+            _save(figure, folder / file)
         plots.pictures.append(Picture(title=f"{loss_label(loss)}: {title}", file=file))
     return plots
 

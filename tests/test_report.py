@@ -1,0 +1,459 @@
+"""The study report on a tiny real study (2 losses x 2 trials on digits, made once per module)
+and on corrupted copies of it, plus file-level checks of the selection rules."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from analysis import report as report_cli
+from analysis.scores import select_best
+from analysis.study_files import (
+    DEFAULT_METRIC,
+    DEFAULT_MODE,
+    ITERATION,
+    StudyFolderError,
+    find_latest_study,
+    read_study,
+    read_trial,
+)
+from analysis.tables import LOSS_LABELS, to_markdown
+from repmet.config import TrialConfig
+from repmet.trial import Trial, load_splits
+
+ROOT = Path(__file__).resolve().parent.parent
+LOSSES = ("magnet", "repmet-v2")
+FIXED = {
+    "dataset": "digits",
+    "model": "small-cnn",
+    "iterations": 20,
+    "eval_every": 10,
+    "embedding_dim": 16,
+    "m": 4,
+    "d": 4,
+    "k": 2,
+    "num_threads": 1,
+    "seed": 0,
+}
+CELL = re.compile(r"^(\d+\.\d) \((\d+\.\d)\)$")
+PLUS_MINUS_CELL = re.compile(r"^\d+\.\d ± \d+\.\d \(\d+\.\d ± \d+\.\d\)$")
+
+
+def _define_trial(trial, *, loss: str) -> dict:
+    """Optuna define-by-run space of the tiny study (module level: Tune pickles it)."""
+    trial.suggest_float("lr", 1e-3, 1e-2, log=True)
+    trial.suggest_float("alpha", 0.5, 2.0)
+    return {"loss": loss}
+
+
+def _make_study(folder: Path) -> None:
+    """Two losses, two Optuna-sampled trials each, in the layout of ``study/run.py``: one Tune
+    experiment per loss, one Optuna study per loss in optuna.db, and the manifest."""
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from trainables import MetricLearningTrainable, metrics
+
+    folder.mkdir(parents=True)
+    manifest = {
+        "space": "tiny",
+        "losses": list(LOSSES),
+        "fixed": FIXED,
+        "num_samples": 2,
+        "metric": metrics.SELECTION_METRIC,
+        "mode": metrics.SELECTION_MODE,
+        "seed": 0,
+        "status": dict.fromkeys(LOSSES, "finished"),
+    }
+    (folder / "study.json").write_text(json.dumps(manifest))
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    for loss in LOSSES:
+        search = OptunaSearch(
+            space=functools.partial(_define_trial, loss=loss),
+            metric=metrics.SELECTION_METRIC,
+            mode=metrics.SELECTION_MODE,
+            sampler=optuna.samplers.TPESampler(seed=0),
+            storage=optuna.storages.RDBStorage(f"sqlite:///{folder / 'optuna.db'}"),
+            study_name=loss,
+        )
+        tuner = tune.Tuner(
+            tune.with_resources(MetricLearningTrainable, {"cpu": 1}),
+            param_space=dict(FIXED),
+            tune_config=tune.TuneConfig(
+                search_alg=search,
+                num_samples=2,
+                reuse_actors=True,
+                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
+            ),
+            run_config=tune.RunConfig(
+                name=loss,
+                storage_path=str(folder),
+                verbose=0,
+                checkpoint_config=tune.CheckpointConfig(
+                    num_to_keep=1,
+                    checkpoint_score_attribute=metrics.SELECTION_METRIC,
+                    checkpoint_score_order=metrics.SELECTION_MODE,
+                    checkpoint_frequency=1,
+                    checkpoint_at_end=True,
+                ),
+            ),
+        )
+        tuner.fit()
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("studies") / "tiny"
+    _make_study(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def made(study_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The report of the pristine study, with figures, all formats."""
+    out = tmp_path_factory.mktemp("report")
+    args = report_cli.parse_args([str(study_dir), "--device", "cpu", "--out", str(out)])
+    return report_cli.run(args), out
+
+
+def _copy(study_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "study"
+    shutil.copytree(study_dir, copy, ignore=shutil.ignore_patterns("report"))
+    return copy
+
+
+def _markdown_rows(text: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+            rows.setdefault(cells[0], cells[1:])
+    return rows
+
+
+def _best_by_progress_csv(study_dir: Path, loss: str) -> tuple[str, int, float]:
+    """Trial name, iteration and value of the lowest validation error, from progress.csv (not
+    the result.json files the report reads)."""
+    best = None
+    for progress in sorted((study_dir / loss).glob("*/progress.csv")):
+        frame = pd.read_csv(progress)
+        row = frame.loc[frame[DEFAULT_METRIC].idxmin()]
+        candidate = (float(row[DEFAULT_METRIC]), progress.parent.name, int(row[ITERATION]))
+        if best is None or candidate[0] < best[0]:
+            best = candidate
+    assert best is not None
+    return best[1], best[2], best[0]
+
+
+# ----------------------------------------------------------------------- the tiny real study
+
+
+def test_table_has_every_loss_row_with_eight_numbers_in_percent(made) -> None:
+    report, out = made
+    rows = _markdown_rows((out / "results.md").read_text())
+    for loss in LOSSES:
+        cells = rows[LOSS_LABELS[loss]]
+        assert len(cells) == 4
+        numbers = [float(x) for cell in cells for x in CELL.match(cell).groups()]
+        assert len(numbers) == 8
+        assert all(0.0 <= x <= 100.0 for x in numbers)
+    untrained = next(cells for label, cells in rows.items() if label.startswith("Untrained"))
+    assert all(CELL.match(cell) for cell in untrained)
+    raw = rows["1-NN on raw pixels"]
+    assert CELL.match(raw[0]) and raw[1:] == ["-", "-", "-"]
+    assert "RepMet.v2: its loss never goes below alpha" in (out / "results.md").read_text()
+
+
+def test_best_trial_and_checkpoint_are_the_lowest_validation_error(made, study_dir) -> None:
+    report, _ = made
+    table = _markdown_rows(to_markdown(report.hyperparameters))
+    for loss in LOSSES:
+        trial, iteration, value = _best_by_progress_csv(study_dir, loss)
+        cells = table[LOSS_LABELS[loss]]
+        # Trial | Checkpoint iteration | Val. error (%) in the hyperparameter table
+        assert cells[:3] == [trial, str(iteration), f"{100 * value:.1f}"]
+
+
+def test_test_numbers_equal_a_fresh_evaluation_of_the_best_checkpoint(made, study_dir) -> None:
+    _, out = made
+    by_loss = {row["loss"]: row for row in csv.DictReader((out / "results.csv").open())}
+    for loss in LOSSES:
+        trial, iteration, _ = _best_by_progress_csv(study_dir, loss)
+        checkpoints = sorted((study_dir / loss / trial).glob("checkpoint_*/trial.pt"))
+        saved = [
+            p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
+        ]
+        assert len(saved) == 1
+        fresh = Trial.load(saved[0], device="cpu", num_threads=None).evaluate("test")["test"]
+        for kind, error in fresh.items():
+            assert float(by_loss[loss][f"{kind}_test"]) == pytest.approx(100 * error, abs=1e-3)
+
+
+def test_raw_pixel_nearest_neighbour_matches_brute_force(made) -> None:
+    _, out = made
+    row = next(r for r in csv.DictReader((out / "results.csv").open()) if r["loss"] == "raw-1nn")
+    splits = load_splits(TrialConfig.from_dict(FIXED))
+    train = splits.train.evaluation_view()
+    x = train.get_batch(torch.arange(len(train))).reshape(len(train), -1).double()
+    y = train.labels
+    distances = torch.cdist(x, x)
+    distances.fill_diagonal_(float("inf"))
+    loo_error = (y[distances.argmin(dim=1)] != y).double().mean().item()
+    test = splits.test.evaluation_view()
+    q = test.get_batch(torch.arange(len(test))).reshape(len(test), -1).double()
+    test_error = (y[torch.cdist(q, x).argmin(dim=1)] != test.labels).double().mean().item()
+    assert float(row["simple_train"]) == pytest.approx(100 * loo_error, abs=1e-3)
+    assert float(row["simple_test"]) == pytest.approx(100 * test_error, abs=1e-3)
+    assert row["magnet_train"] == row["unsupervised_test"] == ""
+
+
+def test_trial_counts_and_caption(made) -> None:
+    report, _ = made
+    assert "Study complete" in report.results.caption
+    for loss in LOSSES:
+        assert f"{LOSS_LABELS[loss]} 2 of 2 trials finished" in report.results.caption
+    counts = {row[0]: row[1:] for row in report.trials.rows}
+    for loss in LOSSES:
+        run, finished, completed, stopped, failed, running = counts[LOSS_LABELS[loss]]
+        assert (run, finished, failed, running) == ("2", "2 of 2", "0", "0")
+        assert int(completed) + int(stopped) == 2
+
+
+def test_csv_and_latex_hold_every_row(made) -> None:
+    _, out = made
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [row["loss"] for row in rows] == [*LOSSES, "untrained", "raw-1nn"]
+    for row in rows[:3]:
+        values = [float(v) for k, v in row.items() if k not in ("loss", "label")]
+        assert len(values) == 8 and all(0 <= v <= 100 for v in values)
+    latex = (out / "results.tex").read_text()
+    assert latex.count(r"\begin{tabular}") == latex.count(r"\end{tabular}") >= 1
+    body = latex.split(r"\midrule")[1].split(r"\bottomrule")[0]
+    labels = [line.split(" & ")[0] for line in body.strip().splitlines()]
+    assert labels == [
+        "Magnet Loss",
+        "RepMet.v2",
+        "Untrained network (Magnet Loss config)",
+        "1-NN on raw pixels",
+    ]
+    assert r"$\pm$" not in latex  # no repeats asked for
+
+
+def test_html_page_links_every_png_and_they_exist(made) -> None:
+    _, out = made
+    page = (out / "report.html").read_text()
+    linked = set(re.findall(r'<img src="([^"]+)"', page))
+    assert {"val_error_curves.png", "embedding_magnet.png", "embedding_repmet-v2.png"} <= linked
+    assert {
+        f"optuna_{loss}_{view}.png" for loss in LOSSES for view in ("history", "slice")
+    } <= linked
+    assert linked == {p.name for p in out.glob("*.png")}
+    assert all((out / name).stat().st_size > 1000 for name in linked)
+    assert "<table>" in page and "Magnet Loss" in page
+
+
+def test_stdout_shows_the_markdown_table_and_format_selects_files(study_dir, tmp_path, capsys):
+    out = tmp_path / "csv_only"
+    assert (
+        report_cli.main(
+            [str(study_dir), "--no-plots", "--format", "csv", "--out", str(out), "--device", "cpu"]
+        )
+        == 0
+    )
+    captured = capsys.readouterr()
+    assert "| Loss | Simple Error | Magnet Error | RepMet Error | Unsup. Error |" in captured.out
+    assert "evaluating magnet" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.csv"]
+
+
+def test_repeats_report_mean_and_std_over_new_seeds(study_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "repeats"
+    args = report_cli.parse_args(
+        [str(study_dir), "--repeats", "2", "--no-plots", "--out", str(out), "--device", "cpu"]
+    )
+    report = report_cli.run(args)
+    assert report.repeats is not None and "N = 2" in report.repeats.caption
+    rows = _markdown_rows(to_markdown(report.repeats.text()))
+    assert all(PLUS_MINUS_CELL.match(cell) for loss in LOSSES for cell in rows[LOSS_LABELS[loss]])
+    # Independent re-computation of the magnet row: seeds 1 and 2 of its best configuration.
+    trial_name, _, _ = _best_by_progress_csv(study_dir, "magnet")
+    params = json.loads((study_dir / "magnet" / trial_name / "params.json").read_text())
+    errors = []
+    for seed in (1, 2):
+        trial = Trial(TrialConfig.from_dict({**params, "seed": seed, "num_threads": None}))
+        trial.train(trial.config.iterations)
+        errors.append(100 * trial.evaluate("test")["test"]["simple"])
+    repeated = next(
+        r for r in csv.DictReader((out / "results_repeats.csv").open()) if r["loss"] == "magnet"
+    )
+    assert float(repeated["simple_test"]) == pytest.approx(np.mean(errors), abs=1e-3)
+    assert float(repeated["simple_test_std"]) == pytest.approx(np.std(errors, ddof=1), abs=1e-3)
+
+
+def test_a_running_study_says_how_many_trials_finished(study_dir, tmp_path) -> None:
+    study = _copy(study_dir, tmp_path)
+    manifest = json.loads((study / "study.json").read_text())
+    manifest["status"]["repmet-v2"] = "running"
+    (study / "study.json").write_text(json.dumps(manifest))
+    result = sorted((study / "repmet-v2").glob("*/result.json"))[0]
+    lines = result.read_text().splitlines()
+    result.write_text(lines[0] + "\n")  # its final (done) result not written yet
+    report = report_cli.run(report_cli.parse_args([str(study), "--no-plots", "--device", "cpu"]))
+    assert "Study still running" in report.results.caption
+    assert "RepMet.v2 1 of 2 trials finished" in report.results.caption
+    assert "Magnet Loss 2 of 2 trials finished" in report.results.caption
+
+
+# ----------------------------------------------------------------- corrupt or partial folders
+
+
+def _fails_with(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert report_cli.main([*argv, "--no-plots", "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+def test_missing_manifest_is_one_line_from_the_command_line(study_dir, tmp_path) -> None:
+    study = _copy(study_dir, tmp_path)
+    (study / "study.json").unlink()
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "analysis" / "report.py"), str(study), "--no-plots"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert "study.json" in lines[-1] and lines[-1].startswith("error: ")
+
+
+def test_best_trial_without_checkpoints_is_named(study_dir, tmp_path, capsys) -> None:
+    study = _copy(study_dir, tmp_path)
+    for checkpoint in (study / "magnet").glob("*/checkpoint_*"):
+        shutil.rmtree(checkpoint)
+    best, _, _ = _best_by_progress_csv(study, "magnet")
+    message = _fails_with([str(study)], capsys)
+    assert f"no checkpoint in trial {best}" in message
+
+
+def test_garbage_result_json_is_named(study_dir, tmp_path, capsys) -> None:
+    study = _copy(study_dir, tmp_path)
+    result = sorted((study / "repmet-v2").glob("*/result.json"))[0]
+    result.write_text("garbage, not json\n")
+    message = _fails_with([str(study)], capsys)
+    assert "unreadable result.json" in message and result.parent.name in message
+
+
+def test_missing_loss_folder_is_named(study_dir, tmp_path, capsys) -> None:
+    study = _copy(study_dir, tmp_path)
+    shutil.rmtree(study / "repmet-v2")
+    assert "no trials for loss repmet-v2" in _fails_with([str(study)], capsys)
+
+
+def test_corrupt_checkpoint_is_named(study_dir, tmp_path, capsys) -> None:
+    study = _copy(study_dir, tmp_path)
+    best, _, _ = _best_by_progress_csv(study, "magnet")
+    for state in (study / "magnet" / best).glob("checkpoint_*/trial.pt"):
+        state.write_bytes(b"not a torch file")
+    message = _fails_with([str(study)], capsys)
+    assert "unreadable checkpoint" in message and best in message
+
+
+# ------------------------------------------------------------------ file-level selection rules
+
+
+def _fake_trial(folder: Path, name: str, errors: list[float], saved: list[int]) -> None:
+    """A trial folder whose result.json names the checkpoint of the steps in ``saved``."""
+    trial = folder / name
+    trial.mkdir(parents=True)
+    (trial / "params.json").write_text(
+        json.dumps({"loss": "magnet", "iterations": 10 * len(errors)})
+    )
+    lines = []
+    for step, error in enumerate(errors, start=1):
+        row = {ITERATION: 10 * step, DEFAULT_METRIC: error, "done": step == len(errors)}
+        if step in saved:
+            row["checkpoint_dir_name"] = f"checkpoint_{step:06d}"
+            (trial / row["checkpoint_dir_name"]).mkdir()
+            (trial / row["checkpoint_dir_name"] / "trial.pt").write_bytes(b"")
+        lines.append(json.dumps(row))
+    (trial / "result.json").write_text("\n".join(lines) + "\n")
+
+
+def _fake_study(folder: Path) -> Path:
+    folder.mkdir()
+    (folder / "study.json").write_text(json.dumps({"losses": ["magnet"], "num_samples": 2}))
+    return folder
+
+
+def test_selection_falls_back_to_the_latest_checkpoint_and_says_so(tmp_path) -> None:
+    study = _fake_study(tmp_path / "s")
+    _fake_trial(study / "magnet", "a", [0.5, 0.4, 0.45], saved=[1, 3])
+    _fake_trial(study / "magnet", "b", [0.3, 0.2, 0.25], saved=[1, 3])
+    selection = select_best(read_study(study).losses["magnet"], metric=DEFAULT_METRIC, mode="min")
+    assert selection.trial.name == "b" and selection.best.iteration == 20
+    assert selection.checkpoint_iteration == 30
+    assert selection.checkpoint_dir.name == "checkpoint_000003"
+    assert "iteration 20" in selection.note and "iteration 30" in selection.note
+
+
+def test_selection_prefers_a_checkpointed_step_among_equal_errors(tmp_path) -> None:
+    study = _fake_study(tmp_path / "s")
+    _fake_trial(study / "magnet", "a", [0.2, 0.2, 0.3], saved=[2, 3])
+    selection = select_best(read_study(study).losses["magnet"], metric=DEFAULT_METRIC, mode="min")
+    assert (selection.checkpoint_iteration, selection.note) == (20, None)
+
+
+def test_trial_status_from_files(tmp_path) -> None:
+    _fake_trial(tmp_path, "done", [0.5, 0.4], saved=[2])
+    _fake_trial(tmp_path, "stopped", [0.5], saved=[1])
+    trial = tmp_path / "stopped"
+    (trial / "params.json").write_text(json.dumps({"iterations": 30}))
+    _fake_trial(tmp_path, "failed", [0.5], saved=[])
+    failed = tmp_path / "failed"
+    (failed / "result.json").write_text(json.dumps({ITERATION: 10, "done": False}) + "\n")
+    (failed / "error.txt").write_text("boom")
+    statuses = {
+        name: read_trial(tmp_path / name).status.value for name in ("done", "stopped", "failed")
+    }
+    assert statuses == {"done": "completed", "stopped": "stopped early", "failed": "failed"}
+
+
+def test_latest_study_is_the_most_recently_modified(tmp_path) -> None:
+    for age, name in ((200, "old"), (100, "new")):
+        folder = _fake_study(tmp_path / name)
+        stamp = 1_000_000 - age
+        os.utime(folder / "study.json", (stamp, stamp))
+        os.utime(folder, (stamp, stamp))
+    (tmp_path / "not_a_study").mkdir()
+    assert find_latest_study(tmp_path) == tmp_path / "new"
+    with pytest.raises(StudyFolderError, match="no study folder"):
+        find_latest_study(tmp_path / "not_a_study")
+
+
+def test_file_constants_match_the_trainable_metric_names() -> None:
+    from analysis import study_files
+    from trainables import CHECKPOINT_FILE, metrics
+
+    assert study_files.DEFAULT_METRIC == metrics.SELECTION_METRIC
+    assert study_files.DEFAULT_MODE == metrics.SELECTION_MODE == DEFAULT_MODE
+    assert study_files.ITERATION == metrics.ITERATION
+    assert study_files.CHECKPOINT_FILE == CHECKPOINT_FILE
