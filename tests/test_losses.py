@@ -314,6 +314,19 @@ def test_losses_finite_for_extreme_geometry_in_float32(layout: str) -> None:
             assert bool(torch.isfinite(reps.grad).all()), name
 
 
+@pytest.mark.parametrize("offset", [1e3, -3e3])
+def test_losses_are_translation_invariant_in_float32(offset: float) -> None:
+    # Distances do not change when everything moves; the float32 values must not either, even
+    # far from the origin where |x|^2 dwarfs the distances (cancellation in |a|^2+|b|^2-2ab).
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 16, generator=generator)
+    reps = torch.randn(6, 16, generator=generator)
+    near = all_losses_float32(x, reps)
+    far = all_losses_float32(x + offset, reps + offset)
+    for name in near:
+        assert far[name].item() == pytest.approx(near[name].item(), rel=1e-4, abs=1e-5), name
+
+
 def test_coincident_points_give_the_limit_values() -> None:
     x = torch.zeros(6, 3, requires_grad=True)
     losses = all_losses_float32(x, torch.zeros(6, 3))
