@@ -111,24 +111,27 @@ def nearest_in_group(
     return groups * k + distances.argmin(dim=1)
 
 
-def _sample_one_per_group(
-    weights: Tensor, groups: Tensor, num_groups: int, generator: torch.Generator
+def _sample_per_group(
+    weights: Tensor, groups: Tensor, num_groups: int, draws: int, generator: torch.Generator
 ) -> Tensor:
-    """One point index per group, drawn with probability proportional to ``weights`` in its group.
+    """``[G, draws]`` point indices: independent draws per group, each with probability
+    proportional to ``weights`` within the group.
 
-    Exponential race over the whole ``[N]`` vector at once: with E_n ~ Exp(1) independent, the
-    point with the largest ``w_n / E_n`` in its group is a draw from that group's normalised
-    weights. A group whose weights are all 0 (fewer distinct points than k) yields its first point.
+    Exponential race over ``[draws, N]`` at once: with E_n ~ Exp(1) independent, the point with
+    the largest ``w_n / E_n`` in its group is a draw from that group's normalised weights.
+    A group whose weights are all 0 (fewer distinct points than k) yields its first point.
     """
-    race = torch.empty(weights.shape, dtype=torch.float64).exponential_(generator=generator)
+    num_points = weights.shape[0]
+    race = torch.empty(draws, num_points, dtype=torch.float64).exponential_(generator=generator)
     keys = weights.to(torch.float64) / race.clamp_min_(torch.finfo(torch.float64).tiny)
-    best = torch.full((num_groups,), -torch.inf, dtype=torch.float64)
-    best.scatter_reduce_(0, groups, keys, reduce="amax")
-    is_best = keys == best[groups]
-    positions = torch.arange(weights.shape[0])
-    chosen = torch.full((num_groups,), weights.shape[0], dtype=torch.long)
-    chosen.scatter_reduce_(0, groups[is_best], positions[is_best], reduce="amin")
-    return chosen
+    segments = groups.expand(draws, -1)
+    best = torch.full((draws, num_groups), -torch.inf, dtype=torch.float64)
+    best.scatter_reduce_(1, segments, keys, reduce="amax")
+    is_best = keys == best.gather(1, segments)
+    positions = torch.arange(num_points).expand(draws, -1)
+    chosen = torch.full((draws, num_groups), num_points, dtype=torch.long)
+    chosen.scatter_reduce_(1, segments, positions.masked_fill(~is_best, num_points), reduce="amin")
+    return chosen.T
 
 
 def _kmeans_plus_plus(
@@ -152,10 +155,7 @@ def _kmeans_plus_plus(
     nearest = torch.ones(points.shape[0], dtype=points.dtype)
     for i in range(k):  # k rounds are inherent to the seeding; each round covers all groups
         trials = 1 if i == 0 else 2 + int(math.log(k))
-        candidates = torch.stack(
-            [_sample_one_per_group(nearest, groups, num_groups, generator) for _ in range(trials)],
-            dim=1,
-        )  # [G, trials]
+        candidates = _sample_per_group(nearest, groups, num_groups, trials, generator)
         # All candidates of a round in one pass over the points: [N, trials].
         distances = squared_distances_to_group(
             points, groups, points[candidates.reshape(-1)], trials, point_sq_norms=point_sq_norms
@@ -241,7 +241,11 @@ def kmeans(
     point_sq_norms = squared_norms(points)
     centroids = _kmeans_plus_plus(points, point_sq_norms, groups, num_groups, k, generator)
     assignments = nearest_in_group(points, groups, centroids, k, point_sq_norms=point_sq_norms)
-    threshold = tolerance * float(points.var(dim=0, unbiased=False).mean())
+    # Mean per-dimension variance, from the norms at hand rather than a centred copy of the points.
+    mean_variance = (point_sq_norms.double().mean() - points.double().mean(0).pow(2).sum()) / (
+        points.shape[1]
+    )
+    threshold = tolerance * float(mean_variance)
     num_centroids = num_groups * k
     for _ in range(iterations):
         sums = torch.zeros_like(centroids).index_add_(0, assignments, points)

@@ -87,9 +87,9 @@ def test_seeding_draws_in_proportion_to_weights() -> None:
     weights = torch.tensor([0.0, 1.0, 3.0, 2.0, 2.0, 0.0])
     groups = torch.tensor([0, 0, 0, 1, 1, 1])
     gen = torch.Generator().manual_seed(0)
-    draws = torch.stack(
-        [kmeans_module._sample_one_per_group(weights, groups, 2, gen) for _ in range(4000)]
-    )
+    draws = kmeans_module._sample_per_group(weights, groups, 2, 4000, gen)
+    assert draws.shape == (2, 4000)
+    draws = draws.T
     assert bool((draws[:, 0] != 0).all()) and bool((draws[:, 1] != 5).all())  # zero weight
     assert abs(float((draws[:, 0] == 2).double().mean()) - 0.75) < 0.03
     assert abs(float((draws[:, 1] == 3).double().mean()) - 0.5) < 0.03
