@@ -410,6 +410,10 @@ def test_unknown_loss_name_lists_choices() -> None:
         ("alpha", float("nan"), "alpha must be at least 0, got nan"),
         ("sigma", 0.0, "sigma must be a finite number greater than 0, got 0.0"),
         ("sigma", -1.0, "sigma must be a finite number greater than 0, got -1.0"),
+        ("sigma", float("inf"), "sigma must be a finite number greater than 0, got inf"),
+        ("alpha", float("inf"), "alpha must be finite, got inf"),
+        ("k", 2.5, "k must be an integer of at least 1, got 2.5"),
+        ("num_classes", True, "num_classes must be an integer of at least 2, got True"),
     ],
 )
 @pytest.mark.parametrize("name", ["magnet", "repmet-v1"])
@@ -420,8 +424,10 @@ def test_build_loss_validation_messages(name: str, field: str, value: float, mes
         build_loss(name, **fields)
 
 
-def test_alpha_zero_is_allowed() -> None:
-    assert build_loss("repmet-v3", num_classes=2, k=1, embedding_dim=2, alpha=0.0).alpha == 0.0
+def test_smallest_valid_fields_are_allowed() -> None:
+    module = build_loss("repmet-v3", num_classes=np.int64(2), k=1, embedding_dim=1, alpha=0.0)
+    assert module.alpha == 0.0
+    assert module.representatives.shape == (2, 1)
 
 
 def numpy_nearest_accuracy(x: Tensor, y: Tensor, centres: Tensor, classes: Tensor) -> float:

@@ -9,6 +9,7 @@ over one ``[N, J]`` matrix, with no Python loop over examples or centres.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,6 +56,13 @@ def require_at_least(field: str, value: float, limit: float) -> None:
     """Raises :class:`ConfigError` unless ``value >= limit`` (NaN fails too)."""
     if not value >= limit:
         raise ConfigError(f"{field} must be at least {limit}, got {value!r}.")
+
+
+def require_count_at_least(field: str, value: int, limit: int) -> None:
+    """Raises :class:`ConfigError` unless ``value`` is an integer (not a bool) ``>= limit``."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ConfigError(f"{field} must be an integer of at least {limit}, got {value!r}.")
+    require_at_least(field, value, limit)
 
 
 def require_positive(field: str, value: float) -> None:

@@ -13,7 +13,7 @@ from repmet.losses.base import (
     LossOutput,
     check_margin_and_scale,
     representative_geometry,
-    require_at_least,
+    require_count_at_least,
 )
 from repmet.losses.cluster_margin import cluster_margin_per_example
 from repmet.losses.magnet import magnet_terms
@@ -48,9 +48,9 @@ class ClusterLoss(nn.Module):
         self, *, num_classes: int, k: int, embedding_dim: int, alpha: float, sigma: float = 0.5
     ) -> None:
         super().__init__()
-        require_at_least("num_classes", num_classes, 2)
-        require_at_least("k", k, 1)
-        require_at_least("embedding_dim", embedding_dim, 1)
+        require_count_at_least("num_classes", num_classes, 2)
+        require_count_at_least("k", k, 1)
+        require_count_at_least("embedding_dim", embedding_dim, 1)
         check_margin_and_scale(alpha=alpha, sigma=sigma)
         self.num_classes = num_classes
         self.k = k
