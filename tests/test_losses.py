@@ -310,7 +310,7 @@ def test_losses_finite_for_extreme_geometry_in_float32(layout: str) -> None:
         loss.backward()
         assert torch.isfinite(loss), name
         assert bool(torch.isfinite(x.grad).all()), name
-        if reps.grad is not None:
+        if name != "magnet":  # Magnet's centres are batch means, not the representatives
             assert bool(torch.isfinite(reps.grad).all()), name
 
 
