@@ -36,13 +36,12 @@ def run_direct(config: TrialConfig) -> float:
 
 
 def run_trainable(config: TrialConfig, logdir: str) -> float:
-    from ray.tune.logger import NoopLogger
+    from ray.tune.trainable import trainable as trainable_module
 
     from trainables import MetricLearningTrainable
 
-    trainable = MetricLearningTrainable(
-        config=config.to_dict(), logger_creator=lambda cfg: NoopLogger(cfg, logdir)
-    )
+    trainable_module.DEFAULT_STORAGE_PATH = logdir  # keep the trial folder in the scratch space
+    trainable = MetricLearningTrainable(config=config.to_dict())
     start = time.perf_counter()
     result = {"done": False}
     while not result["done"]:
