@@ -242,7 +242,7 @@ def kmeans(
     centroids = _kmeans_plus_plus(points, point_sq_norms, groups, num_groups, k, generator)
     assignments = nearest_in_group(points, groups, centroids, k, point_sq_norms=point_sq_norms)
     # Mean per-dimension variance, from the norms at hand rather than a centred copy of the points.
-    mean_variance = (point_sq_norms.double().mean() - points.double().mean(0).pow(2).sum()) / (
+    mean_variance = (point_sq_norms.double().mean() - points.mean(0).double().pow(2).sum()) / (
         points.shape[1]
     )
     threshold = tolerance * float(mean_variance)
