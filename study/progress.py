@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
@@ -81,6 +82,8 @@ class StudyProgress(Callback):
         self._show(trials, force=True)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        where = Path(trial.path) / "error.txt" if trial.path else "the trial folder"
+        self._write(f"{self.loss}: trial {trial.trial_id} failed; the traceback is in {where}")
         self._show(trials, force=True)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
@@ -126,8 +129,14 @@ class StudyProgress(Callback):
         self._last_shown, self._last_line = now, line
         if terminal:
             sys.stdout.write("\r\033[K" + line)
+            sys.stdout.flush()
         else:
-            sys.stdout.write(line + "\n")
+            self._write(line)
+
+    @staticmethod
+    def _write(line: str) -> None:
+        """A line of its own (on a terminal, below the progress line being redrawn)."""
+        sys.stdout.write(("\r\033[K" if sys.stdout.isatty() else "") + line + "\n")
         sys.stdout.flush()
 
     def _best(self, trials: list[Trial]) -> float | None:

@@ -1,0 +1,269 @@
+"""The Ray Tune side of a study: connecting to Ray, one Tune experiment per loss (Optuna TPE with
+the baseline first, ASHA, checkpoints, retries), resuming, and the per-loss summary."""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.experiment import Trial
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from repmet.errors import ConfigError, RepmetError
+from search_spaces import SEARCH_SPACES, SpaceContext
+from study.progress import StudyProgress, format_duration
+from study.settings import FINISHED, INTERRUPTED, OPTUNA_FILE, RUNNING, Manifest, StudySettings
+from trainables import MetricLearningTrainable
+
+#: ASHA: rungs at 1, 3, 9, ... evaluations; a third of the trials reaching a rung go on.
+ASHA_GRACE_PERIOD = 1
+ASHA_REDUCTION_FACTOR = 3
+#: Checkpoints kept per trial: the best by the selection metric (Tune also keeps the latest).
+CHECKPOINTS_KEPT = 1
+
+
+class StudyInterrupted(RepmetError):
+    """A study stopped before every trial of a loss finished; ``--resume`` continues it."""
+
+
+class ResumableOptunaSearch(OptunaSearch):
+    """Ray's OptunaSearch, except that a trial that fails stays open (RUNNING) in the Optuna
+    study instead of being closed as FAIL: ``--resume`` continues such trials from their
+    checkpoints, and their final result must then still reach Optuna."""
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if error or trial_id in self._completed_trials:
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+class ResumableConcurrencyLimiter(ConcurrencyLimiter):
+    """Tune's ConcurrencyLimiter forgets a trial when it fails and then drops the completion of
+    that trial once a resumed run finishes it; this one passes such completions on."""
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if trial_id in self.live_trials:
+            super().on_trial_complete(trial_id, result=result, error=error)
+        else:
+            self.searcher.on_trial_complete(trial_id, result=result, error=error)
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study being run: its folder, its manifest (with the settings) and its data context."""
+
+    folder: Path
+    manifest: Manifest
+    context: SpaceContext
+
+    @property
+    def settings(self) -> StudySettings:
+        return self.manifest.settings
+
+
+def connect(*, address: str | None, verbose: bool) -> bool:
+    """Starts a local Ray, or joins ``address``; returns whether this call started it."""
+    if ray.is_initialized():
+        return False
+    logging_level = logging.INFO if verbose else logging.ERROR
+    try:
+        ray.init(
+            address=address or "local",
+            log_to_driver=verbose,
+            logging_level=logging_level,
+            configure_logging=True,
+        )
+    except ConnectionError as error:
+        raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {error}") from None
+    return True
+
+
+def disconnect() -> None:
+    ray.shutdown()
+
+
+def check_resources(settings: StudySettings) -> None:
+    """Refuses requests no node can satisfy, instead of leaving trials pending forever."""
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    most_cpus = max((node.get("CPU", 0.0) for node in nodes), default=0.0)
+    most_gpus = max((node.get("GPU", 0.0) for node in nodes), default=0.0)
+    if settings.gpus_per_trial > most_gpus:
+        raise ConfigError(
+            f"--gpus-per-trial {settings.gpus_per_trial:g} cannot be met: the largest node of the "
+            f"Ray cluster has {most_gpus:g} GPUs"
+        )
+    if settings.cpus_per_trial > most_cpus:
+        raise ConfigError(
+            f"--cpus-per-trial {settings.cpus_per_trial:g} cannot be met: the largest node of the "
+            f"Ray cluster has {most_cpus:g} CPUs"
+        )
+
+
+def trial_dirname(trial: Trial) -> str:
+    """Short trial folder names in creation order (Tune's default repeats every parameter)."""
+    counter = trial.experiment_tag.split("_", 1)[0]
+    return f"trial_{int(counter):03d}_{trial.trial_id}" if counter.isdigit() else trial.trial_id
+
+
+def run_losses(study: Study) -> int:
+    settings, manifest = study.settings, study.manifest
+    started = time.monotonic()
+    print(
+        f"Study {study.folder.name!r}: {', '.join(settings.losses)} on "
+        f"{settings.fixed['dataset']}, {settings.num_samples} trials each -> {study.folder}"
+    )
+    summaries = []
+    for index, loss in enumerate(settings.losses):
+        if manifest.status[loss] == FINISHED:
+            summaries.append(f"{loss}: finished earlier")
+            continue
+        manifest.set_status(loss, RUNNING)
+        try:
+            results = fit_loss(study, loss, index)
+        except KeyboardInterrupt:
+            manifest.set_status(loss, INTERRUPTED)
+            raise StudyInterrupted(
+                f"interrupted during {loss}; continue the study with --resume"
+            ) from None
+        unfinished = settings.num_samples - results.num_terminated - results.num_errors
+        complete = results.num_errors == 0 and unfinished <= 0
+        manifest.set_status(loss, FINISHED if complete else INTERRUPTED)
+        summaries.append(summarize(loss, results, settings))
+        if not complete:
+            print("\n".join(summaries))
+            raise StudyInterrupted(
+                f"{loss}: {results.num_errors} of {settings.num_samples} trials failed"
+                + (f" and {unfinished} did not finish" if unfinished > 0 else "")
+                + "; fix the cause and continue the study with --resume"
+            )
+    print("\n".join(summaries))
+    print(f"Done in {format_duration(time.monotonic() - started)}. Results: {study.folder}")
+    print(f"  curves:  tensorboard --logdir {shlex.quote(str(study.folder))}")
+    print(f"  table:   python analysis/report.py {shlex.quote(str(study.folder))}")
+    return 0
+
+
+def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
+    """Runs (or resumes) the Tune experiment of one loss."""
+    settings = study.settings
+    path = study.folder / loss
+    trainable = tune.with_resources(
+        MetricLearningTrainable,
+        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
+    )
+    if path.exists() and tune.Tuner.can_restore(str(path)):
+        tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+        return tuner.fit()
+    # A loss that died before Tune's first snapshot starts over, Optuna study included.
+    shutil.rmtree(path, ignore_errors=True)
+    storage = optuna_storage(study.folder)
+    if loss in {summary.study_name for summary in optuna.get_all_study_summaries(storage)}:
+        optuna.delete_study(study_name=loss, storage=storage)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=dict(settings.fixed),
+        tune_config=tune.TuneConfig(
+            metric=settings.metric,
+            mode=settings.mode,
+            search_alg=ResumableConcurrencyLimiter(
+                ResumableOptunaSearch(
+                    space=SEARCH_SPACES.get(settings.space).objective(loss, study.context),
+                    metric=settings.metric,
+                    mode=settings.mode,
+                    points_to_evaluate=[dict(settings.baseline[loss])],
+                    sampler=optuna.samplers.TPESampler(seed=settings.seed),
+                    storage=storage,
+                    study_name=loss,
+                ),
+                max_concurrent=max_concurrent(settings),
+            ),
+            scheduler=scheduler(settings),
+            num_samples=settings.num_samples,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=loss,
+            storage_path=str(study.folder),
+            verbose=0,
+            callbacks=[
+                StudyProgress(
+                    loss=loss,
+                    loss_index=index,
+                    loss_count=len(settings.losses),
+                    num_samples=settings.num_samples,
+                    iterations=settings.iterations,
+                    metric=settings.metric,
+                    mode=settings.mode,
+                )
+            ],
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=CHECKPOINTS_KEPT,
+                checkpoint_score_attribute=settings.metric,
+                checkpoint_score_order=settings.mode,
+                checkpoint_frequency=1,
+                checkpoint_at_end=True,
+            ),
+            failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+            # The trainable writes its TensorBoard events into the trial folder: keep them.
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+        ),
+    )
+    return tuner.fit()
+
+
+def max_concurrent(settings: StudySettings) -> int:
+    """``--max-concurrent``, or as many trials as the cluster's resources hold at once. Explicit,
+    because Tune otherwise keeps one trial pending at a time for a searcher, which serialises
+    short trials behind the start-up of each worker."""
+    if settings.max_concurrent is not None:
+        return settings.max_concurrent
+    resources = ray.cluster_resources()
+    fits = [resources.get("CPU", 0.0) / settings.cpus_per_trial]
+    if settings.gpus_per_trial > 0:
+        fits.append(resources.get("GPU", 0.0) / settings.gpus_per_trial)
+    return max(1, math.floor(min(fits)))
+
+
+def optuna_storage(folder: Path) -> optuna.storages.RDBStorage:
+    folder.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}")
+
+
+def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
+    if settings.scheduler == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=settings.steps_per_trial,
+        grace_period=min(ASHA_GRACE_PERIOD, settings.steps_per_trial),
+        reduction_factor=ASHA_REDUCTION_FACTOR,
+    )
+
+
+def summarize(loss: str, results: tune.ResultGrid, settings: StudySettings) -> str:
+    """One line per loss: trials run and the best configuration found."""
+    try:
+        best = results.get_best_result(settings.metric, settings.mode, scope="all")
+    except RuntimeError:
+        return f"{loss}: no trial reported {settings.metric}"
+    value = best.metrics_dataframe[settings.metric].agg(settings.mode)
+    searched = {k: v for k, v in best.config.items() if k in settings.baseline[loss]}
+    shown = " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in searched.items()
+    )
+    return f"{loss}: {len(results)} trials, best {settings.metric} {value:.4f} ({shown})"

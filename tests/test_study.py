@@ -1,0 +1,275 @@
+"""End-to-end tests of ``study/run.py`` on real Ray: a two-loss study, the refusal to overwrite,
+resume after an injected failure, one-line errors, and a study against a separate Ray head."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+
+from study.run import main
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+RUN = [sys.executable, str(REPOSITORY / "study" / "run.py")]
+RAY = str(Path(sys.executable).parent / "ray")
+SMOKE_ITERATIONS = 20  # study.run.SMOKE
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One in-process Ray for the in-process studies (reused if another module started one)."""
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
+    yield
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPOSITORY), env.get("PYTHONPATH")) if p)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def run_cli(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*RUN, *args],
+        cwd=REPOSITORY,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def manifest(folder: Path) -> dict:
+    return json.loads((folder / "study.json").read_text())
+
+
+def trial_folders(folder: Path, loss: str) -> list[Path]:
+    return sorted(p for p in (folder / loss).iterdir() if p.is_dir() and p.name.startswith("trial"))
+
+
+def result_rows(trial: Path) -> list[dict]:
+    return [json.loads(line) for line in (trial / "result.json").read_text().splitlines() if line]
+
+
+def optuna_trials(folder: Path, loss: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=loss, storage=f"sqlite:///{folder / 'optuna.db'}")
+    return study.trials
+
+
+def snapshot(folder: Path) -> dict[str, float]:
+    """Every path under ``folder`` with its modification time."""
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def two_loss_study(ray_local, tmp_path_factory) -> tuple[Path, int, str]:
+    storage = tmp_path_factory.mktemp("studies")
+    argv = ["--space", "all", "--losses", "magnet,repmet-v2", "--smoke", "--num-samples", "3"]
+    argv += ["--max-concurrent", "1", "--storage", str(storage), "--name", "two"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(argv)
+    return storage / "two", status, out.getvalue()
+
+
+def test_two_loss_study_completes(two_loss_study) -> None:
+    folder, status, output = two_loss_study
+    assert status == 0, output
+    info = manifest(folder)
+    assert info["losses"] == ["magnet", "repmet-v2"]
+    assert info["status"] == {"magnet": "finished", "repmet-v2": "finished"}
+    assert info["num_samples"] == 3 and info["metric"] == "val/error_simple"
+    assert info["fixed"]["iterations"] == SMOKE_ITERATIONS and info["finished"]
+    assert f"tensorboard --logdir {folder}" in output
+    assert f"python analysis/report.py {folder}" in output
+
+    for loss in info["losses"]:
+        trials = trial_folders(folder, loss)
+        assert len(trials) == 3
+        for trial in trials:
+            params = json.loads((trial / "params.json").read_text())
+            assert params["loss"] == loss and params["iterations"] == SMOKE_ITERATIONS
+            rows = result_rows(trial)
+            iterations = [row["iteration"] for row in rows]
+            assert iterations in ([10], [10, 20])  # ASHA may stop a trial after its first step
+            assert rows[-1]["done"] is True
+            assert all(0.0 <= row["val/error_simple"] <= 1.0 for row in rows)
+            assert list(trial.glob("checkpoint_*/trial.pt")), trial
+            assert list((trial / "tensorboard").glob("events.out.tfevents.*")), trial
+        # The baseline is the first trial, in Tune and in the persisted Optuna study.
+        first = json.loads((trials[0] / "params.json").read_text())
+        baseline = info["baseline"][loss]
+        assert {name: first[name] for name in baseline} == baseline
+        assert (baseline["k"], baseline["m"], baseline["d"]) == (3, 12, 4)
+        studied = optuna_trials(folder, loss)
+        assert len(studied) == 3
+        assert all(t.state == optuna.trial.TrialState.COMPLETE for t in studied)
+        assert studied[0].params == baseline
+    # repmet-v2 does not search alpha (it cannot change a gradient there); magnet does.
+    assert "alpha" not in info["baseline"]["repmet-v2"] and "alpha" in info["baseline"]["magnet"]
+
+
+def test_rerun_refuses_and_leaves_the_folder_untouched(two_loss_study, capsys) -> None:
+    folder, _, _ = two_loss_study
+    before = snapshot(folder)
+    argv = ["--space", "all", "--losses", "magnet", "--smoke"]
+    status = main([*argv, "--storage", str(folder.parent), "--name", folder.name])
+    error = capsys.readouterr().err.strip()
+    assert status != 0
+    assert len(error.splitlines()) == 1
+    assert "already exists" in error and "--resume" in error and "--overwrite" in error
+    assert snapshot(folder) == before
+
+
+def test_resume_after_injected_failure_finishes_without_redoing_trials(ray_local, tmp_path) -> None:
+    storage, marker = tmp_path / "studies", tmp_path / "failed-once"
+    common = ["--storage", str(storage), "--name", "resume"]
+    args = ["--space", "magnet", "--num-samples", "2", "--max-iterations", "30"]
+    args += ["--eval-every", "10", "--scheduler", "none", "--max-failures", "0"]
+    args += ["--max-concurrent", "1"]
+    # The first trial fails once on its way to iteration 20 (after its checkpoint at 10); the
+    # second then runs to the end.
+    failed = run_cli(
+        *args,
+        *common,
+        REPMET_FAIL_AT_ITERATION="20",
+        REPMET_FAIL_ONCE_FILE=str(marker),
+    )
+    assert failed.returncode != 0, failed.stdout + failed.stderr
+    assert "Traceback" not in failed.stderr and "--resume" in failed.stderr
+    assert marker.exists()
+    folder = storage / "resume"
+    assert manifest(folder)["status"] == {"magnet": "interrupted"}
+    trials = trial_folders(folder, "magnet")
+    assert len(trials) == 2
+    errored = [t for t in trials if (t / "error.txt").exists()]
+    assert len(errored) == 1
+    finished = next(t for t in trials if t not in errored)
+    finished_rows = result_rows(finished)
+    assert [row["iteration"] for row in finished_rows] == [10, 20, 30]
+    assert [row["iteration"] for row in result_rows(errored[0])] == [10]
+    # The failed trial stays open in Optuna, to be completed by the resumed run.
+    states = [t.state for t in optuna_trials(folder, "magnet")]
+    assert states == [optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.COMPLETE]
+
+    assert main(["--resume", *common]) == 0
+    assert manifest(folder)["status"] == {"magnet": "finished"}
+    assert trial_folders(folder, "magnet") == trials  # no trial was added or re-sampled
+    assert result_rows(finished) == finished_rows  # the finished trial did not run again
+    # The failed trial continued from its checkpoint at iteration 10.
+    assert [row["iteration"] for row in result_rows(errored[0])] == [10, 20, 30]
+    studied = optuna_trials(folder, "magnet")
+    assert len(studied) == 2
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in studied)
+
+
+BAD_INPUTS = [
+    (["--space", "nope"], "unknown search space 'nope'"),
+    (["--dataset", "nope"], "unknown data set 'nope'"),
+    (["--num-samples", "many"], "invalid int value"),
+    (["--smoke", "--gpus-per-trial", "1"], "--gpus-per-trial 1 cannot be met"),
+    (["--smoke", "--cpus-per-trial", "64"], "--cpus-per-trial 64 cannot be met"),
+]
+
+
+def test_bad_input_is_one_line_and_nonzero(tmp_path) -> None:
+    # All at once: each is a fresh interpreter, and the resource checks start a Ray of their own.
+    runs = []
+    for number, (args, expected) in enumerate(BAD_INPUTS):
+        storage = tmp_path / str(number)
+        storage.mkdir()
+        process = subprocess.Popen(
+            [*RUN, *args, "--storage", str(storage)],
+            cwd=REPOSITORY,
+            env=subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        runs.append((args, expected, storage, process))
+    for args, expected, storage, process in runs:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode != 0, args
+        assert "Traceback" not in stderr, stderr
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1, stderr
+        assert expected in lines[0]
+        assert list(storage.iterdir()) == []  # nothing was written
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process, from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int(entry.name)
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            table[pid] = (parent, command)
+    return table
+
+
+def stop_cluster(temp_dir: str) -> None:
+    """Stops only the processes of the head started with ``temp_dir`` and their descendants
+    (``ray stop`` would also stop any other Ray on the machine, including this session's)."""
+    table = processes()
+    ours = {pid for pid, (_, command) in table.items() if temp_dir in command}
+    grew = True
+    while grew:
+        children = {pid for pid, (parent, _) in table.items() if parent in ours} - ours
+        ours |= children
+        grew = bool(children)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in ours:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in ours):
+            time.sleep(0.2)
+
+
+def test_smoke_study_on_a_separate_ray_head(tmp_path) -> None:
+    port = free_port()
+    # A short temp dir: Ray's socket paths must stay under the Unix limit, and a private one keeps
+    # this head out of /tmp/ray/ray_current_cluster, where other ray.init() calls would find it.
+    temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
+    head = [RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1"]
+    head += ["--num-cpus", "2", "--include-dashboard=false", f"--temp-dir={temp_dir}"]
+    try:
+        started = subprocess.run(
+            head, env=subprocess_env(), capture_output=True, text=True, timeout=120
+        )
+        assert started.returncode == 0, started.stderr
+        result = run_cli(
+            "--space", "magnet", "--smoke", "--address", f"127.0.0.1:{port}",
+            "--storage", str(tmp_path),
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        info = manifest(tmp_path / "magnet")
+        assert info["status"] == {"magnet": "finished"}
+        assert len(trial_folders(tmp_path / "magnet", "magnet")) == 2
+        assert "tensorboard --logdir" in result.stdout
+    finally:
+        stop_cluster(temp_dir)
