@@ -25,3 +25,7 @@ class UnknownNameError(RepmetError, KeyError):
 
 class DataNotFoundError(RepmetError, FileNotFoundError):
     """A data set or weights file that is not where it was looked for."""
+
+
+class TrainingDiverged(RepmetError, ArithmeticError):
+    """The training loss became NaN or infinite; the trial cannot continue."""

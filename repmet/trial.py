@@ -21,7 +21,7 @@ import torch
 from repmet.clusters import ClusterIndex, LossTable
 from repmet.config import TrialConfig
 from repmet.data import DatasetSplits, LabeledDataset, load_dataset
-from repmet.errors import ConfigError
+from repmet.errors import ConfigError, TrainingDiverged
 from repmet.evaluation import compute_embeddings, evaluate
 from repmet.losses import build_loss
 from repmet.models import build_model
@@ -151,6 +151,11 @@ class Trial:
             with self._autocast():
                 embeddings = self.model(images)
             output = self.loss_fn(embeddings.float(), labels, cluster_ids)
+            if not torch.isfinite(output.loss):
+                raise TrainingDiverged(
+                    f"training diverged at iteration {self.iteration + 1}: the {self.config.loss} "
+                    f"loss is {float(output.loss)}; try a lower learning rate"
+                )
 
             self.optimizer.zero_grad(set_to_none=True)
             if self.rep_optimizer is not None:

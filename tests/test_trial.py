@@ -96,3 +96,13 @@ def test_cli_bad_value_is_one_line_error(capsys) -> None:
     assert train_main(["--sigma", "0", "--iterations", "1"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: sigma = 0.0 must be > 0"
+
+
+def test_nan_loss_stops_with_a_clear_error(digits) -> None:
+    from repmet.errors import TrainingDiverged
+
+    trial = Trial(TrialConfig(loss="magnet", m=4, k=2), splits=digits)
+    with torch.no_grad():
+        trial.model.head.weight.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged, match="training diverged at iteration 1: the magnet loss"):
+        trial.train(1)
