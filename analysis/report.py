@@ -442,7 +442,7 @@ def run(args: argparse.Namespace) -> Report:
     study_path = args.study_dir if args.study_dir is not None else find_latest_study(args.storage)
     progress_to_stderr(f"reading study {study_path}")
     study = read_study(study_path)
-    overrides: dict[str, Any] = {"device": args.device, "num_threads": None}
+    overrides: dict[str, Any] = {"device": args.device}
     if args.data_root is not None:
         overrides["data_root"] = args.data_root
     evaluator = Evaluator(overrides=overrides, progress=progress_to_stderr)

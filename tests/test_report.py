@@ -97,6 +97,9 @@ def _make_study(folder: Path) -> None:
             tune_config=tune.TuneConfig(
                 search_alg=search,
                 num_samples=2,
+                # one worker process per loss, reused by both trials: starting workers costs
+                # more than these trials do
+                max_concurrent_trials=1,
                 reuse_actors=True,
                 trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
             ),
@@ -125,9 +128,11 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def made(study_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The report of the pristine study, with figures, all formats."""
+    """The report of the pristine study: figures, all formats, two repeats."""
     out = tmp_path_factory.mktemp("report")
-    args = report_cli.parse_args([str(study_dir), "--device", "cpu", "--out", str(out)])
+    args = report_cli.parse_args(
+        [str(study_dir), "--device", "cpu", "--out", str(out), "--repeats", "2"]
+    )
     return report_cli.run(args), out
 
 
@@ -199,7 +204,7 @@ def test_test_numbers_equal_a_fresh_evaluation_of_the_best_checkpoint(made, stud
             p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
         ]
         assert len(saved) == 1
-        fresh = Trial.load(saved[0], device="cpu", num_threads=None).evaluate("test")["test"]
+        fresh = Trial.load(saved[0], device="cpu").evaluate("test")["test"]
         for kind, error in fresh.items():
             assert float(by_loss[loss][f"{kind}_test"]) == pytest.approx(100 * error, abs=1e-3)
 
@@ -251,7 +256,8 @@ def test_csv_and_latex_hold_every_row(made) -> None:
         "Untrained network (Magnet Loss config)",
         "1-NN on raw pixels",
     ]
-    assert r"$\pm$" not in latex  # no repeats asked for
+    assert latex.count(r"\begin{tabular}") == 4  # results, repeats, hyperparameters, trials
+    assert r"$\pm$" in latex
 
 
 def test_html_page_links_every_png_and_they_exist(made) -> None:
@@ -267,26 +273,8 @@ def test_html_page_links_every_png_and_they_exist(made) -> None:
     assert "<table>" in page and "Magnet Loss" in page
 
 
-def test_stdout_shows_the_markdown_table_and_format_selects_files(study_dir, tmp_path, capsys):
-    out = tmp_path / "csv_only"
-    assert (
-        report_cli.main(
-            [str(study_dir), "--no-plots", "--format", "csv", "--out", str(out), "--device", "cpu"]
-        )
-        == 0
-    )
-    captured = capsys.readouterr()
-    assert "| Loss | Simple Error | Magnet Error | RepMet Error | Unsup. Error |" in captured.out
-    assert "evaluating magnet" in captured.err
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.csv"]
-
-
-def test_repeats_report_mean_and_std_over_new_seeds(study_dir, tmp_path, capsys) -> None:
-    out = tmp_path / "repeats"
-    args = report_cli.parse_args(
-        [str(study_dir), "--repeats", "2", "--no-plots", "--out", str(out), "--device", "cpu"]
-    )
-    report = report_cli.run(args)
+def test_repeats_report_mean_and_std_over_new_seeds(made, study_dir) -> None:
+    report, out = made
     assert report.repeats is not None and "N = 2" in report.repeats.caption
     rows = _markdown_rows(to_markdown(report.repeats.text()))
     assert all(PLUS_MINUS_CELL.match(cell) for loss in LOSSES for cell in rows[LOSS_LABELS[loss]])
@@ -295,7 +283,7 @@ def test_repeats_report_mean_and_std_over_new_seeds(study_dir, tmp_path, capsys)
     params = json.loads((study_dir / "magnet" / trial_name / "params.json").read_text())
     errors = []
     for seed in (1, 2):
-        trial = Trial(TrialConfig.from_dict({**params, "seed": seed, "num_threads": None}))
+        trial = Trial(TrialConfig.from_dict({**params, "seed": seed}))
         trial.train(trial.config.iterations)
         errors.append(100 * trial.evaluate("test")["test"]["simple"])
     repeated = next(
@@ -305,7 +293,7 @@ def test_repeats_report_mean_and_std_over_new_seeds(study_dir, tmp_path, capsys)
     assert float(repeated["simple_test_std"]) == pytest.approx(np.std(errors, ddof=1), abs=1e-3)
 
 
-def test_a_running_study_says_how_many_trials_finished(study_dir, tmp_path) -> None:
+def test_a_running_study_says_how_many_trials_finished(study_dir, tmp_path, capsys) -> None:
     study = _copy(study_dir, tmp_path)
     manifest = json.loads((study / "study.json").read_text())
     manifest["status"]["repmet-v2"] = "running"
@@ -313,10 +301,16 @@ def test_a_running_study_says_how_many_trials_finished(study_dir, tmp_path) -> N
     result = sorted((study / "repmet-v2").glob("*/result.json"))[0]
     lines = result.read_text().splitlines()
     result.write_text(lines[0] + "\n")  # its final (done) result not written yet
-    report = report_cli.run(report_cli.parse_args([str(study), "--no-plots", "--device", "cpu"]))
-    assert "Study still running" in report.results.caption
-    assert "RepMet.v2 1 of 2 trials finished" in report.results.caption
-    assert "Magnet Loss 2 of 2 trials finished" in report.results.caption
+    out = tmp_path / "csv_only"
+    argv = [str(study), "--no-plots", "--format", "csv", "--out", str(out), "--device", "cpu"]
+    assert report_cli.main(argv) == 0
+    captured = capsys.readouterr()
+    assert "| Loss | Simple Error | Magnet Error | RepMet Error | Unsup. Error |" in captured.out
+    assert "Study still running" in captured.out
+    assert "RepMet.v2 1 of 2 trials finished" in captured.out
+    assert "Magnet Loss 2 of 2 trials finished" in captured.out
+    assert "evaluating magnet" in captured.err and "evaluating repmet-v2" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.csv"]
 
 
 # ----------------------------------------------------------------- corrupt or partial folders
