@@ -36,9 +36,10 @@ space name). Everything the report needs is in it; no Ray cluster is needed to r
   model, iterations, eval_every, device, num_threads, seed); ``dataset`` is ``fixed["dataset"]``.
 - ``num_samples``: trials per loss (the same for every loss).
 - ``metric``, ``mode``: the selection metric (``val/error_simple``) and ``"min"``.
-- ``seed``: seed of the TPE samplers (trials use ``fixed["seed"]``).
-- ``scheduler``: ``"asha"`` or ``"none"``; ``cpus_per_trial``, ``gpus_per_trial``,
-  ``max_concurrent`` (null: as resources allow), ``max_failures``, ``batch_budget`` (max M * D).
+- ``seed``: seed of the Optuna samplers (trials use ``fixed["seed"]``).
+- ``sampler``: ``"tpe"`` or ``"random"``; ``scheduler``: ``"asha"`` or ``"none"``.
+- ``cpus_per_trial``, ``gpus_per_trial``, ``max_concurrent`` (null: as resources allow),
+  ``max_failures``, ``batch_budget`` (max M * D).
 - ``baseline``: per loss, the 2018 seed point evaluated as the first trial;
   ``baseline_notes``: per loss, how it was clipped to fit the data (usually empty).
 - ``status``: per loss, ``"pending"``, ``"running"``, ``"finished"`` or ``"interrupted"``.

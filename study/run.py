@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-concurrent", type=int, default=None, help="most trials at once (default: all fit)")
     add("--max-failures", type=int, default=DEFAULT_MAX_FAILURES, help="retries of a failed trial")
     add("--scheduler", default="asha", help="early stopping: asha, or none (every trial runs out)")
+    add("--sampler", default="tpe", help="Optuna sampler: tpe, or random (a baseline for TPE)")
     add("--seed", type=int, default=0, help="seed of the TPE sampler and of every trial")
     add("--storage", default="results", help="folder holding study folders")
     add("--name", default=None, help="study folder name under --storage (default: the space)")
@@ -205,6 +206,7 @@ def prepare(
         mode=SELECTION_MODE,
         seed=args.seed,
         scheduler=args.scheduler,
+        sampler=args.sampler,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent,

@@ -41,8 +41,9 @@ class StudySettings:
         num_samples: trials per loss.
         metric: the validation metric searched on and used by ASHA.
         mode: "min" or "max".
-        seed: seed of the TPE samplers (the trial seed is in ``fixed``).
+        seed: seed of the Optuna sampler (the trial seed is in ``fixed``).
         scheduler: "asha" or "none".
+        sampler: the Optuna sampler, "tpe" or "random".
         cpus_per_trial: CPUs reserved per trial (fractions allowed).
         gpus_per_trial: GPUs reserved per trial (fractions allowed).
         max_concurrent: the most trials running at once per loss (None: as resources allow).
@@ -60,6 +61,7 @@ class StudySettings:
     mode: str
     seed: int
     scheduler: str
+    sampler: str
     cpus_per_trial: float
     gpus_per_trial: float
     max_concurrent: int | None
@@ -81,6 +83,8 @@ class StudySettings:
             raise ConfigError(f"--max-failures = {self.max_failures} must be >= 0")
         if self.scheduler not in ("asha", "none"):
             raise ConfigError(f"--scheduler = {self.scheduler!r} is not one of: asha, none")
+        if self.sampler not in ("tpe", "random"):
+            raise ConfigError(f"--sampler = {self.sampler!r} is not one of: tpe, random")
 
     @property
     def iterations(self) -> int:

@@ -185,7 +185,7 @@ def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
                     metric=settings.metric,
                     mode=settings.mode,
                     points_to_evaluate=[dict(settings.baseline[loss])],
-                    sampler=optuna.samplers.TPESampler(seed=settings.seed),
+                    sampler=sampler(settings),
                     storage=storage,
                     study_name=loss,
                 ),
@@ -242,6 +242,12 @@ def max_concurrent(settings: StudySettings) -> int:
 def optuna_storage(folder: Path) -> optuna.storages.RDBStorage:
     folder.mkdir(parents=True, exist_ok=True)
     return optuna.storages.RDBStorage(f"sqlite:///{folder / OPTUNA_FILE}")
+
+
+def sampler(settings: StudySettings) -> optuna.samplers.BaseSampler:
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    return optuna.samplers.TPESampler(seed=settings.seed)
 
 
 def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
