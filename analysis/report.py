@@ -266,12 +266,11 @@ def build_report(
             next(iter(selections.values())), evaluator=evaluator, progress=progress
         )
     if REPMET_V2 in selections:
-        alpha = selections[REPMET_V2].trial.params.get("alpha")
+        alpha = evaluator.config(selections[REPMET_V2].trial.params).alpha
         notes.append(
-            f"{loss_label(REPMET_V2)}: its loss never goes below alpha"
-            f"{f' = {alpha:g}' if isinstance(alpha, (int, float)) else ''} (the own-class share "
-            "of the mixture is at most 1, so -log of it is >= 0); a training loss at alpha is its "
-            "floor, not a failure to learn."
+            f"{loss_label(REPMET_V2)}: its loss never goes below alpha = {alpha:g} (the own-class "
+            "share of the mixture is at most 1, so -log of it is >= 0); a training loss at alpha "
+            "is its floor, not a failure to learn."
         )
 
     results = ResultsTable(
@@ -399,7 +398,10 @@ def hyperparameter_table(study: StudyFolder, selections: Mapping[str, Selection]
         title="Selected hyperparameters",
         header=("Loss", "Trial", "Checkpoint iteration", "Val. error (%)", *names),
         rows=tuple(rows),
-        caption="The searched hyperparameters of the trial in the results table.",
+        caption=(
+            "The searched hyperparameters of the trial in the results table "
+            f"({MISSING}: not searched for that loss; the configuration default applies)."
+        ),
     )
 
 

@@ -1,10 +1,9 @@
-"""The study report on a tiny real study (2 losses x 2 trials on digits, made once per module)
-and on corrupted copies of it, plus file-level checks of the selection rules."""
+"""The study report on a tiny real study (2 losses x 2 trials on digits, made once per module by
+``study/run.py``) and on corrupted copies of it, plus file-level checks of the selection rules."""
 
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import os
 import re
@@ -35,95 +34,27 @@ from repmet.trial import Trial, load_splits
 
 ROOT = Path(__file__).resolve().parent.parent
 LOSSES = ("magnet", "repmet-v2")
-FIXED = {
-    "dataset": "digits",
-    "model": "small-cnn",
-    "iterations": 20,
-    "eval_every": 10,
-    "embedding_dim": 16,
-    "m": 4,
-    "d": 4,
-    "k": 2,
-    "num_threads": 1,
-    "seed": 0,
-}
 CELL = re.compile(r"^(\d+\.\d) \((\d+\.\d)\)$")
 PLUS_MINUS_CELL = re.compile(r"^\d+\.\d ± \d+\.\d \(\d+\.\d ± \d+\.\d\)$")
 
 
-def _define_trial(trial, *, loss: str) -> dict:
-    """Optuna define-by-run space of the tiny study (module level: Tune pickles it)."""
-    trial.suggest_float("lr", 1e-3, 1e-2, log=True)
-    trial.suggest_float("alpha", 0.5, 2.0)
-    return {"loss": loss}
-
-
-def _make_study(folder: Path) -> None:
-    """Two losses, two Optuna-sampled trials each, in the layout of ``study/run.py``: one Tune
-    experiment per loss, one Optuna study per loss in optuna.db, and the manifest."""
-    import optuna
+def _make_study(storage: Path) -> Path:
+    """Two losses, two trials each, 20 iterations on digits, made by the study driver."""
     import ray
-    from ray import tune
-    from ray.tune.search.optuna import OptunaSearch
 
-    from trainables import MetricLearningTrainable, metrics
+    from study.run import main as run_study
 
-    folder.mkdir(parents=True)
-    manifest = {
-        "space": "tiny",
-        "losses": list(LOSSES),
-        "fixed": FIXED,
-        "num_samples": 2,
-        "metric": metrics.SELECTION_METRIC,
-        "mode": metrics.SELECTION_MODE,
-        "seed": 0,
-        "status": dict.fromkeys(LOSSES, "finished"),
-    }
-    (folder / "study.json").write_text(json.dumps(manifest))
-    if not ray.is_initialized():
+    if not ray.is_initialized():  # shared with the other Ray tests; the driver reuses it
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    for loss in LOSSES:
-        search = OptunaSearch(
-            space=functools.partial(_define_trial, loss=loss),
-            metric=metrics.SELECTION_METRIC,
-            mode=metrics.SELECTION_MODE,
-            sampler=optuna.samplers.TPESampler(seed=0),
-            storage=optuna.storages.RDBStorage(f"sqlite:///{folder / 'optuna.db'}"),
-            study_name=loss,
-        )
-        tuner = tune.Tuner(
-            tune.with_resources(MetricLearningTrainable, {"cpu": 1}),
-            param_space=dict(FIXED),
-            tune_config=tune.TuneConfig(
-                search_alg=search,
-                num_samples=2,
-                # one worker process per loss, reused by both trials: starting workers costs
-                # more than these trials do
-                max_concurrent_trials=1,
-                reuse_actors=True,
-                trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}",
-            ),
-            run_config=tune.RunConfig(
-                name=loss,
-                storage_path=str(folder),
-                verbose=0,
-                checkpoint_config=tune.CheckpointConfig(
-                    num_to_keep=1,
-                    checkpoint_score_attribute=metrics.SELECTION_METRIC,
-                    checkpoint_score_order=metrics.SELECTION_MODE,
-                    checkpoint_frequency=1,
-                    checkpoint_at_end=True,
-                ),
-            ),
-        )
-        tuner.fit()
+    argv = ["--space", "all", "--losses", ",".join(LOSSES), "--smoke", "--storage", str(storage)]
+    argv += ["--name", "tiny", "--scheduler", "none", "--max-concurrent", "1"]
+    assert run_study(argv) == 0
+    return storage / "tiny"
 
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("studies") / "tiny"
-    _make_study(folder)
-    return folder
+    return _make_study(tmp_path_factory.mktemp("studies"))
 
 
 @pytest.fixture(scope="module")
@@ -209,10 +140,11 @@ def test_test_numbers_equal_a_fresh_evaluation_of_the_best_checkpoint(made, stud
             assert float(by_loss[loss][f"{kind}_test"]) == pytest.approx(100 * error, abs=1e-3)
 
 
-def test_raw_pixel_nearest_neighbour_matches_brute_force(made) -> None:
+def test_raw_pixel_nearest_neighbour_matches_brute_force(made, study_dir) -> None:
     _, out = made
     row = next(r for r in csv.DictReader((out / "results.csv").open()) if r["loss"] == "raw-1nn")
-    splits = load_splits(TrialConfig.from_dict(FIXED))
+    fixed = json.loads((study_dir / "study.json").read_text())["fixed"]
+    splits = load_splits(TrialConfig.from_dict(fixed))
     train = splits.train.evaluation_view()
     x = train.get_batch(torch.arange(len(train))).reshape(len(train), -1).double()
     y = train.labels
@@ -299,8 +231,8 @@ def test_a_running_study_says_how_many_trials_finished(study_dir, tmp_path, caps
     manifest["status"]["repmet-v2"] = "running"
     (study / "study.json").write_text(json.dumps(manifest))
     result = sorted((study / "repmet-v2").glob("*/result.json"))[0]
-    lines = result.read_text().splitlines()
-    result.write_text(lines[0] + "\n")  # its final (done) result not written yet
+    lines = result.read_text().splitlines(keepends=True)
+    result.write_text("".join(lines[:-1]))  # its final (done) result not written yet
     out = tmp_path / "csv_only"
     argv = [str(study), "--no-plots", "--format", "csv", "--out", str(out), "--device", "cpu"]
     assert report_cli.main(argv) == 0
