@@ -63,16 +63,24 @@ class ClusterBatchSampler:
     def _impostor_clusters(
         self, index: ClusterIndex, seed: Tensor, centers: Tensor, non_empty: Tensor
     ) -> Tensor:
-        """Step (2): the M - 1 non-empty clusters of other classes nearest to the seed's center."""
+        """Step (2): the M - 1 non-empty clusters of other classes nearest to the seed's center.
+
+        A learned representative that no example is nearest to leaves its cluster empty, so a
+        RepMet-style index can hold fewer non-empty impostor clusters than M - 1. The nearest ones
+        are then taken again, in order, so that the batch keeps its M x D shape; a repeated block
+        draws its D examples afresh.
+        """
         distances = (centers - centers[seed]).pow(2).sum(-1)
         eligible = (index.centroid_classes != index.centroid_classes[seed]) & non_empty
         available = int(eligible.sum())
-        if available < self.m - 1:
-            raise ConfigError(f"m = {self.m} needs {self.m - 1} non-empty clusters of classes "
-                              f"other than the seed's, but only {available} exist.")
+        if available == 0:
+            raise ConfigError(
+                "the batch needs a non-empty cluster of another class than the "
+                "seed's, but the index has none."
+            )
         # A stable sort breaks distance ties by cluster index, so the choice is reproducible.
         order = torch.argsort(distances.masked_fill(~eligible, torch.inf), stable=True)
-        return order[: self.m - 1]
+        return order[torch.arange(self.m - 1) % available]
 
     def _member_positions(self, sizes: Tensor) -> Tensor:
         """Step (3): ``[M, D]`` positions inside each cluster's member list; without replacement
@@ -104,8 +112,9 @@ class ClusterBatchSampler:
         if centers is None:
             centers = index.centroids
         if centers.shape[0] != index.num_clusters:
-            raise ConfigError(f"centers has {centers.shape[0]} rows; the index has "
-                              f"{index.num_clusters} clusters.")
+            raise ConfigError(
+                f"centers has {centers.shape[0]} rows; the index has {index.num_clusters} clusters."
+            )
         centers = centers.detach().cpu()
         sizes = index.cluster_sizes()
         non_empty = sizes > 0
@@ -122,6 +131,8 @@ class ClusterBatchSampler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if (state["m"], state["d"]) != (self.m, self.d):
-            raise ConfigError(f"sampler state was saved with m = {state['m']}, d = {state['d']}; "
-                              f"this sampler has m = {self.m}, d = {self.d}.")
+            raise ConfigError(
+                f"sampler state was saved with m = {state['m']}, d = {state['d']}; "
+                f"this sampler has m = {self.m}, d = {self.d}."
+            )
         self.generator.set_state(state["generator_state"])

@@ -26,14 +26,15 @@ def _sampler(seed: int = 0, m: int = M) -> ClusterBatchSampler:
     return ClusterBatchSampler(m=m, d=D, generator=torch.Generator().manual_seed(seed))
 
 
-def _expected_impostors(index: ClusterIndex, seed: int, centers: torch.Tensor) -> list[int]:
-    """Brute force: non-empty clusters of other classes, nearest to the seed's center first."""
+def _expected_impostors(
+    index: ClusterIndex, seed: int, centers: torch.Tensor, count: int = M - 1
+) -> list[int]:
+    """Brute force: non-empty clusters of other classes, nearest to the seed's center first,
+    taken again in order when fewer than ``count`` exist."""
     sizes = index.cluster_sizes().tolist()
-    candidates = [
-        j for j in range(8) if j // 2 != seed // 2 and sizes[j] > 0
-    ]
+    candidates = [j for j in range(8) if j // 2 != seed // 2 and sizes[j] > 0]
     candidates.sort(key=lambda j: float(((centers[j] - centers[seed]) ** 2).sum()))
-    return candidates[: M - 1]
+    return [candidates[i % len(candidates)] for i in range(count)]
 
 
 @pytest.mark.parametrize("use_custom_centers", [False, True])
@@ -49,8 +50,9 @@ def test_blocks_come_from_one_cluster_and_impostors_are_nearest(use_custom_cente
         assert torch.equal(index.assignments[batch.indices], batch.cluster_ids)
         seed = int(blocks[0, 0])
         seen_seeds.add(seed)
-        expected = _expected_impostors(index, seed, centers if use_custom_centers else
-                                       index.centroids)
+        expected = _expected_impostors(
+            index, seed, centers if use_custom_centers else index.centroids
+        )
         assert blocks[1:, 0].tolist() == expected
     assert seen_seeds == {0, 1, 2, 3, 4, 6, 7}  # never the empty cluster 5, every other one
 
@@ -117,6 +119,16 @@ def test_configuration_errors() -> None:
         ClusterBatchSampler(m=1, d=2, generator=torch.Generator())
     with pytest.raises(ConfigError, match="d = 0"):
         ClusterBatchSampler(m=2, d=0, generator=torch.Generator())
-    # 3 classes other than the seed's hold at most 5 non-empty clusters: m = 7 cannot be filled.
-    with pytest.raises(ConfigError, match="m = 7 needs 6 non-empty clusters"):
-        _sampler(m=7).sample(_index(), LossTable(sum(SIZES)))
+
+
+def test_too_few_non_empty_impostors_are_taken_again_nearest_first() -> None:
+    # Other classes hold at most 6 non-empty clusters (5 when the seed's class holds two): with
+    # m = 9 the nearest impostors repeat in order and the batch keeps its M x D shape.
+    index, sampler, table = _index(), _sampler(m=9), LossTable(sum(SIZES))
+    for _ in range(50):
+        batch = sampler.sample(index, table)
+        assert batch.indices.shape == (9 * D,)
+        blocks = batch.cluster_ids.reshape(9, D)
+        assert torch.equal(index.assignments[batch.indices], batch.cluster_ids)
+        expected = _expected_impostors(index, int(blocks[0, 0]), index.centroids, count=8)
+        assert blocks[1:, 0].tolist() == expected
