@@ -230,12 +230,17 @@ class Trial:
             raise ConfigError(f"split = {split!r} is not one of: {', '.join(SPLITS)}")
         return getattr(self.splits, split)
 
+    def evaluation_dataset(self, split: str) -> LabeledDataset:
+        """The split through its deterministic transform (no training augmentation)."""
+        return self.dataset(split).evaluation_view()
+
     def embed(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings (CPU, float32) and labels of a whole split, in eval mode without autograd."""
+        """Embeddings (CPU, float32) and labels of a whole split, in eval mode without autograd
+        and without augmentation."""
         with self._autocast():
             embeddings, labels = compute_embeddings(
                 self.model,
-                self.dataset(split),
+                self.evaluation_dataset(split),
                 batch_size=self.config.eval_batch_size,
                 device=self.device,
             )

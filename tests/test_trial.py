@@ -106,3 +106,12 @@ def test_nan_loss_stops_with_a_clear_error(digits) -> None:
         trial.model.head.weight.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="training diverged at iteration 1: the magnet loss"):
         trial.train(1)
+
+
+def test_refresh_and_evaluation_embed_without_augmentation() -> None:
+    trial = Trial(TrialConfig(loss="magnet", augment=True, m=4, k=2))
+    assert trial.splits.train.augmented
+    first, _ = trial.embed("train")
+    second, _ = trial.embed("train")
+    assert torch.equal(first, second)
+    trial.train(2)  # the training batches themselves are augmented and still train
