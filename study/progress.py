@@ -103,7 +103,8 @@ class StudyProgress(Callback):
             self._start_fraction = fraction
         elapsed = time.monotonic() - self._started
         gained = fraction - self._start_fraction
-        eta = elapsed * (1.0 - fraction) / gained if gained > 0 else math.nan
+        # Before a trial has finished, the rate of progress says little about the time left.
+        eta = elapsed * (1.0 - fraction) / gained if gained > 0 and done else math.nan
         parts = [
             f"[{self.loss_index + 1}/{self.loss_count}] {self.loss}:",
             f"{done}/{self.num_samples} done,",

@@ -247,7 +247,10 @@ def optuna_storage(folder: Path) -> optuna.storages.RDBStorage:
 def sampler(settings: StudySettings) -> optuna.samplers.BaseSampler:
     if settings.sampler == "random":
         return optuna.samplers.RandomSampler(seed=settings.seed)
-    return optuna.samplers.TPESampler(seed=settings.seed)
+    # TPE's default of 10 random start-up trials would use up a whole small budget (8 per loss)
+    # before TPE models anything: a third of the budget, at least 2, explores first.
+    startup = min(10, max(2, settings.num_samples // 3))
+    return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=startup)
 
 
 def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
