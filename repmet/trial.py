@@ -154,7 +154,7 @@ class Trial:
             if not torch.isfinite(output.loss):
                 raise TrainingDiverged(
                     f"training diverged at iteration {self.iteration + 1}: the {self.config.loss} "
-                    f"loss is {float(output.loss)}; try a lower learning rate"
+                    f"loss is {float(output.loss.detach())}; try a lower learning rate"
                 )
 
             self.optimizer.zero_grad(set_to_none=True)
