@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -230,3 +231,48 @@ def representative_loss(
     check_margin_and_scale(alpha=alpha, sigma=sigma)
     geometry = representative_geometry(embeddings, labels, representatives, representative_classes)
     return LossOutput.from_per_example(per_example(geometry, alpha=alpha, sigma=sigma))
+
+
+REPRESENTATIVE_LOSS_ARGS = """
+    Args:
+        embeddings: ``[N, E]`` batch embeddings.
+        labels: ``[N]`` classes.
+        representatives: ``[J, E]`` representatives.
+        representative_classes: ``[J]`` class of each representative.
+        alpha: margin, >= 0.
+        sigma: standard deviation of the representative Gaussians, > 0.
+
+    Returns:
+        :class:`LossOutput` with ``.loss`` (batch mean) and ``.per_example`` ``[N]``.
+    """
+
+
+def representative_loss_function(
+    per_example: RepresentativeLossTerms, *, name: str, summary: str
+) -> Callable[..., LossOutput]:
+    """The public batch-loss function of a representative-based loss, with the common signature
+    ``(embeddings, labels, representatives, representative_classes, *, alpha, sigma)``."""
+
+    def loss(
+        embeddings: Tensor,
+        labels: Tensor,
+        representatives: Tensor,
+        representative_classes: Tensor,
+        *,
+        alpha: float,
+        sigma: float,
+    ) -> LossOutput:
+        return representative_loss(
+            per_example,
+            embeddings,
+            labels,
+            representatives,
+            representative_classes,
+            alpha=alpha,
+            sigma=sigma,
+        )
+
+    loss.__name__ = loss.__qualname__ = name
+    loss.__module__ = per_example.__module__
+    loss.__doc__ = f"{summary} (see :func:`{per_example.__name__}`).\n{REPRESENTATIVE_LOSS_ARGS}"
+    return loss

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from repmet.losses.base import CentreGeometry, LossOutput, masked_amin, representative_loss
+from repmet.losses.base import CentreGeometry, masked_amin, representative_loss_function
 
 
 def class_log_scores(geometry: CentreGeometry, log_densities: Tensor) -> Tensor:
@@ -34,23 +34,6 @@ def repmet_cvpr_per_example(geometry: CentreGeometry, *, alpha: float, sigma: fl
     return cross_entropy + torch.relu(nearest_own - nearest_other + alpha)
 
 
-def repmet_cvpr_loss(
-    embeddings: Tensor,
-    labels: Tensor,
-    representatives: Tensor,
-    representative_classes: Tensor,
-    *,
-    alpha: float,
-    sigma: float,
-) -> LossOutput:
-    """Published RepMet loss of a batch (see :func:`repmet_cvpr_per_example`; arguments as in
-    :func:`repmet.losses.repmet_v1.repmet_v1_loss`)."""
-    return representative_loss(
-        repmet_cvpr_per_example,
-        embeddings,
-        labels,
-        representatives,
-        representative_classes,
-        alpha=alpha,
-        sigma=sigma,
-    )
+repmet_cvpr_loss = representative_loss_function(
+    repmet_cvpr_per_example, name="repmet_cvpr_loss", summary="Published RepMet loss of a batch"
+)

@@ -7,10 +7,9 @@ from torch import Tensor
 
 from repmet.losses.base import (
     CentreGeometry,
-    LossOutput,
     masked_amax,
     masked_logsumexp,
-    representative_loss,
+    representative_loss_function,
 )
 
 
@@ -25,31 +24,6 @@ def repmet_v1_per_example(geometry: CentreGeometry, *, alpha: float, sigma: floa
     return torch.relu(others - nearest_own + alpha)
 
 
-def repmet_v1_loss(
-    embeddings: Tensor,
-    labels: Tensor,
-    representatives: Tensor,
-    representative_classes: Tensor,
-    *,
-    alpha: float,
-    sigma: float,
-) -> LossOutput:
-    """RepMet v1 loss of a batch (see :func:`repmet_v1_per_example`).
-
-    Args:
-        embeddings: ``[N, E]`` batch embeddings.
-        labels: ``[N]`` classes.
-        representatives: ``[J, E]`` representatives.
-        representative_classes: ``[J]`` class of each representative.
-        alpha: margin, >= 0.
-        sigma: standard deviation of the representative Gaussians, > 0.
-    """
-    return representative_loss(
-        repmet_v1_per_example,
-        embeddings,
-        labels,
-        representatives,
-        representative_classes,
-        alpha=alpha,
-        sigma=sigma,
-    )
+repmet_v1_loss = representative_loss_function(
+    repmet_v1_per_example, name="repmet_v1_loss", summary="RepMet v1 loss of a batch"
+)

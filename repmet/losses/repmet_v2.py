@@ -5,7 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from repmet.losses.base import CentreGeometry, LossOutput, masked_logsumexp, representative_loss
+from repmet.losses.base import (
+    CentreGeometry,
+    masked_logsumexp,
+    representative_loss_function,
+)
 
 
 def repmet_v2_per_example(geometry: CentreGeometry, *, alpha: float, sigma: float) -> Tensor:
@@ -18,23 +22,6 @@ def repmet_v2_per_example(geometry: CentreGeometry, *, alpha: float, sigma: floa
     return torch.relu(log_densities.logsumexp(dim=1) - own + alpha)
 
 
-def repmet_v2_loss(
-    embeddings: Tensor,
-    labels: Tensor,
-    representatives: Tensor,
-    representative_classes: Tensor,
-    *,
-    alpha: float,
-    sigma: float,
-) -> LossOutput:
-    """RepMet v2 loss of a batch (see :func:`repmet_v2_per_example`; arguments as in
-    :func:`repmet.losses.repmet_v1.repmet_v1_loss`)."""
-    return representative_loss(
-        repmet_v2_per_example,
-        embeddings,
-        labels,
-        representatives,
-        representative_classes,
-        alpha=alpha,
-        sigma=sigma,
-    )
+repmet_v2_loss = representative_loss_function(
+    repmet_v2_per_example, name="repmet_v2_loss", summary="RepMet v2 loss of a batch"
+)

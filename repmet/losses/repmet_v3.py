@@ -5,7 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from repmet.losses.base import CentreGeometry, LossOutput, masked_logsumexp, representative_loss
+from repmet.losses.base import (
+    CentreGeometry,
+    masked_logsumexp,
+    representative_loss_function,
+)
 
 
 def repmet_v3_per_example(geometry: CentreGeometry, *, alpha: float, sigma: float) -> Tensor:
@@ -17,23 +21,6 @@ def repmet_v3_per_example(geometry: CentreGeometry, *, alpha: float, sigma: floa
     return torch.relu(others - own + alpha)
 
 
-def repmet_v3_loss(
-    embeddings: Tensor,
-    labels: Tensor,
-    representatives: Tensor,
-    representative_classes: Tensor,
-    *,
-    alpha: float,
-    sigma: float,
-) -> LossOutput:
-    """RepMet v3 loss of a batch (see :func:`repmet_v3_per_example`; arguments as in
-    :func:`repmet.losses.repmet_v1.repmet_v1_loss`)."""
-    return representative_loss(
-        repmet_v3_per_example,
-        embeddings,
-        labels,
-        representatives,
-        representative_classes,
-        alpha=alpha,
-        sigma=sigma,
-    )
+repmet_v3_loss = representative_loss_function(
+    repmet_v3_per_example, name="repmet_v3_loss", summary="RepMet v3 loss of a batch"
+)
