@@ -24,16 +24,6 @@ from repmet.config import TrialConfig
 from repmet.data import DatasetSplits, LabeledDataset
 from repmet.trial import Trial, load_splits
 
-#: The fields that decide which data set a configuration loads (the key of the data cache).
-DATA_FIELDS: tuple[str, ...] = (
-    "dataset",
-    "data_root",
-    "download",
-    "image_size",
-    "split_seed",
-    "pretrained",
-    "augment",
-)
 #: Rows per forward pass when flattening raw inputs for the nearest-neighbour baseline.
 RAW_BATCH = 1024
 
@@ -132,7 +122,7 @@ class Evaluator:
         return TrialConfig.from_dict({**values, **self.overrides})
 
     def splits(self, config: TrialConfig) -> DatasetSplits:
-        key = tuple(getattr(config, name) for name in DATA_FIELDS)
+        key = config.data_key()
         if key not in self._splits:
             self._splits[key] = load_splits(config)
         return self._splits[key]

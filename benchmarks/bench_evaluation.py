@@ -62,9 +62,12 @@ def main() -> None:
 
     rules = [*METHODS] + ([] if args.skip_unsupervised else ["unsupervised"])
     if args.only is None:
-        print(f"N = {args.n}, J = {args.clusters}, E = {args.dim}, C = {args.clusters // args.k}, "
-              f"L = {args.L}, threads = {torch.get_num_threads()}, "
-              f"load average {os.getloadavg()[0]:.1f}", flush=True)
+        print(
+            f"N = {args.n}, J = {args.clusters}, E = {args.dim}, C = {args.clusters // args.k}, "
+            f"L = {args.L}, threads = {torch.get_num_threads()}, "
+            f"load average {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
         print(f"{'rule':<14}{'seconds':>10}{'embeddings/s':>15}{'peak MiB':>10}", flush=True)
         for rule in rules:
             argv = [arg for arg in sys.argv[1:] if arg != "--skip-unsupervised"]
@@ -82,8 +85,9 @@ def main() -> None:
         seconds, peak = measure(lambda: unsupervised_accuracy(embeddings, labels, seed=0), 1)
     else:
         seconds, peak = measure(
-            lambda: predict(embeddings, centroids, centroid_classes, method=args.only,
-                            variance=0.5, L=args.L),
+            lambda: predict(
+                embeddings, centroids, centroid_classes, method=args.only, variance=0.5, L=args.L
+            ),
             args.repeats,
         )
     print(f"{args.only:<14}{seconds:>10.3f}{args.n / seconds:>15.0f}{peak:>10.1f}")

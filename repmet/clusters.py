@@ -32,16 +32,22 @@ class ClusterIndex:
     def __init__(self, centroids: Tensor, assignments: Tensor, *, num_classes: int, k: int) -> None:
         expected_rows = num_classes * k
         if k < 1 or num_classes < 1 or centroids.dim() != 2 or centroids.shape[0] != expected_rows:
-            raise ConfigError(f"a cluster index needs [num_classes * k, E] centroids; got shape "
-                              f"{tuple(centroids.shape)} for num_classes = {num_classes}, k = {k}.")
+            raise ConfigError(
+                f"a cluster index needs [num_classes * k, E] centroids; got shape "
+                f"{tuple(centroids.shape)} for num_classes = {num_classes}, k = {k}."
+            )
         self.num_classes = num_classes
         self.k = k
         self.centroids = centroids.detach().to(torch.float32).clone()
         self.centroid_classes = torch.arange(num_classes * k) // k
         self.assignments = assignments.detach().to(torch.long).clone()
-        if self.assignments.numel() and not 0 <= int(self.assignments.min()) <= int(
-            self.assignments.max()
-        ) < self.num_clusters:
+        if (
+            self.assignments.numel()
+            and not 0
+            <= int(self.assignments.min())
+            <= int(self.assignments.max())
+            < self.num_clusters
+        ):
             raise ConfigError(f"cluster assignments must lie in 0..{self.num_clusters - 1}.")
         self.member_order = torch.argsort(self.assignments, stable=True)
         self._sizes = torch.bincount(self.assignments, minlength=self.num_clusters)
@@ -73,8 +79,10 @@ class ClusterIndex:
         """RepMet-style index: each example joins its nearest own-class representative; the
         centroids are a detached copy of the representatives (never written back to them)."""
         if k < 1 or representatives.shape[0] % k:
-            raise ConfigError(f"k = {k} does not divide the number of representatives "
-                              f"({representatives.shape[0]}).")
+            raise ConfigError(
+                f"k = {k} does not divide the number of representatives "
+                f"({representatives.shape[0]})."
+            )
         reps = representatives.detach().to(embeddings.dtype)
         assignments = nearest_in_group(embeddings.detach(), labels.long(), reps, k)
         return cls(reps, assignments, num_classes=representatives.shape[0] // k, k=k)
@@ -114,8 +122,9 @@ class LossTable:
 
     def __init__(self, num_examples: int) -> None:
         if num_examples < 1:
-            raise ConfigError(f"num_examples = {num_examples} is invalid; a loss table needs at "
-                              "least 1 example.")
+            raise ConfigError(
+                f"num_examples = {num_examples} is invalid; a loss table needs at least 1 example."
+            )
         self.losses = torch.full((num_examples,), torch.nan, dtype=torch.float32)
 
     def update(self, indices: Tensor, losses: Tensor) -> None:
@@ -165,8 +174,9 @@ class LossTable:
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
         losses = state["losses"]
         if losses.shape != self.losses.shape:
-            raise ValueError(f"loss table state has {losses.numel()} examples, expected "
-                             f"{self.losses.numel()}.")
+            raise ValueError(
+                f"loss table state has {losses.numel()} examples, expected {self.losses.numel()}."
+            )
         self.losses = losses.to(torch.float32).clone()
 
 
@@ -198,16 +208,22 @@ def validate_cluster_settings(
         raise ConfigError(f"k = {k} is invalid; k (clusters per class) must be at least 1.")
     smallest = int(counts.argmin())
     if k > int(counts[smallest]):
-        raise ConfigError(f"k = {k} exceeds the size of class {smallest} ({int(counts[smallest])} "
-                          "training examples); k must be at most the smallest class size.")
+        raise ConfigError(
+            f"k = {k} exceeds the size of class {smallest} ({int(counts[smallest])} "
+            "training examples); k must be at most the smallest class size."
+        )
     if d < 1:
         raise ConfigError(f"d = {d} is invalid; d (examples per cluster) must be at least 1.")
     if m < 2:
-        raise ConfigError(f"m = {m} is invalid; m (clusters per batch) must be at least 2 so that "
-                          "every example has an impostor cluster.")
+        raise ConfigError(
+            f"m = {m} is invalid; m (clusters per batch) must be at least 2 so that "
+            "every example has an impostor cluster."
+        )
     most_clusters = counts.numel() * k - k + 1
     if m > most_clusters:
-        raise ConfigError(f"m = {m} exceeds J - k + 1 = {most_clusters} (the seed cluster plus the "
-                          "clusters of all other classes).")
+        raise ConfigError(
+            f"m = {m} exceeds J - k + 1 = {most_clusters} (the seed cluster plus the "
+            "clusters of all other classes)."
+        )
     if max_batch_size is not None and m * d > max_batch_size:
         raise ConfigError(f"m * d = {m} * {d} = {m * d} exceeds max_batch_size = {max_batch_size}.")

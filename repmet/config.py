@@ -28,6 +28,17 @@ LOSS_NAMES: tuple[str, ...] = (
 )
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 
+#: The fields that decide which data set (and split) a trial loads.
+DATA_FIELDS: tuple[str, ...] = (
+    "dataset",
+    "data_root",
+    "download",
+    "image_size",
+    "split_seed",
+    "pretrained",
+    "augment",
+)
+
 #: Upper bound on M*D: a batch larger than this is almost certainly a typo on the command line.
 MAX_BATCH_SIZE = 4096
 
@@ -145,6 +156,11 @@ class TrialConfig:
                 f"m = {self.m} exceeds the clusters available for one batch: with {num_classes} "
                 f"classes and k = {self.k} at most J - k + 1 = {limit} clusters can be drawn"
             )
+
+    def data_key(self) -> tuple[Any, ...]:
+        """The values of the fields that decide which data set is loaded: two configurations
+        with equal keys can share one loaded copy."""
+        return tuple(getattr(self, name) for name in DATA_FIELDS)
 
     def replace(self, **changes: Any) -> TrialConfig:
         """A copy with some fields changed (validated again)."""

@@ -129,11 +129,15 @@ def _check_arguments(
     embeddings: Tensor, centroids: Tensor, centroid_classes: Tensor, variance: float, L: int
 ) -> None:
     if embeddings.dim() != 2 or centroids.dim() != 2 or embeddings.shape[1] != centroids.shape[1]:
-        raise ConfigError(f"embeddings {tuple(embeddings.shape)} and centroids "
-                          f"{tuple(centroids.shape)} must be [N, E] and [J, E] with the same E.")
+        raise ConfigError(
+            f"embeddings {tuple(embeddings.shape)} and centroids "
+            f"{tuple(centroids.shape)} must be [N, E] and [J, E] with the same E."
+        )
     if centroid_classes.shape != (centroids.shape[0],):
-        raise ConfigError(f"centroid_classes has shape {tuple(centroid_classes.shape)}; it must "
-                          f"be [{centroids.shape[0]}], one class per centroid.")
+        raise ConfigError(
+            f"centroid_classes has shape {tuple(centroid_classes.shape)}; it must "
+            f"be [{centroids.shape[0]}], one class per centroid."
+        )
     if not variance > 0:
         raise ConfigError(f"variance = {variance} is invalid; it must be positive.")
     if L < 1:
@@ -142,8 +146,9 @@ def _check_arguments(
 
 def _check_method(method: str) -> None:
     if method not in METHODS:
-        raise ConfigError(f"unknown evaluation method {method!r}; choose one of: "
-                          f"{', '.join(METHODS)}.")
+        raise ConfigError(
+            f"unknown evaluation method {method!r}; choose one of: {', '.join(METHODS)}."
+        )
 
 
 def _per_chunk(
@@ -217,8 +222,14 @@ def class_scores(
     """
     _check_method(method)
     scores = _per_chunk(
-        embeddings, centroids, centroid_classes, methods=(method,), variance=variance, L=L,
-        chunk_size=chunk_size, reduce=lambda log_scores: log_scores,
+        embeddings,
+        centroids,
+        centroid_classes,
+        methods=(method,),
+        variance=variance,
+        L=L,
+        chunk_size=chunk_size,
+        reduce=lambda log_scores: log_scores,
     )[method]
     return scores if method == "simple" else scores.exp()
 
@@ -236,8 +247,14 @@ def predict(
     """LongTensor ``[N]``: the predicted class of each query under ``method`` (see module doc)."""
     _check_method(method)
     return _per_chunk(
-        embeddings, centroids, centroid_classes, methods=(method,), variance=variance, L=L,
-        chunk_size=chunk_size, reduce=lambda log_scores: log_scores.argmax(dim=1),
+        embeddings,
+        centroids,
+        centroid_classes,
+        methods=(method,),
+        variance=variance,
+        L=L,
+        chunk_size=chunk_size,
+        reduce=lambda log_scores: log_scores.argmax(dim=1),
     )[method]
 
 
@@ -245,8 +262,10 @@ def assignment_accuracy(cluster_ids: Tensor, labels: Tensor) -> float:
     """Share of examples whose cluster maps to their label under the best one-to-one mapping of
     clusters to labels (Hungarian algorithm on the cluster x label contingency table)."""
     if cluster_ids.shape != labels.shape or labels.numel() == 0:
-        raise ConfigError(f"cluster_ids {tuple(cluster_ids.shape)} and labels "
-                          f"{tuple(labels.shape)} must be non-empty and of the same shape.")
+        raise ConfigError(
+            f"cluster_ids {tuple(cluster_ids.shape)} and labels "
+            f"{tuple(labels.shape)} must be non-empty and of the same shape."
+        )
     clusters, cluster_index = torch.unique(cluster_ids, return_inverse=True)
     classes, class_index = torch.unique(labels, return_inverse=True)
     num_classes = classes.numel()
@@ -281,8 +300,14 @@ def evaluate(
     """Errors (1 - accuracy, in [0, 1]) of a split under the keys "simple", "magnet", "repmet"
     and "unsupervised". The three supervised rules share one distance block per chunk."""
     predictions = _per_chunk(
-        embeddings, centroids, centroid_classes, methods=METHODS, variance=variance, L=L,
-        chunk_size=chunk_size, reduce=lambda log_scores: log_scores.argmax(dim=1),
+        embeddings,
+        centroids,
+        centroid_classes,
+        methods=METHODS,
+        variance=variance,
+        L=L,
+        chunk_size=chunk_size,
+        reduce=lambda log_scores: log_scores.argmax(dim=1),
     )
     labels = labels.long()
     errors = {

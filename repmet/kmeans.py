@@ -173,23 +173,30 @@ def _kmeans_plus_plus(
 
 def _validate(points: Tensor, k: int, groups: Tensor, num_groups: int, iterations: int) -> None:
     if points.dim() != 2 or points.shape[0] == 0:
-        raise ConfigError(f"k-means needs a non-empty [N, E] tensor of points, got shape "
-                          f"{tuple(points.shape)}.")
+        raise ConfigError(
+            f"k-means needs a non-empty [N, E] tensor of points, got shape {tuple(points.shape)}."
+        )
     if k < 1:
         raise ConfigError(f"k = {k} is invalid; k-means needs at least 1 cluster per group.")
     if iterations < 0:
         raise ConfigError(f"iterations = {iterations} is invalid; it must be at least 0.")
     if groups.shape != (points.shape[0],):
-        raise ConfigError(f"groups has shape {tuple(groups.shape)}; it must be "
-                          f"[{points.shape[0]}], one group per point.")
+        raise ConfigError(
+            f"groups has shape {tuple(groups.shape)}; it must be "
+            f"[{points.shape[0]}], one group per point."
+        )
     if int(groups.min()) < 0 or int(groups.max()) >= num_groups:
-        raise ConfigError(f"group ids must lie in 0..{num_groups - 1} (num_groups = {num_groups}), "
-                          f"got values from {int(groups.min())} to {int(groups.max())}.")
+        raise ConfigError(
+            f"group ids must lie in 0..{num_groups - 1} (num_groups = {num_groups}), "
+            f"got values from {int(groups.min())} to {int(groups.max())}."
+        )
     sizes = torch.bincount(groups, minlength=num_groups)
     smallest = int(sizes.argmin())
     if int(sizes[smallest]) < k:
-        raise ConfigError(f"k = {k} exceeds the size of group {smallest} ({int(sizes[smallest])} "
-                          "points); k must be at most the size of the smallest group.")
+        raise ConfigError(
+            f"k = {k} exceeds the size of group {smallest} ({int(sizes[smallest])} "
+            "points); k must be at most the size of the smallest group."
+        )
 
 
 def kmeans(

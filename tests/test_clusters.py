@@ -20,8 +20,9 @@ def _labelled_points(seed: int = 0):
 
 def test_fit_builds_a_class_major_index() -> None:
     embeddings, labels = _labelled_points()
-    index = ClusterIndex.fit(embeddings, labels, num_classes=3, k=2,
-                             generator=torch.Generator().manual_seed(0))
+    index = ClusterIndex.fit(
+        embeddings, labels, num_classes=3, k=2, generator=torch.Generator().manual_seed(0)
+    )
     assert index.centroids.shape == (6, 3) and index.centroids.dtype == torch.float32
     assert torch.equal(index.centroid_classes, torch.tensor([0, 0, 1, 1, 2, 2]))
     assert torch.equal(index.centroid_classes[index.assignments], labels)
@@ -49,8 +50,9 @@ def test_from_representatives_joins_nearest_own_class_representative() -> None:
 
 def test_state_dict_round_trip() -> None:
     embeddings, labels = _labelled_points(2)
-    index = ClusterIndex.fit(embeddings, labels, num_classes=3, k=2,
-                             generator=torch.Generator().manual_seed(0))
+    index = ClusterIndex.fit(
+        embeddings, labels, num_classes=3, k=2, generator=torch.Generator().manual_seed(0)
+    )
     restored = ClusterIndex.from_state_dict(index.state_dict())
     other = ClusterIndex(torch.zeros(3, 3), torch.zeros(28, dtype=torch.long), num_classes=3, k=1)
     other.load_state_dict(index.state_dict())
@@ -64,8 +66,9 @@ def test_state_dict_round_trip() -> None:
 def test_loss_table_cluster_losses_on_a_hand_made_case() -> None:
     table = LossTable(7)
     assert bool(torch.isnan(table.losses).all())
-    assert torch.equal(table.cluster_losses(torch.tensor([0, 0, 1, 1, 2, 3, 3]), 5),
-                       torch.ones(5))  # nothing measured yet: uniform
+    assert torch.equal(
+        table.cluster_losses(torch.tensor([0, 0, 1, 1, 2, 3, 3]), 5), torch.ones(5)
+    )  # nothing measured yet: uniform
     table.update(torch.tensor([0, 2, 3, 6, 6]), torch.tensor([2.0, 0.0, 1.0, 1.0, 4.0]))
     expected_losses = [2.0, math.nan, 0.0, 1.0, math.nan, math.nan, 2.5]  # 6: mean of duplicates
     torch.testing.assert_close(table.losses, torch.tensor(expected_losses), equal_nan=True)
@@ -103,8 +106,10 @@ def test_loss_table_rejects_bad_losses_and_restores_state() -> None:
         ({"k": 2, "m": 2, "d": 0}, r"d = 0 is invalid"),
         ({"k": 2, "m": 1, "d": 2}, r"m = 1 is invalid"),
         ({"k": 2, "m": 6, "d": 2}, r"m = 6 exceeds J - k \+ 1 = 5"),
-        ({"k": 2, "m": 4, "d": 8, "max_batch_size": 31},
-         r"m \* d = 4 \* 8 = 32 exceeds max_batch_size = 31"),
+        (
+            {"k": 2, "m": 4, "d": 8, "max_batch_size": 31},
+            r"m \* d = 4 \* 8 = 32 exceeds max_batch_size = 31",
+        ),
     ],
 )
 def test_validate_cluster_settings_messages(settings: dict, message: str) -> None:

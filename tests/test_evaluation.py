@@ -29,11 +29,13 @@ def test_oracle_o6(dtype: torch.dtype) -> None:
     centroids = torch.tensor(O3_REPRESENTATIVES, dtype=dtype)
     queries = torch.tensor(O6_QUERIES, dtype=dtype)
     for method in METHODS:
-        assert predict(queries, centroids, CLASSES_K2, method=method, variance=0.5,
-                       L=2).tolist() == [0, 2]
+        assert predict(
+            queries, centroids, CLASSES_K2, method=method, variance=0.5, L=2
+        ).tolist() == [0, 2]
     repmet_scores = class_scores(queries, centroids, CLASSES_K2, method="repmet", variance=0.5)
-    expected = torch.tensor([[1.534399, 0.689450, 0.202119], [0.474774, 0.708279, 1.300847]],
-                            dtype=dtype)
+    expected = torch.tensor(
+        [[1.534399, 0.689450, 0.202119], [0.474774, 0.708279, 1.300847]], dtype=dtype
+    )
     torch.testing.assert_close(repmet_scores, expected, atol=1e-5, rtol=0)
     magnet = class_scores(queries, centroids, CLASSES_K2, method="magnet", variance=0.5, L=2)
     expected = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.450166, 0.549834]], dtype=dtype)
@@ -72,8 +74,9 @@ def test_scores_match_an_independent_reference() -> None:
     for method, reference in (("magnet", magnet_ref), ("repmet", repmet_ref)):
         scores = class_scores(*shuffled, method=method, variance=1.3, L=5)
         np.testing.assert_allclose(scores.numpy(), reference, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(class_scores(*shuffled, method="simple"),
-                               class_scores(*args, method="simple"))
+    torch.testing.assert_close(
+        class_scores(*shuffled, method="simple"), class_scores(*args, method="simple")
+    )
     nearest = ((x[:, None] - c[None]) ** 2).sum(-1).argmin(1)
     assert predict(*args, method="simple").tolist() == classes[nearest].tolist()
     assert predict(*args, method="repmet", variance=1.3).tolist() == repmet_ref.argmax(1).tolist()
@@ -93,8 +96,9 @@ def test_with_one_centroid_per_class_all_rules_agree() -> None:
     queries = torch.randn(300, 4, generator=gen)
     centroids = torch.randn(7, 4, generator=gen) * 0.5  # overlapping: predictions vary
     classes = torch.randperm(7, generator=gen)
-    predictions = [predict(queries, centroids, classes, method=m, variance=0.3, L=3)
-                   for m in METHODS]
+    predictions = [
+        predict(queries, centroids, classes, method=m, variance=0.3, L=3) for m in METHODS
+    ]
     assert predictions[0].unique().numel() > 3
     assert torch.equal(predictions[0], predictions[1])
     assert torch.equal(predictions[0], predictions[2])
@@ -130,12 +134,14 @@ def test_chunked_evaluation_equals_one_block(monkeypatch: pytest.MonkeyPatch) ->
     centroids = torch.randn(12, 6, generator=gen)
     classes = torch.arange(12) // 3
     whole = evaluate(embeddings, labels, centroids, classes, variance=0.7, L=5)
-    assert whole == evaluate(embeddings, labels, centroids, classes, variance=0.7, L=5,
-                             chunk_size=4)
+    assert whole == evaluate(
+        embeddings, labels, centroids, classes, variance=0.7, L=5, chunk_size=4
+    )
     for method in METHODS:
         reference = class_scores(embeddings, centroids, classes, method=method, variance=0.7, L=5)
-        chunked = class_scores(embeddings, centroids, classes, method=method, variance=0.7, L=5,
-                               chunk_size=7)
+        chunked = class_scores(
+            embeddings, centroids, classes, method=method, variance=0.7, L=5, chunk_size=7
+        )
         torch.testing.assert_close(chunked, reference)
     monkeypatch.setattr(evaluation, "MAX_BLOCK_ELEMENTS", 30)  # 2 queries per block
     assert whole == evaluate(embeddings, labels, centroids, classes, variance=0.7, L=5)
@@ -149,8 +155,9 @@ def test_assignment_accuracy_uses_the_best_one_to_one_mapping() -> None:
     labels = torch.tensor([3, 3, 1, 1, 1, 7, 7, 7, 7])
     assert assignment_accuracy(torch.tensor([2, 2, 0, 0, 0, 5, 5, 5, 5]), labels) == 1.0
     # More clusters than classes: the extra cluster matches nothing.
-    assert assignment_accuracy(torch.tensor([0, 0, 1, 1, 2, 2]),
-                               torch.tensor([0, 0, 0, 0, 1, 1])) == pytest.approx(4 / 6)
+    assert assignment_accuracy(
+        torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 0, 0, 0, 1, 1])
+    ) == pytest.approx(4 / 6)
 
 
 def test_unsupervised_accuracy_recovers_permuted_blobs() -> None:
@@ -187,8 +194,9 @@ class _Images:
 @pytest.mark.parametrize("training", [True, False])
 def test_compute_embeddings_matches_a_direct_forward_in_eval_mode(training: bool) -> None:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.Dropout(0.5),
-                          nn.Linear(8, 3))
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.Dropout(0.5), nn.Linear(8, 3)
+    )
     model.train()
     model(torch.randn(32, 1, 4, 4))  # move the BatchNorm running statistics away from defaults
     model.train(training)

@@ -41,8 +41,9 @@ def test_assignments_stay_in_own_group_and_are_a_lloyd_fixed_point() -> None:
     gen = torch.Generator().manual_seed(3)
     points = torch.randn(300, 4, generator=gen, dtype=torch.float64)  # groups overlap in space
     groups = torch.randint(0, 4, (300,), generator=gen)
-    result = kmeans(points, 5, groups=groups, num_groups=4, generator=gen, iterations=300,
-                    tolerance=0.0)
+    result = kmeans(
+        points, 5, groups=groups, num_groups=4, generator=gen, iterations=300, tolerance=0.0
+    )
     assert torch.equal(result.assignments // 5, groups)
     # Brute force: nearest centroid among the point's own group.
     distances = torch.cdist(points, result.centroids) ** 2

@@ -43,15 +43,6 @@ TENSORBOARD_DIR = "tensorboard"
 FAIL_AT_ITERATION_ENV = "REPMET_FAIL_AT_ITERATION"
 FAIL_ONCE_FILE_ENV = "REPMET_FAIL_ONCE_FILE"
 
-_DATA_FIELDS = (
-    "dataset",
-    "data_root",
-    "download",
-    "image_size",
-    "split_seed",
-    "pretrained",
-    "augment",
-)
 _data_cache: dict[tuple[Any, ...], DatasetSplits] = {}
 
 
@@ -61,7 +52,7 @@ class InjectedFailure(RuntimeError):
 
 def cached_splits(config: TrialConfig) -> DatasetSplits:
     """The data set of ``config``, loaded once per worker process."""
-    key = tuple(getattr(config, name) for name in _DATA_FIELDS)
+    key = config.data_key()
     if key not in _data_cache:
         _data_cache.clear()  # one data set at a time per worker is enough
         _data_cache[key] = load_splits(config)
