@@ -169,6 +169,21 @@ def test_unsupervised_accuracy_recovers_permuted_blobs() -> None:
     assert unsupervised_accuracy(half, labels, seed=1) <= 0.9
 
 
+def test_unsupervised_accuracy_keeps_the_restart_of_lowest_inertia(monkeypatch) -> None:
+    import repmet.evaluation as evaluation
+    from repmet.kmeans import KMeansResult
+
+    points = torch.tensor([[0.0], [0.2], [5.0], [5.2]])
+    labels = torch.tensor([0, 0, 1, 1])
+    merged = KMeansResult(torch.tensor([[0.1], [5.1]]), torch.tensor([0, 0, 0, 1]))  # worse fit
+    right = KMeansResult(torch.tensor([[0.1], [5.1]]), torch.tensor([0, 0, 1, 1]))
+    runs = iter([merged, right, merged])
+    monkeypatch.setattr(evaluation, "kmeans", lambda *args, **kwargs: next(runs))
+    assert evaluation.unsupervised_accuracy(points, labels, restarts=3) == 1.0
+    runs = iter([merged])
+    assert evaluation.unsupervised_accuracy(points, labels, restarts=1) == 0.75
+
+
 def test_invalid_arguments_raise_config_errors() -> None:
     centroids = torch.tensor(O3_REPRESENTATIVES, dtype=torch.float32)
     queries = torch.tensor(O6_QUERIES)
