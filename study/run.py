@@ -74,13 +74,23 @@ class QuietArgumentParser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only where it says something: not for unset values, switches that
+    are off, or help texts that already explain their default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = QuietArgumentParser(
         prog=PROG,
         description="Search the hyperparameters of Magnet loss, RepMet and the cluster-margin loss "
         "with Ray Tune, Optuna (TPE) and ASHA. Each loss of the space gets its own Tune experiment "
         "and Optuna study with the same trial budget.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     spaces = ", ".join(SEARCH_SPACES.names())
     add = parser.add_argument
@@ -90,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--data-root", default=None, help="data folder (default: $REPMET_DATA_ROOT or ./data)")
     add("--model", default=None, help="embedding network (default: the space's, small-cnn)")
     add("--num-samples", type=int, default=None, help="trials per loss (default: the space's)")
-    add("--max-iterations", type=int, default=None, help="training iterations of a full trial")
-    add("--eval-every", type=int, default=None, help="iterations between validation evaluations")
+    add("--max-iterations", type=int, default=None, help="training iterations of a full trial (default: the space's)")
+    add("--eval-every", type=int, default=None, help="iterations between validation evaluations (default: the space's)")
     add("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial")
     add("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractions share a GPU)")
     add("--max-concurrent", type=int, default=None, help="most trials at once (default: all fit)")
