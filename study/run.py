@@ -100,8 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     add("--data-root", default=None, help="data folder (default: $REPMET_DATA_ROOT or ./data)")
     add("--model", default=None, help="embedding network (default: the space's, small-cnn)")
     add("--num-samples", type=int, default=None, help="trials per loss (default: the space's)")
-    add("--max-iterations", type=int, default=None, help="training iterations of a full trial (default: the space's)")
-    add("--eval-every", type=int, default=None, help="iterations between validation evaluations (default: the space's)")
+    add(
+        "--max-iterations",
+        type=int,
+        default=None,
+        help="training iterations of a full trial (default: the space's)",
+    )
+    add(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="iterations between validation evaluations (default: the space's)",
+    )
     add("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial")
     add("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractions share a GPU)")
     add("--max-concurrent", type=int, default=None, help="most trials at once (default: all fit)")
