@@ -1,12 +1,12 @@
 """The ``all`` space: every loss (the magnet, repmet and cluster-margin spaces together), each
-searched by its own study with the same budget of 8 trials."""
+searched by its own study with the same budget of 16 trials."""
 
 from __future__ import annotations
 
 from search_spaces import cluster_margin, magnet, repmet
 from search_spaces.base import SEARCH_SPACES, SearchSpace
 
-NUM_SAMPLES = 8
+NUM_SAMPLES = 16
 
 SPACE = SearchSpace(
     name="all",

@@ -58,7 +58,7 @@ GPU_BATCH_BUDGET = 256
 #: Trial settings every space fixes unless the command line overrides them: the bundled digits
 #: with the small CNN trains a trial in seconds on a CPU core.
 DEFAULT_FIXED: Mapping[str, Any] = MappingProxyType(
-    {"dataset": "digits", "model": "small-cnn", "iterations": 300, "eval_every": 50}
+    {"dataset": "digits", "model": "small-cnn", "iterations": 500, "eval_every": 50}
 )
 
 

@@ -1,5 +1,5 @@
 """The ``cluster-margin`` space: the cluster-margin loss on squared (``cluster-margin``) and plain
-(``cluster-margin-v1``) Euclidean distances, 8 trials each.
+(``cluster-margin-v1``) Euclidean distances, 16 trials each.
 
 Searched: K, M, D (feasibility-ordered), embedding size, network lr, index refresh period, sigma,
 the representatives' lr and the margin alpha (how far beyond the farthest own-class example the
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from search_spaces.base import SEARCH_SPACES, SearchSpace, define_representative_loss
 
-NUM_SAMPLES = 8
+NUM_SAMPLES = 16
 
 DEFINITIONS = {
     "cluster-margin": define_representative_loss,

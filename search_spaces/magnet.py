@@ -1,4 +1,4 @@
-"""The ``magnet`` space: Magnet loss (Magnet paper eq. 4-5), 8 trials.
+"""The ``magnet`` space: Magnet loss (Magnet paper eq. 4-5), 16 trials.
 
 Searched: K, M, D (feasibility-ordered), embedding size, network lr, index refresh period and the
 margin alpha. Magnet estimates its variance from the batch (eq. 5), so there is no sigma, and it has
@@ -20,7 +20,7 @@ from search_spaces.base import (
     suggest_network,
 )
 
-NUM_SAMPLES = 8
+NUM_SAMPLES = 16
 
 
 def define_magnet(trial: optuna.Trial, *, context: SpaceContext) -> dict[str, Any] | None:

@@ -1,4 +1,4 @@
-"""The ``repmet`` space: the four RepMet losses (repmet-v1, -v2, -v3, -cvpr), 8 trials each.
+"""The ``repmet`` space: the four RepMet losses (repmet-v1, -v2, -v3, -cvpr), 16 trials each.
 
 Searched: K, M, D (feasibility-ordered), embedding size, network lr, index refresh period, sigma,
 the representatives' lr and, except for repmet-v2, the margin alpha. repmet-v2 computes
@@ -22,7 +22,7 @@ from search_spaces.base import (
     suggest_representatives,
 )
 
-NUM_SAMPLES = 8
+NUM_SAMPLES = 16
 
 
 def define_repmet_v2(trial: optuna.Trial, *, context: SpaceContext) -> dict[str, Any] | None:

@@ -72,7 +72,7 @@ def test_space_losses() -> None:
     assert SEARCH_SPACES.get("cluster-margin").losses == ("cluster-margin", "cluster-margin-v1")
     assert SEARCH_SPACES.get("magnet").losses == ("magnet",)
     budgets = {SEARCH_SPACES.get(name).num_samples for name in SEARCH_SPACES}
-    assert budgets == {8}
+    assert budgets == {16}
 
 
 @pytest.mark.parametrize(("space_name", "loss"), SPACE_LOSS_PAIRS)
