@@ -63,7 +63,12 @@ def plot_val_curves(
     loss, the selected trial drawn bold."""
     rows, columns = _grid(len(losses))
     figure, axes = plt.subplots(
-        rows, columns, figsize=(4.5 * columns, 3.4 * rows), squeeze=False, sharey=True
+        rows,
+        columns,
+        figsize=(4.5 * columns, 3.4 * rows),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",  # keeps panel titles clear of the x labels above them
     )
     for axis, (loss, record) in zip(axes.flat, losses.items(), strict=False):
         best = selections.get(loss)
