@@ -96,13 +96,20 @@ def test_unknown_config_key_is_rejected(tmp_path) -> None:
 
 
 def _event_tags(directory: Path) -> set[str]:
+    """Scalar tags, plus ``plugin:<name>`` for every TensorBoard plugin with data, found in the
+    trainable's own event files under ``directory``."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags: set[str] = set()
-    for events in directory.rglob("events.out.tfevents.*"):
+    for events in directory.rglob("tensorboard/events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events.parent))
         accumulator.Reload()
         tags |= set(accumulator.Tags()["scalars"])
+        try:
+            if accumulator.PluginTagToContent("hparams"):
+                tags.add("plugin:hparams")
+        except KeyError:  # no HParams data in this file
+            pass
     return tags
 
 
@@ -149,3 +156,6 @@ def test_tune_run_pauses_and_resumes_trials_through_checkpoints(ray_session, tmp
         assert (Path(result.checkpoint.path) / CHECKPOINT_FILE).exists()
     tags = _event_tags(tmp_path / "pause-resume")
     assert {metrics.TRAIN_LOSS, metrics.VAL_ERROR_SIMPLE, metrics.TRAIN_BATCH_ACCURACY} <= tags
+    assert "plugin:hparams" in tags
+    projectors = list((tmp_path / "pause-resume").rglob("tensorboard/projector_config.pbtxt"))
+    assert len(projectors) == 2  # one embedding snapshot per finished trial
