@@ -7,6 +7,7 @@ Registered sets: ``digits`` (default, bundled with scikit-learn), ``mnist``, ``f
 from repmet.data import in_memory, photos  # noqa: F401  (registers the data sets)
 from repmet.data.base import (
     DATASETS,
+    DataRequest,
     DatasetSplits,
     FileDataset,
     InMemoryDataset,
@@ -17,6 +18,7 @@ from repmet.data.base import (
 
 __all__ = [
     "DATASETS",
+    "DataRequest",
     "DatasetSplits",
     "FileDataset",
     "InMemoryDataset",

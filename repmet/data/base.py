@@ -165,19 +165,34 @@ class DatasetSplits:
     class_names: tuple[str, ...] | None = None
 
 
-class DatasetFactory(Protocol):
-    """What :data:`DATASETS` holds: builds the splits from ``root`` (None: the default root)."""
+@dataclass(frozen=True, kw_only=True)
+class DataRequest:
+    """What :func:`load_dataset` was asked for, as handed to a data set's factory.
 
-    def __call__(
-        self,
-        root: Path | None,
-        *,
-        download: bool,
-        seed: int,
-        image_size: int | None,
-        pretrained_normalization: bool,
-        augment: bool,
-    ) -> DatasetSplits: ...
+    Attributes:
+        root: the data root, the image folder (``folder``) or the ``.npz`` file (``arrays``);
+            None: :func:`default_data_root`.
+        download: whether missing files may be fetched; otherwise the network is never touched.
+        seed: seed of the stratified split of a set without an official one.
+        image_size: side of the square model input; None: the set's native size (in-memory
+            sets) or :data:`DEFAULT_PHOTO_SIZE` (photo sets).
+        pretrained_normalization: normalise photo sets with the ImageNet mean/std rather than
+            0.5/0.5 (in-memory sets are standardised with their training split's statistics).
+        augment: apply the random training transform to the train split.
+    """
+
+    root: Path | None = None
+    download: bool = False
+    seed: int = 0
+    image_size: int | None = None
+    pretrained_normalization: bool = False
+    augment: bool = False
+
+
+class DatasetFactory(Protocol):
+    """What :data:`DATASETS` holds: builds a data set's splits for one :class:`DataRequest`."""
+
+    def __call__(self, request: DataRequest) -> DatasetSplits: ...
 
 
 DATASETS: Registry[DatasetFactory] = Registry("data set")
@@ -224,12 +239,14 @@ def load_dataset(
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size must be a positive number of pixels, got {image_size}")
     return factory(
-        Path(root) if root is not None else None,
-        download=download,
-        seed=seed,
-        image_size=image_size,
-        pretrained_normalization=pretrained_normalization,
-        augment=augment,
+        DataRequest(
+            root=Path(root) if root is not None else None,
+            download=download,
+            seed=seed,
+            image_size=image_size,
+            pretrained_normalization=pretrained_normalization,
+            augment=augment,
+        )
     )
 
 

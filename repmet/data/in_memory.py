@@ -11,6 +11,7 @@ from torchvision.datasets import MNIST, FashionMNIST
 
 from repmet.data.base import (
     DATASETS,
+    DataRequest,
     DatasetSplits,
     default_data_root,
     download_or_explain,
@@ -26,15 +27,7 @@ MNIST_VALIDATION_FRACTION = 5_000 / 60_000
 
 
 @DATASETS.register("digits")
-def digits(
-    root: Path | None,
-    *,
-    download: bool,
-    seed: int,
-    image_size: int | None,
-    pretrained_normalization: bool,
-    augment: bool,
-) -> DatasetSplits:
+def digits(request: DataRequest) -> DatasetSplits:
     """scikit-learn's bundled 1,797 8x8 grey digits (no files needed), split 60/20/20 by seed."""
     bunch = load_digits()
     # Pixel values are 0..16.
@@ -44,30 +37,22 @@ def digits(
         "digits",
         images,
         labels,
-        stratified_split(labels, seed=seed, dataset="digits"),
+        stratified_split(labels, seed=request.seed, dataset="digits"),
         class_names=class_names,
-        image_size=image_size,
-        augment=augment,
+        image_size=request.image_size,
+        augment=request.augment,
     )
 
 
 def _register_mnist_family(name: str, source: type[MNIST]) -> None:
     """Registers an MNIST-format set read with torchvision from ``root/<Class>/raw``."""
 
-    def factory(
-        root: Path | None,
-        *,
-        download: bool,
-        seed: int,
-        image_size: int | None,
-        pretrained_normalization: bool,
-        augment: bool,
-    ) -> DatasetSplits:
+    def factory(request: DataRequest) -> DatasetSplits:
         """Official training set minus its last twelfth (validation), official test set."""
-        base = root or default_data_root()
+        base = request.root or default_data_root()
         raw = base / source.__name__ / "raw"
         files = [Path(url).stem for url, _ in source.resources]  # the unpacked idx files
-        if download:
+        if request.download:
             download_or_explain(
                 name,
                 raw,
@@ -100,8 +85,8 @@ def _register_mnist_family(name: str, source: type[MNIST]) -> None:
             labels,
             splits,
             class_names=class_names,
-            image_size=image_size,
-            augment=augment,
+            image_size=request.image_size,
+            augment=request.augment,
         )
 
     DATASETS.add(name, factory)
@@ -112,17 +97,10 @@ _register_mnist_family("fashion-mnist", FashionMNIST)
 
 
 @DATASETS.register("arrays")
-def arrays(
-    root: Path | None,
-    *,
-    download: bool,
-    seed: int,
-    image_size: int | None,
-    pretrained_normalization: bool,
-    augment: bool,
-) -> DatasetSplits:
+def arrays(request: DataRequest) -> DatasetSplits:
     """An ``.npz`` file (``root``) with ``images`` (N,H,W) or (N,H,W,C), uint8 or float, and
     ``labels`` (N,) of any values; split 60/20/20 by seed. uint8 pixels are scaled to [0, 1]."""
+    root = request.root
     if root is None:
         raise ConfigError("data set 'arrays' needs root (--data-root) naming its .npz file")
     if not root.is_file():
@@ -150,8 +128,8 @@ def arrays(
         "arrays",
         images.contiguous(),
         labels,
-        stratified_split(labels, seed=seed, dataset="arrays"),
+        stratified_split(labels, seed=request.seed, dataset="arrays"),
         class_names=class_names,
-        image_size=image_size,
-        augment=augment,
+        image_size=request.image_size,
+        augment=request.augment,
     )

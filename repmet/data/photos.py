@@ -17,6 +17,7 @@ from torchvision.datasets.utils import download_and_extract_archive
 
 from repmet.data.base import (
     DATASETS,
+    DataRequest,
     DatasetSplits,
     carve_validation,
     default_data_root,
@@ -45,19 +46,11 @@ def _mat_vector(path: Path, field: str) -> np.ndarray:
 
 
 @DATASETS.register("flowers102")
-def flowers102(
-    root: Path | None,
-    *,
-    download: bool,
-    seed: int,
-    image_size: int | None,
-    pretrained_normalization: bool,
-    augment: bool,
-) -> DatasetSplits:
+def flowers102(request: DataRequest) -> DatasetSplits:
     """Oxford Flowers 102 with its official train/val/test split (``seed`` is unused)."""
-    data_root = root or default_data_root()
+    data_root = request.root or default_data_root()
     base = data_root / "flowers-102"
-    if download:
+    if request.download:
         download_or_explain(
             "flowers102",
             base,
@@ -85,9 +78,9 @@ def flowers102(
         labels,
         splits,
         class_names=class_names,
-        image_size=image_size,
-        pretrained_normalization=pretrained_normalization,
-        augment=augment,
+        image_size=request.image_size,
+        pretrained_normalization=request.pretrained_normalization,
+        augment=request.augment,
     )
 
 
@@ -102,20 +95,12 @@ def _read_pet_list(path: Path) -> list[tuple[str, str]]:
 
 
 @DATASETS.register("oxford-pet")
-def oxford_pet(
-    root: Path | None,
-    *,
-    download: bool,
-    seed: int,
-    image_size: int | None,
-    pretrained_normalization: bool,
-    augment: bool,
-) -> DatasetSplits:
+def oxford_pet(request: DataRequest) -> DatasetSplits:
     """Oxford-IIIT Pet breeds: official test set; validation carved from trainval by ``seed``."""
-    data_root = root or default_data_root()
+    data_root = request.root or default_data_root()
     base = data_root / "oxford-iiit-pet"
     annotations = base / "annotations"
-    if download:
+    if request.download:
         download_or_explain(
             "oxford-pet",
             base,
@@ -135,16 +120,18 @@ def oxford_pet(
     entries = trainval + test
     paths = [base / "images" / f"{image_id}.jpg" for image_id, _ in entries]
     labels, class_names = reindex_labels([breed for _, breed in entries])
-    train, val = carve_validation(np.arange(len(trainval)), labels, seed=seed, dataset="oxford-pet")
+    train, val = carve_validation(
+        np.arange(len(trainval)), labels, seed=request.seed, dataset="oxford-pet"
+    )
     return file_splits(
         "oxford-pet",
         paths,
         labels,
         (train, val, np.arange(len(trainval), len(entries))),
         class_names=tuple(name.replace("_", " ") for name in class_names),
-        image_size=image_size,
-        pretrained_normalization=pretrained_normalization,
-        augment=augment,
+        image_size=request.image_size,
+        pretrained_normalization=request.pretrained_normalization,
+        augment=request.augment,
     )
 
 
@@ -154,19 +141,11 @@ def _download_dogs(base: Path) -> None:
 
 
 @DATASETS.register("stanford-dogs")
-def stanford_dogs(
-    root: Path | None,
-    *,
-    download: bool,
-    seed: int,
-    image_size: int | None,
-    pretrained_normalization: bool,
-    augment: bool,
-) -> DatasetSplits:
+def stanford_dogs(request: DataRequest) -> DatasetSplits:
     """Stanford Dogs in its official layout under ``root/stanford-dogs``: official test list;
     validation carved from the train list by ``seed``."""
-    base = (root or default_data_root()) / "stanford-dogs"
-    if download:
+    base = (request.root or default_data_root()) / "stanford-dogs"
+    if request.download:
         download_or_explain("stanford-dogs", base, lambda: _download_dogs(base), source=DOGS_URL)
     lists = [base / "train_list.mat", base / "test_list.mat"]
     _require(
@@ -183,7 +162,7 @@ def stanford_dogs(
     # The class is the image's folder, "<wnid>-<breed>"; its name is the breed.
     labels, folders = reindex_labels([file.split("/")[0] for file in relative])
     train, val = carve_validation(
-        np.arange(len(files[0])), labels, seed=seed, dataset="stanford-dogs"
+        np.arange(len(files[0])), labels, seed=request.seed, dataset="stanford-dogs"
     )
     return file_splits(
         "stanford-dogs",
@@ -191,23 +170,16 @@ def stanford_dogs(
         labels,
         (train, val, np.arange(len(files[0]), len(relative))),
         class_names=tuple(folder.split("-", 1)[-1].replace("_", " ") for folder in folders),
-        image_size=image_size,
-        pretrained_normalization=pretrained_normalization,
-        augment=augment,
+        image_size=request.image_size,
+        pretrained_normalization=request.pretrained_normalization,
+        augment=request.augment,
     )
 
 
 @DATASETS.register("folder")
-def folder(
-    root: Path | None,
-    *,
-    download: bool,
-    seed: int,
-    image_size: int | None,
-    pretrained_normalization: bool,
-    augment: bool,
-) -> DatasetSplits:
+def folder(request: DataRequest) -> DatasetSplits:
     """Any ImageFolder-style directory ``root/<class>/<image>``, split 60/20/20 by ``seed``."""
+    root = request.root
     if root is None:
         raise ConfigError("data set 'folder' needs root (--data-root) naming the image folder")
     layout = "one sub-folder of images per class, <class>/<image>.jpg|png|..."
@@ -226,9 +198,9 @@ def folder(
         "folder",
         paths,
         labels,
-        stratified_split(labels, seed=seed, dataset="folder"),
+        stratified_split(labels, seed=request.seed, dataset="folder"),
         class_names=class_names,
-        image_size=image_size,
-        pretrained_normalization=pretrained_normalization,
-        augment=augment,
+        image_size=request.image_size,
+        pretrained_normalization=request.pretrained_normalization,
+        augment=request.augment,
     )
