@@ -29,9 +29,8 @@ import torch
 
 from repmet.config import LOSS_NAMES, TrialConfig
 from repmet.errors import RepmetError
+from study.settings import FINISHED, MANIFEST_FILE, OPTUNA_FILE
 
-MANIFEST_FILE = "study.json"
-OPTUNA_FILE = "optuna.db"
 PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "trial.pt"  # the file trainables.CHECKPOINT_FILE names, without importing Ray
@@ -77,18 +76,6 @@ class TrialRecord:
     steps: tuple[Step, ...]
     status: TrialStatus
     checkpoint_dirs: tuple[Path, ...] = field(default=())
-
-    @property
-    def config(self) -> TrialConfig:
-        return TrialConfig.from_dict(self.params)
-
-    @property
-    def configured_iterations(self) -> int:
-        return int(self.params.get("iterations", TrialConfig().iterations))
-
-    @property
-    def last_iteration(self) -> int:
-        return self.steps[-1].iteration if self.steps else 0
 
     def curve(self, metric: str) -> tuple[list[int], list[float]]:
         """Iterations and values of ``metric`` over the steps that report it."""
@@ -168,7 +155,7 @@ class StudyFolder:
     @property
     def fixed(self) -> Mapping[str, Any]:
         """The trial settings every trial of the study shares (not searched)."""
-        fixed = self.manifest.get("fixed", self.manifest.get("fixed_config", {}))
+        fixed = self.manifest.get("fixed", {})
         return fixed if isinstance(fixed, Mapping) else {}
 
 
@@ -322,22 +309,15 @@ def _trial_folders(loss_path: Path) -> list[Path]:
 
 def _planned_trials(manifest: Mapping[str, Any]) -> dict[str, int]:
     samples = manifest.get("num_samples")
-    losses = manifest.get("losses") or []
-    if isinstance(samples, Mapping):
-        return {str(k): int(v) for k, v in samples.items()}
-    if isinstance(samples, int):
-        return {str(loss): samples for loss in losses}
-    return {}
+    if not isinstance(samples, int):
+        return {}
+    return {str(loss): samples for loss in manifest.get("losses") or []}
 
 
 def _loss_finished(manifest: Mapping[str, Any], loss: str) -> bool:
-    """True when the manifest says the loss (or the whole study) is no longer running."""
+    """True when the manifest's per-loss status (see :mod:`study`) says the loss finished."""
     status = manifest.get("status")
-    if isinstance(status, Mapping):
-        status = status.get(loss)
-        if isinstance(status, Mapping):
-            status = status.get("status")
-    return str(status).lower() in {"finished", "completed", "complete", "done", "failed", "error"}
+    return isinstance(status, Mapping) and status.get(loss) == FINISHED
 
 
 def _number(value: Any) -> float | None:
