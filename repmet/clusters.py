@@ -6,8 +6,6 @@ Layout everywhere: cluster (or representative) j belongs to class ``j // k``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
@@ -178,52 +176,3 @@ class LossTable:
                 f"loss table state has {losses.numel()} examples, expected {self.losses.numel()}."
             )
         self.losses = losses.to(torch.float32).clone()
-
-
-def validate_cluster_settings(
-    class_counts: Sequence[int] | Tensor,
-    *,
-    k: int,
-    m: int,
-    d: int,
-    max_batch_size: int | None = None,
-) -> None:
-    """Checks the sampler's constraints (spec: "Constraints to validate") before any training.
-
-    Args:
-        class_counts: number of training examples of each class (C entries).
-        k: clusters per class; 1 <= k <= the smallest class size.
-        m: clusters per batch; 2 <= m <= J - k + 1 (the seed plus clusters of other classes;
-            at least 2 so that every example has an impostor cluster in the batch).
-        d: examples per cluster, at least 1.
-        max_batch_size: if given, m * d must not exceed it (the memory budget).
-
-    Raises:
-        ConfigError: a one-sentence message naming the setting, its value and the limit.
-    """
-    counts = torch.as_tensor(class_counts, dtype=torch.long).reshape(-1)
-    if counts.numel() == 0:
-        raise ConfigError("the training split has no classes; the cluster index needs one.")
-    if k < 1:
-        raise ConfigError(f"k = {k} is invalid; k (clusters per class) must be at least 1.")
-    smallest = int(counts.argmin())
-    if k > int(counts[smallest]):
-        raise ConfigError(
-            f"k = {k} exceeds the size of class {smallest} ({int(counts[smallest])} "
-            "training examples); k must be at most the smallest class size."
-        )
-    if d < 1:
-        raise ConfigError(f"d = {d} is invalid; d (examples per cluster) must be at least 1.")
-    if m < 2:
-        raise ConfigError(
-            f"m = {m} is invalid; m (clusters per batch) must be at least 2 so that "
-            "every example has an impostor cluster."
-        )
-    most_clusters = counts.numel() * k - k + 1
-    if m > most_clusters:
-        raise ConfigError(
-            f"m = {m} exceeds J - k + 1 = {most_clusters} (the seed cluster plus the "
-            "clusters of all other classes)."
-        )
-    if max_batch_size is not None and m * d > max_batch_size:
-        raise ConfigError(f"m * d = {m} * {d} = {m * d} exceeds max_batch_size = {max_batch_size}.")

@@ -79,9 +79,17 @@ class Trial:
         config: the validated configuration.
         splits: the data set, when the caller already holds it (Ray workers share one copy across
             trials); loaded from ``config`` otherwise.
+        state: a :meth:`state_dict` to continue from; the initial cluster index (an embedding pass
+            over the training split and k-means) is then not built, since the state replaces it.
     """
 
-    def __init__(self, config: TrialConfig, *, splits: DatasetSplits | None = None) -> None:
+    def __init__(
+        self,
+        config: TrialConfig,
+        *,
+        splits: DatasetSplits | None = None,
+        state: dict[str, Any] | None = None,
+    ) -> None:
         self.config = config
         self.splits = splits if splits is not None else load_splits(config)
         train_labels = self.splits.train.labels
@@ -128,7 +136,10 @@ class Trial:
         self.loss_table = LossTable(len(self.splits.train))
         self.sampler = ClusterBatchSampler(m=config.m, d=config.d, generator=self.generator)
         self.iteration = 0
-        self.index = self._build_index(initial=True)
+        if state is None:
+            self.index = self._build_index(initial=True)
+        else:
+            self.load_state_dict(state)
 
     # ------------------------------------------------------------------ training
 
@@ -354,9 +365,7 @@ class Trial:
         ``data_root`` or ``device`` (not the hyperparameters)."""
         state = read_state(path)
         config = TrialConfig.from_dict({**state["config"], **overrides})
-        trial = cls(config, splits=splits)
-        trial.load_state_dict(state)
-        return trial
+        return cls(config, splits=splits, state=state)
 
 
 def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:

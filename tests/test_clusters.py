@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from repmet.clusters import ClusterIndex, LossTable, validate_cluster_settings
-from repmet.errors import ConfigError
+from repmet.clusters import ClusterIndex, LossTable
 
 
 def _labelled_points(seed: int = 0):
@@ -96,26 +95,3 @@ def test_loss_table_rejects_bad_losses_and_restores_state() -> None:
     restored = LossTable(3)
     restored.load_state_dict(table.state_dict())
     torch.testing.assert_close(restored.losses, table.losses, equal_nan=True)
-
-
-@pytest.mark.parametrize(
-    ("settings", "message"),
-    [
-        ({"k": 6, "m": 2, "d": 2}, r"k = 6 exceeds the size of class 1 \(5 training examples\)"),
-        ({"k": 0, "m": 2, "d": 2}, r"k = 0 is invalid"),
-        ({"k": 2, "m": 2, "d": 0}, r"d = 0 is invalid"),
-        ({"k": 2, "m": 1, "d": 2}, r"m = 1 is invalid"),
-        ({"k": 2, "m": 6, "d": 2}, r"m = 6 exceeds J - k \+ 1 = 5"),
-        (
-            {"k": 2, "m": 4, "d": 8, "max_batch_size": 31},
-            r"m \* d = 4 \* 8 = 32 exceeds max_batch_size = 31",
-        ),
-    ],
-)
-def test_validate_cluster_settings_messages(settings: dict, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
-        validate_cluster_settings([9, 5, 7], **settings)
-
-
-def test_validate_cluster_settings_accepts_the_limits() -> None:
-    validate_cluster_settings(torch.tensor([9, 5, 7]), k=5, m=11, d=3, max_batch_size=33)

@@ -115,3 +115,17 @@ def test_refresh_and_evaluation_embed_without_augmentation() -> None:
     second, _ = trial.embed("train")
     assert torch.equal(first, second)
     trial.train(2)  # the training batches themselves are augmented and still train
+
+
+def test_loading_a_state_skips_the_initial_index_build(digits, tmp_path, monkeypatch) -> None:
+    trial = Trial(TrialConfig(loss="magnet", m=4, k=2), splits=digits)
+    trial.train(3)
+    path = trial.save(tmp_path / "trial.pt")
+
+    def no_build(self, *, initial: bool):
+        raise AssertionError("the initial index was built although a state replaces it")
+
+    monkeypatch.setattr(Trial, "_build_index", no_build)
+    loaded = Trial.load(path, splits=digits)
+    assert loaded.iteration == 3
+    assert torch.equal(loaded.index.assignments, trial.index.assignments)

@@ -96,7 +96,9 @@ class MetricLearningTrainable(tune.Trainable):
             metrics.EXAMPLES_PER_SECOND: stats.examples_per_second,
         }
         result.update({metrics.VAL_ERRORS[kind]: error for kind, error in val_errors.items()})
-        for tag in metrics.ALL[1:]:
+        for tag in metrics.ALL:
+            if tag == metrics.ITERATION:  # the x axis of every curve, not a curve of its own
+                continue
             self.writer.add_scalar(tag, result[tag], global_step=self.trial.iteration)
         done = self.trial.iteration >= config.iterations
         if done:
