@@ -244,16 +244,16 @@ def build_report(
             f"{selection.checkpoint_iteration}"
         )
         trial = evaluator.load(selection)
-        rows.append(Row(loss, loss_label(loss), percent_errors(trial.evaluate("train", "test"))))
+        evaluation = trial.evaluation("train", "test")
+        rows.append(Row(loss, loss_label(loss), percent_errors(evaluation.errors)))
         if draw:
-            embeddings, labels = trial.embed("test")
-            centroids, classes = trial.centroids()
+            embeddings, labels = evaluation.embedded["test"]
             file = f"embedding_{loss}.png"
             plots.plot_embedding_map(
                 embeddings,
                 labels,
-                centroids,
-                classes,
+                evaluation.centroids,
+                evaluation.centroid_classes,
                 title=loss_label(loss),
                 path=folder / file,
                 tsne=tsne,

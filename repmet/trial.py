@@ -50,6 +50,23 @@ class TrainStats:
         return self.iterations * self.batch_size / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """What :meth:`Trial.evaluation` computed.
+
+    Attributes:
+        errors: ``{split: {"simple": e, "magnet": e, "repmet": e, "unsupervised": e}}``.
+        embedded: ``{split: (embeddings, labels)}`` of every evaluated split.
+        centroids: ``[J, E]`` centroids the errors were measured against.
+        centroid_classes: ``[J]`` class of each centroid.
+    """
+
+    errors: dict[str, dict[str, float]]
+    embedded: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    centroids: torch.Tensor
+    centroid_classes: torch.Tensor
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present; asking for CUDA without it is a configuration error."""
     if name == "auto":
@@ -287,11 +304,16 @@ class Trial:
         Returns:
             ``{split: {"simple": e, "magnet": e, "repmet": e, "unsupervised": e}}``.
         """
+        return self.evaluation(*splits).errors
+
+    def evaluation(self, *splits: str) -> Evaluation:
+        """:meth:`evaluate`, keeping the embeddings and centroids it computed for callers that
+        also draw them."""
         splits = splits or ("val",)
         embedded = {split: self.embed(split) for split in dict.fromkeys(splits)}
         train_embeddings = embedded["train"][0] if "train" in embedded else None
         centroids, classes = self.centroids(train_embeddings)
-        return {
+        errors = {
             split: evaluate(
                 embeddings,
                 labels,
@@ -303,6 +325,9 @@ class Trial:
             )
             for split, (embeddings, labels) in embedded.items()
         }
+        return Evaluation(
+            errors=errors, embedded=embedded, centroids=centroids, centroid_classes=classes
+        )
 
     # --------------------------------------------------------------------- state
 

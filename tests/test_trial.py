@@ -63,6 +63,10 @@ def test_evaluate_reports_four_errors_per_split(digits) -> None:
     for values in errors.values():
         assert set(values) == ERROR_KEYS
         assert all(0.0 <= value <= 1.0 for value in values.values())
+    evaluation = trial.evaluation("train", "test")
+    assert evaluation.errors == {split: errors[split] for split in ("train", "test")}
+    assert torch.equal(evaluation.embedded["test"][0], trial.embed("test")[0])
+    assert torch.equal(evaluation.centroids, trial.centroids()[0])
     with pytest.raises(ConfigError, match="split = 'dev' is not one of"):
         trial.evaluate("dev")
 
