@@ -199,7 +199,7 @@ class SearchSpace:
 
     Args:
         name: registry name (``--space``).
-        description: one line for ``--help`` and the study manifest.
+        description: one line for the ``--space`` help of ``study/run.py``.
         definitions: loss name -> define-by-run function of that loss's hyperparameters.
         num_samples: default number of trials per loss.
         fixed: trial settings that are not searched (command-line options override them).

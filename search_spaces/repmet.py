@@ -43,7 +43,7 @@ DEFINITIONS = {
 SPACE = SearchSpace(
     name="repmet",
     description="RepMet v1, v2, v3 and CVPR losses: K, M, D, embedding size, lr, refresh period, "
-    "sigma, rep_lr, alpha",
+    "sigma, rep_lr, alpha (not for v2)",
     definitions=DEFINITIONS,
     num_samples=NUM_SAMPLES,
 )

@@ -92,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "and Optuna study with the same trial budget.",
         formatter_class=DefaultsHelpFormatter,
     )
-    spaces = ", ".join(SEARCH_SPACES.names())
+    spaces = "; ".join(
+        f"{name} - {SEARCH_SPACES.get(name).description}" for name in SEARCH_SPACES.names()
+    )
     add = parser.add_argument
     add("--space", default="repmet", help=f"search space: {spaces}")
     add("--losses", default=None, help="comma-separated subset of the space's losses to search")
