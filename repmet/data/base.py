@@ -325,14 +325,15 @@ def in_memory_splits(
     splits: tuple[np.ndarray, np.ndarray, np.ndarray],
     *,
     class_names: tuple[str, ...],
-    image_size: int | None,
-    augment: bool,
+    request: DataRequest,
 ) -> DatasetSplits:
     """Builds in-memory splits from float images [N, C, H, W] and re-indexed labels.
 
-    Images are resized to ``image_size`` (if given) and standardised per channel with the mean
-    and standard deviation of the training split only, so no test statistics leak into training.
+    Images are resized to ``request.image_size`` (if given) and standardised per channel with the
+    mean and standard deviation of the training split only, so no test statistics leak into
+    training.
     """
+    image_size = request.image_size
     if image_size is not None and images.shape[-2:] != (image_size, image_size):
         images = F.interpolate(
             images, size=(image_size, image_size), mode="bilinear", antialias=True
@@ -343,7 +344,7 @@ def in_memory_splits(
     images = ((images - mean) / std).contiguous()
     label_tensor = torch.from_numpy(labels)
     channels, height, width = images.shape[1:]
-    shift = RandomShift(max(1, round(0.1 * height))) if augment else None
+    shift = RandomShift(max(1, round(0.1 * height))) if request.augment else None
 
     def split(indices: np.ndarray, augment_split: BatchTransform | None) -> InMemoryDataset:
         index = torch.from_numpy(indices)
@@ -392,14 +393,12 @@ def file_splits(
     splits: tuple[np.ndarray, np.ndarray, np.ndarray],
     *,
     class_names: tuple[str, ...],
-    image_size: int | None,
-    pretrained_normalization: bool,
-    augment: bool,
+    request: DataRequest,
 ) -> DatasetSplits:
     """Builds lazily decoded RGB splits from image paths and re-indexed labels."""
-    size = image_size or DEFAULT_PHOTO_SIZE
+    size = request.image_size or DEFAULT_PHOTO_SIZE
     evaluation, training = photo_transforms(
-        size, pretrained_normalization=pretrained_normalization, augment=augment
+        size, pretrained_normalization=request.pretrained_normalization, augment=request.augment
     )
     label_tensor = torch.from_numpy(labels)
 

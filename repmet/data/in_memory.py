@@ -39,8 +39,7 @@ def digits(request: DataRequest) -> DatasetSplits:
         labels,
         stratified_split(labels, seed=request.seed, dataset="digits"),
         class_names=class_names,
-        image_size=request.image_size,
-        augment=request.augment,
+        request=request,
     )
 
 
@@ -85,8 +84,7 @@ def _register_mnist_family(name: str, source: type[MNIST]) -> None:
             labels,
             splits,
             class_names=class_names,
-            image_size=request.image_size,
-            augment=request.augment,
+            request=request,
         )
 
     DATASETS.add(name, factory)
@@ -130,6 +128,5 @@ def arrays(request: DataRequest) -> DatasetSplits:
         labels,
         stratified_split(labels, seed=request.seed, dataset="arrays"),
         class_names=class_names,
-        image_size=request.image_size,
-        augment=request.augment,
+        request=request,
     )

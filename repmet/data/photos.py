@@ -78,9 +78,7 @@ def flowers102(request: DataRequest) -> DatasetSplits:
         labels,
         splits,
         class_names=class_names,
-        image_size=request.image_size,
-        pretrained_normalization=request.pretrained_normalization,
-        augment=request.augment,
+        request=request,
     )
 
 
@@ -129,9 +127,7 @@ def oxford_pet(request: DataRequest) -> DatasetSplits:
         labels,
         (train, val, np.arange(len(trainval), len(entries))),
         class_names=tuple(name.replace("_", " ") for name in class_names),
-        image_size=request.image_size,
-        pretrained_normalization=request.pretrained_normalization,
-        augment=request.augment,
+        request=request,
     )
 
 
@@ -170,9 +166,7 @@ def stanford_dogs(request: DataRequest) -> DatasetSplits:
         labels,
         (train, val, np.arange(len(files[0]), len(relative))),
         class_names=tuple(folder.split("-", 1)[-1].replace("_", " ") for folder in folders),
-        image_size=request.image_size,
-        pretrained_normalization=request.pretrained_normalization,
-        augment=request.augment,
+        request=request,
     )
 
 
@@ -200,7 +194,5 @@ def folder(request: DataRequest) -> DatasetSplits:
         labels,
         stratified_split(labels, seed=request.seed, dataset="folder"),
         class_names=class_names,
-        image_size=request.image_size,
-        pretrained_normalization=request.pretrained_normalization,
-        augment=request.augment,
+        request=request,
     )
