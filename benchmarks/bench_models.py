@@ -2,8 +2,8 @@
 
     python benchmarks/bench_models.py [--batch 48] [--steps 30] [--repeats 5]
 
-Targets on this kind of machine (2 cores): small-cnn on 48x1x8x8 in about 1-2 ms, on 48x1x28x28 in
-a few ms. Each case is repeated and the best mean time per step kept, for 1 and for 2 threads.
+Each case is repeated and the best mean time per step kept, for 1 and for 2 threads; timings are
+only comparable on an otherwise idle machine.
 """
 
 from __future__ import annotations
