@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from repmet.data import LabeledDataset, load_dataset
+from repmet.data import LabeledDataset
 from trainables import CHECKPOINT_FILE, MetricLearningTrainable, metric_learning, metrics
 
 SMALL = {"loss": "repmet-v2", "m": 4, "d": 4, "k": 2, "iterations": 20, "eval_every": 5}
@@ -38,9 +38,8 @@ def ray_session():
 
 
 @pytest.fixture
-def no_test_split(monkeypatch):
-    splits = load_dataset("digits")
-    guarded = dataclasses.replace(splits, test=_ForbiddenSplit())
+def no_test_split(monkeypatch, digits):
+    guarded = dataclasses.replace(digits, test=_ForbiddenSplit())
     monkeypatch.setattr(metric_learning, "cached_splits", lambda config: guarded)
 
 

@@ -6,17 +6,11 @@ import pytest
 import torch
 
 from repmet.config import TrialConfig
-from repmet.data import load_dataset
 from repmet.errors import ConfigError
 from repmet.train import main as train_main
 from repmet.trial import Trial
 
 ERROR_KEYS = {"simple", "magnet", "repmet", "unsupervised"}
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 def _losses_per_iteration(trial: Trial, iterations: int) -> list[float]:
