@@ -1,8 +1,12 @@
-"""User-facing errors.
+"""Errors: those a user causes, and those that mean a bug.
 
-Every error that a user can cause (a bad name, a missing data set, an infeasible configuration)
-derives from :class:`RepmetError`. Command-line entry points catch it and print its message as a
-single line with a non-zero exit, instead of a traceback.
+Every error that a user can cause (a bad name, a missing or unusable data set, an infeasible
+configuration) derives from :class:`RepmetError`. Command-line entry points catch it and print its
+message as a single line with a non-zero exit, instead of a traceback.
+
+:class:`ArgumentError` is not a :class:`RepmetError`: a library function called with arguments
+outside its contract (tensors of the wrong shape, more clusters than points) is a programming error,
+and its traceback is what the programmer needs.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ class RepmetError(Exception):
 
 
 class ConfigError(RepmetError, ValueError):
-    """An invalid or infeasible configuration value, raised before any training starts."""
+    """An invalid or infeasible configuration value or command-line option, found before any
+    training starts."""
 
 
 class UnknownNameError(RepmetError, KeyError):
@@ -27,5 +32,19 @@ class DataNotFoundError(RepmetError, FileNotFoundError):
     """A data set or weights file that is not where it was looked for."""
 
 
-class TrainingDiverged(RepmetError, ArithmeticError):
+class DataError(RepmetError, ValueError):
+    """A data set whose files are there but cannot be used: unreadable, empty, of the wrong
+    shape, or holding non-finite pixels."""
+
+
+class TrialFailed(RepmetError):
+    """A trial that cannot go on because of its own configuration. A study records the trial as
+    failed and goes on with the next one."""
+
+
+class TrainingDiverged(TrialFailed, ArithmeticError):
     """The training loss became NaN or infinite; the trial cannot continue."""
+
+
+class ArgumentError(ValueError):
+    """A library function called with arguments outside its contract (a programming error)."""
