@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from repmet.errors import ConfigError
+from repmet.errors import ArgumentError
 from repmet.kmeans import kmeans, nearest_in_group
 
 
@@ -30,7 +30,7 @@ class ClusterIndex:
     def __init__(self, centroids: Tensor, assignments: Tensor, *, num_classes: int, k: int) -> None:
         expected_rows = num_classes * k
         if k < 1 or num_classes < 1 or centroids.dim() != 2 or centroids.shape[0] != expected_rows:
-            raise ConfigError(
+            raise ArgumentError(
                 f"a cluster index needs [num_classes * k, E] centroids; got shape "
                 f"{tuple(centroids.shape)} for num_classes = {num_classes}, k = {k}."
             )
@@ -46,7 +46,7 @@ class ClusterIndex:
             <= int(self.assignments.max())
             < self.num_clusters
         ):
-            raise ConfigError(f"cluster assignments must lie in 0..{self.num_clusters - 1}.")
+            raise ArgumentError(f"cluster assignments must lie in 0..{self.num_clusters - 1}.")
         self.member_order = torch.argsort(self.assignments, stable=True)
         self._sizes = torch.bincount(self.assignments, minlength=self.num_clusters)
         self.member_offsets = torch.cumsum(self._sizes, 0) - self._sizes
@@ -77,12 +77,17 @@ class ClusterIndex:
         """RepMet-style index: each example joins its nearest own-class representative; the
         centroids are a detached copy of the representatives (never written back to them)."""
         if k < 1 or representatives.shape[0] % k:
-            raise ConfigError(
+            raise ArgumentError(
                 f"k = {k} does not divide the number of representatives "
                 f"({representatives.shape[0]})."
             )
         reps = representatives.detach().to(embeddings.dtype)
-        assignments = nearest_in_group(embeddings.detach(), labels.long(), reps, k)
+        labels = labels.long()
+        # Centred on each class's mean representative: only the rounding depends on the origin.
+        origins = reps.reshape(-1, k, reps.shape[1]).mean(dim=1)
+        assignments = nearest_in_group(
+            embeddings.detach() - origins[labels], labels, reps - origins.repeat_interleave(k, 0), k
+        )
         return cls(reps, assignments, num_classes=representatives.shape[0] // k, k=k)
 
     def cluster_sizes(self) -> Tensor:
@@ -120,7 +125,7 @@ class LossTable:
 
     def __init__(self, num_examples: int) -> None:
         if num_examples < 1:
-            raise ConfigError(
+            raise ArgumentError(
                 f"num_examples = {num_examples} is invalid; a loss table needs at least 1 example."
             )
         self.losses = torch.full((num_examples,), torch.nan, dtype=torch.float32)

@@ -37,6 +37,11 @@ class DataError(RepmetError, ValueError):
     shape, or holding non-finite pixels."""
 
 
+class CheckpointError(RepmetError):
+    """A saved trial state that cannot be read: missing, truncated, foreign, or of a format this
+    version does not know."""
+
+
 class TrialFailed(RepmetError):
     """A trial that cannot go on because of its own configuration. A study records the trial as
     failed and goes on with the next one."""

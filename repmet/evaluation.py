@@ -6,8 +6,9 @@
 - Unsupervised: k-means with C clusters, matched to classes one-to-one (Hungarian algorithm).
 
 Queries are processed in chunks so that one ``[B, J]`` distance block stays within
-``MAX_BLOCK_ELEMENTS``; ``[N, J, E]`` is never formed. Every log of a sum of exponentials goes
-through log-sum-exp, so far-away queries do not underflow to ties.
+``repmet.geometry.DISTANCE_BLOCK_ELEMENTS``; ``[N, J, E]`` is never formed. Queries and centroids
+are centred on the centroids' mean first (see :mod:`repmet.geometry`). Every log of a sum of
+exponentials goes through log-sum-exp, so far-away queries do not underflow to ties.
 """
 
 from __future__ import annotations
@@ -19,16 +20,14 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from repmet.errors import ConfigError
-from repmet.kmeans import kmeans, squared_norms
+from repmet import geometry
+from repmet.errors import ArgumentError
+from repmet.kmeans import kmeans
 
 #: The classification rules :func:`predict` and :func:`class_scores` accept.
 METHODS = ("simple", "magnet", "repmet")
 #: k-means runs of the unsupervised accuracy; the one of lowest inertia counts.
 UNSUPERVISED_RESTARTS = 10
-
-#: Upper bound on the elements of one ``[B, J]`` distance block (~64 MB in float32).
-MAX_BLOCK_ELEMENTS = 16 * 2**20
 
 
 class LabelledImages(Protocol):
@@ -54,7 +53,7 @@ def compute_embeddings(
         ``(embeddings, labels)``: ``[N, E]`` float32 on the CPU and the data set's labels.
     """
     if batch_size < 1:
-        raise ConfigError(f"batch_size = {batch_size} is invalid; it must be at least 1.")
+        raise ArgumentError(f"batch_size = {batch_size} is invalid; it must be at least 1.")
     labels = dataset.labels
     was_training = model.training
     model.eval()
@@ -131,24 +130,24 @@ def _check_arguments(
     embeddings: Tensor, centroids: Tensor, centroid_classes: Tensor, variance: float, L: int
 ) -> None:
     if embeddings.dim() != 2 or centroids.dim() != 2 or embeddings.shape[1] != centroids.shape[1]:
-        raise ConfigError(
+        raise ArgumentError(
             f"embeddings {tuple(embeddings.shape)} and centroids "
             f"{tuple(centroids.shape)} must be [N, E] and [J, E] with the same E."
         )
     if centroid_classes.shape != (centroids.shape[0],):
-        raise ConfigError(
+        raise ArgumentError(
             f"centroid_classes has shape {tuple(centroid_classes.shape)}; it must "
             f"be [{centroids.shape[0]}], one class per centroid."
         )
     if not variance > 0:
-        raise ConfigError(f"variance = {variance} is invalid; it must be positive.")
+        raise ArgumentError(f"variance = {variance} is invalid; it must be positive.")
     if L < 1:
-        raise ConfigError(f"L = {L} is invalid; the Magnet rule needs at least 1 centroid.")
+        raise ArgumentError(f"L = {L} is invalid; the Magnet rule needs at least 1 centroid.")
 
 
 def _check_method(method: str) -> None:
     if method not in METHODS:
-        raise ConfigError(
+        raise ArgumentError(
             f"unknown evaluation method {method!r}; choose one of: {', '.join(METHODS)}."
         )
 
@@ -180,15 +179,20 @@ def _per_chunk(
     class_major = num_centroids % num_classes == 0 and torch.equal(
         centroid_classes, torch.arange(num_centroids) // (num_centroids // num_classes)
     )
-    centroid_sq_norms = squared_norms(centroids)
+    origin = centroids.mean(dim=0, keepdim=True)
+    centroids = centroids - origin
+    centroid_sq_norms = geometry.squared_norms(centroids)
     if chunk_size is None:
-        chunk_size = max(1, MAX_BLOCK_ELEMENTS // centroids.shape[0])
+        chunk_size = geometry.rows_per_block(num_centroids, geometry.DISTANCE_BLOCK_ELEMENTS)
     results: dict[str, list[Tensor]] = {method: [] for method in methods}
-    for start in range(0, embeddings.shape[0], chunk_size):
-        queries = embeddings[start : start + chunk_size]
-        cross = queries @ centroids.T
-        # ||x||^2 - 2 x.c + ||c||^2 can come out a rounding error below zero.
-        distances = (squared_norms(queries)[:, None] - 2 * cross + centroid_sq_norms).clamp_min_(0)
+    for block in geometry.row_blocks(embeddings.shape[0], chunk_size):
+        queries = embeddings[block] - origin
+        distances = geometry.expanded_squared_distances(
+            queries,
+            centroids,
+            point_norms=geometry.squared_norms(queries),
+            centre_norms=centroid_sq_norms,
+        )
         for method in methods:
             scores = _log_class_scores(
                 distances, centroid_classes, num_classes, method, variance, L, class_major
@@ -220,7 +224,8 @@ def class_scores(
     Args:
         variance: sigma2 of the Gaussian kernels (magnet and repmet).
         L: centroids kept by the Magnet rule (``min(L, J)``).
-        chunk_size: queries per chunk; default keeps a ``[B, J]`` block within MAX_BLOCK_ELEMENTS.
+        chunk_size: queries per chunk; default keeps a ``[B, J]`` block within
+            ``repmet.geometry.DISTANCE_BLOCK_ELEMENTS``.
     """
     _check_method(method)
     scores = _per_chunk(
@@ -264,7 +269,7 @@ def assignment_accuracy(cluster_ids: Tensor, labels: Tensor) -> float:
     """Share of examples whose cluster maps to their label under the best one-to-one mapping of
     clusters to labels (Hungarian algorithm on the cluster x label contingency table)."""
     if cluster_ids.shape != labels.shape or labels.numel() == 0:
-        raise ConfigError(
+        raise ArgumentError(
             f"cluster_ids {tuple(cluster_ids.shape)} and labels "
             f"{tuple(labels.shape)} must be non-empty and of the same shape."
         )
@@ -289,19 +294,10 @@ def unsupervised_accuracy(
     (as scikit-learn's ``n_init``): a single run can merge two classes into one cluster and
     report an error that says more about the seeding than about the embedding.
     """
-    if restarts < 1:
-        raise ConfigError(f"restarts = {restarts} must be >= 1")
-    points = embeddings.detach()
     num_classes = int(torch.unique(labels).numel())
     generator = torch.Generator().manual_seed(seed)
-    best, best_inertia = None, float("inf")
-    for _ in range(restarts):
-        result = kmeans(points, num_classes, generator=generator)
-        inertia = float((points - result.centroids[result.assignments]).pow(2).sum())
-        if inertia < best_inertia:
-            best, best_inertia = result, inertia
-    assert best is not None
-    return assignment_accuracy(best.assignments, labels)
+    result = kmeans(embeddings.detach(), num_classes, generator=generator, restarts=restarts)
+    return assignment_accuracy(result.assignments, labels)
 
 
 def evaluate(

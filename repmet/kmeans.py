@@ -13,18 +13,14 @@ per iteration whatever the number of groups, and memory is bounded by the chunk 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from repmet.errors import ConfigError
-
-#: Upper bound on the number of float elements of one temporary block (~8 MB in float32): small
-#: enough for the gathered ``[B, k, E]`` copies to stay in cache, which is several times faster
-#: than streaming one large block through memory.
-MAX_BLOCK_ELEMENTS = 2**21
+from repmet import geometry
+from repmet.errors import ArgumentError
+from repmet.geometry import squared_norms
 
 
 @dataclass
@@ -35,24 +31,12 @@ class KMeansResult:
         centroids: ``[G*k, E]``; rows ``g*k .. g*k + k - 1`` belong to group g (class-major).
         assignments: LongTensor ``[N]``, the global centroid index ``g*k + i`` of each point; it is
             always the nearest centroid of the point's own group among the returned centroids.
+        inertia: ``[G]`` float64, each group's sum of squared distances to its centroids.
     """
 
     centroids: Tensor
     assignments: Tensor
-
-
-def _chunks(total: int, size: int) -> Iterator[slice]:
-    for start in range(0, total, size):
-        yield slice(start, min(start + size, total))
-
-
-def _rows_per_chunk(elements_per_row: int) -> int:
-    return max(1, MAX_BLOCK_ELEMENTS // max(1, elements_per_row))
-
-
-def squared_norms(points: Tensor) -> Tensor:
-    """``||x_n||^2`` of every row, without materialising a squared copy of the points."""
-    return torch.linalg.vector_norm(points, dim=-1).pow_(2)
+    inertia: Tensor
 
 
 def squared_distances_to_group(
@@ -83,15 +67,16 @@ def squared_distances_to_group(
     out = points.new_empty(num_points, k)
     single_group = per_group.shape[0] == 1
     # The single-group case is a plain matrix product; the gather would copy [B, k, E] for nothing.
-    rows = _rows_per_chunk(k if single_group else k * dim)
-    for part in _chunks(num_points, rows):
+    rows = geometry.rows_per_block(k if single_group else k * dim, geometry.GATHER_BLOCK_ELEMENTS)
+    for part in geometry.row_blocks(num_points, rows):
         x = points[part]
         g = groups[part]
         if single_group:
             cross = x @ per_group[0].T
         else:
             cross = torch.einsum("be,bke->bk", x, per_group[g])
-        # ||x||^2 - 2 x.c + ||c||^2 can come out a rounding error below zero.
+        # |x|^2 - 2 x.c + |c|^2 can come out a rounding error below zero. The caller centres
+        # the points (see kmeans), which keeps the cancellation error of the expansion small.
         out[part] = (point_sq_norms[part, None] - 2 * cross + centroid_sq_norms[g]).clamp_min_(0)
     return out
 
@@ -173,27 +158,27 @@ def _kmeans_plus_plus(
 
 def _validate(points: Tensor, k: int, groups: Tensor, num_groups: int, iterations: int) -> None:
     if points.dim() != 2 or points.shape[0] == 0:
-        raise ConfigError(
+        raise ArgumentError(
             f"k-means needs a non-empty [N, E] tensor of points, got shape {tuple(points.shape)}."
         )
     if k < 1:
-        raise ConfigError(f"k = {k} is invalid; k-means needs at least 1 cluster per group.")
+        raise ArgumentError(f"k = {k} is invalid; k-means needs at least 1 cluster per group.")
     if iterations < 0:
-        raise ConfigError(f"iterations = {iterations} is invalid; it must be at least 0.")
+        raise ArgumentError(f"iterations = {iterations} is invalid; it must be at least 0.")
     if groups.shape != (points.shape[0],):
-        raise ConfigError(
+        raise ArgumentError(
             f"groups has shape {tuple(groups.shape)}; it must be "
             f"[{points.shape[0]}], one group per point."
         )
     if int(groups.min()) < 0 or int(groups.max()) >= num_groups:
-        raise ConfigError(
+        raise ArgumentError(
             f"group ids must lie in 0..{num_groups - 1} (num_groups = {num_groups}), "
             f"got values from {int(groups.min())} to {int(groups.max())}."
         )
     sizes = torch.bincount(groups, minlength=num_groups)
     smallest = int(sizes.argmin())
     if int(sizes[smallest]) < k:
-        raise ConfigError(
+        raise ArgumentError(
             f"k = {k} exceeds the size of group {smallest} ({int(sizes[smallest])} "
             "points); k must be at most the size of the smallest group."
         )
@@ -208,11 +193,14 @@ def kmeans(
     generator: torch.Generator,
     iterations: int = 50,
     tolerance: float = 1e-6,
+    restarts: int = 1,
 ) -> KMeansResult:
     """k-means with k clusters inside every group: greedy k-means++ seeding, then Lloyd iterations.
 
     Minimises sum_n d(x_n, c_{a(n)}) with a(n) restricted to the centroids of x_n's group
-    (d = squared Euclidean distance, the spec's distance everywhere).
+    (d = squared Euclidean distance, the spec's distance everywhere). Each group is clustered
+    around its own mean (k-means does not depend on the origin; the rounding of the distance
+    expansion does, see :mod:`repmet.geometry`).
 
     Args:
         points: ``[N, E]`` float tensor (float32 or float64; other dtypes are cast to float32).
@@ -226,13 +214,15 @@ def kmeans(
         tolerance: stop once the largest squared centroid shift is at most ``tolerance`` times
             the mean per-dimension variance of the points (scale-free, as in scikit-learn), or
             when the assignments no longer change.
+        restarts: independent runs (as scikit-learn's ``n_init``); each group keeps the run of
+            lowest inertia within it, since one seeding can put two centroids in one blob.
 
     Returns:
         :class:`KMeansResult`. An empty cluster (possible only when a group holds duplicate
         points) keeps its previous centroid rather than being re-seeded.
 
     Raises:
-        ConfigError: k larger than a group (naming the group and its size), or malformed input.
+        ArgumentError: k larger than a group (naming the group and its size), or malformed input.
     """
     if not points.is_floating_point():
         points = points.float()
@@ -244,15 +234,54 @@ def kmeans(
     if num_groups is None:
         num_groups = int(groups.max()) + 1 if groups.numel() else 1
     _validate(points, k, groups, num_groups, iterations)
+    if restarts < 1:
+        raise ArgumentError(f"restarts = {restarts} is invalid; k-means needs at least 1 run.")
 
-    point_sq_norms = squared_norms(points)
+    sizes = torch.bincount(groups, minlength=num_groups).to(points.dtype)
+    group_means = torch.zeros(num_groups, points.shape[1], dtype=points.dtype)
+    group_means = group_means.index_add_(0, groups, points) / sizes[:, None]
+    centred = points - group_means[groups]
+    point_sq_norms = squared_norms(centred)
+    # Mean per-dimension variance around the group means (the centred points' mean is 0).
+    threshold = tolerance * float(point_sq_norms.double().mean()) / points.shape[1]
+
+    best: KMeansResult | None = None
+    for _ in range(restarts):
+        run = _lloyd(
+            centred, point_sq_norms, groups, num_groups, k, generator, iterations, threshold
+        )
+        if best is None:
+            best = run
+            continue
+        better = run.inertia < best.inertia  # [G]; ties keep the earlier run
+        rows = better.repeat_interleave(k)
+        best = KMeansResult(
+            centroids=torch.where(rows[:, None], run.centroids, best.centroids),
+            assignments=torch.where(better[groups], run.assignments, best.assignments),
+            inertia=torch.where(better, run.inertia, best.inertia),
+        )
+    assert best is not None
+    return KMeansResult(
+        centroids=best.centroids + group_means.repeat_interleave(k, dim=0),
+        assignments=best.assignments,
+        inertia=best.inertia,
+    )
+
+
+def _lloyd(
+    points: Tensor,
+    point_sq_norms: Tensor,
+    groups: Tensor,
+    num_groups: int,
+    k: int,
+    generator: torch.Generator,
+    iterations: int,
+    threshold: float,
+) -> KMeansResult:
+    """One k-means run on centred points: seeding, then Lloyd iterations until the assignments
+    stop changing or the largest squared centroid shift is at most ``threshold``."""
     centroids = _kmeans_plus_plus(points, point_sq_norms, groups, num_groups, k, generator)
     assignments = nearest_in_group(points, groups, centroids, k, point_sq_norms=point_sq_norms)
-    # Mean per-dimension variance, from the norms at hand rather than a centred copy of the points.
-    mean_variance = (point_sq_norms.double().mean() - points.mean(0).double().pow(2).sum()) / (
-        points.shape[1]
-    )
-    threshold = tolerance * float(mean_variance)
     num_centroids = num_groups * k
     for _ in range(iterations):
         sums = torch.zeros_like(centroids).index_add_(0, assignments, points)
@@ -268,4 +297,6 @@ def kmeans(
         assignments = new_assignments
         if unchanged or shift <= threshold:
             break
-    return KMeansResult(centroids=centroids, assignments=assignments)
+    residuals = (points - centroids[assignments]).pow(2).sum(dim=1).double()
+    inertia = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, groups, residuals)
+    return KMeansResult(centroids=centroids, assignments=assignments, inertia=inertia)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models as tv_models
 
-from repmet.errors import ConfigError, DataNotFoundError
+from repmet.errors import ArgumentError, ConfigError, DataNotFoundError
 from repmet.registry import Registry
 
 SMALL_CNN_WIDTHS = (16, 32, 64)
@@ -187,7 +187,7 @@ _resnet_spec("resnet50", tv_models.resnet50, tv_models.ResNet50_Weights.IMAGENET
 
 def _check_positive(field: str, value: int) -> None:
     if value < 1:
-        raise ConfigError(f"{field} must be at least 1, got {value}")
+        raise ArgumentError(f"{field} must be at least 1, got {value}")
 
 
 def build_model(

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from repmet.clusters import ClusterIndex, LossTable
-from repmet.errors import ConfigError
+from repmet.errors import ArgumentError
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,9 @@ class ClusterBatchSampler:
 
     def __init__(self, *, m: int, d: int, generator: torch.Generator) -> None:
         if m < 2:
-            raise ConfigError(f"m = {m} is invalid; m (clusters per batch) must be at least 2.")
+            raise ArgumentError(f"m = {m} is invalid; m (clusters per batch) must be at least 2.")
         if d < 1:
-            raise ConfigError(f"d = {d} is invalid; d (examples per cluster) must be at least 1.")
+            raise ArgumentError(f"d = {d} is invalid; d (examples per cluster) must be at least 1.")
         self.m = m
         self.d = d
         self.generator = generator
@@ -74,7 +74,7 @@ class ClusterBatchSampler:
         eligible = (index.centroid_classes != index.centroid_classes[seed]) & non_empty
         available = int(eligible.sum())
         if available == 0:
-            raise ConfigError(
+            raise ArgumentError(
                 "the batch needs a non-empty cluster of another class than the "
                 "seed's, but the index has none."
             )
@@ -112,7 +112,7 @@ class ClusterBatchSampler:
         if centers is None:
             centers = index.centroids
         if centers.shape[0] != index.num_clusters:
-            raise ConfigError(
+            raise ArgumentError(
                 f"centers has {centers.shape[0]} rows; the index has {index.num_clusters} clusters."
             )
         centers = centers.detach().cpu()
@@ -131,7 +131,7 @@ class ClusterBatchSampler:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if (state["m"], state["d"]) != (self.m, self.d):
-            raise ConfigError(
+            raise ArgumentError(
                 f"sampler state was saved with m = {state['m']}, d = {state['d']}; "
                 f"this sampler has m = {self.m}, d = {self.d}."
             )

@@ -21,7 +21,7 @@ import torch
 from repmet.clusters import ClusterIndex, LossTable
 from repmet.config import TrialConfig
 from repmet.data import DatasetSplits, LabeledDataset, load_dataset
-from repmet.errors import ConfigError, TrainingDiverged
+from repmet.errors import ArgumentError, CheckpointError, ConfigError, TrainingDiverged
 from repmet.evaluation import compute_embeddings, evaluate
 from repmet.losses import build_loss
 from repmet.models import build_model
@@ -164,7 +164,7 @@ class Trial:
         """Runs ``iterations`` steps: sample a cluster-neighbourhood batch, forward, loss, backward,
         optimiser steps, loss-table update, and the scheduled index refresh."""
         if iterations < 1:
-            raise ConfigError(f"iterations = {iterations} must be >= 1")
+            raise ArgumentError(f"iterations = {iterations} must be >= 1")
         train_set = self.splits.train
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         accuracy_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -255,7 +255,7 @@ class Trial:
 
     def dataset(self, split: str) -> LabeledDataset:
         if split not in SPLITS:
-            raise ConfigError(f"split = {split!r} is not one of: {', '.join(SPLITS)}")
+            raise ArgumentError(f"split = {split!r} is not one of: {', '.join(SPLITS)}")
         return getattr(self.splits, split)
 
     def evaluation_dataset(self, split: str) -> LabeledDataset:
@@ -355,7 +355,7 @@ class Trial:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("format") != STATE_FORMAT:
-            raise ConfigError(f"unsupported trial state format {state.get('format')!r}")
+            raise CheckpointError(f"unsupported trial state format {state.get('format')!r}")
         self.iteration = int(state["iteration"])
         self.model.load_state_dict(state["model"])
         self.loss_fn.load_state_dict(state["loss"])

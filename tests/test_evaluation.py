@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from repmet import evaluation
-from repmet.errors import ConfigError
+from repmet import evaluation, geometry
+from repmet.errors import ArgumentError
 from repmet.evaluation import (
     METHODS,
     assignment_accuracy,
@@ -143,7 +143,7 @@ def test_chunked_evaluation_equals_one_block(monkeypatch: pytest.MonkeyPatch) ->
             embeddings, centroids, classes, method=method, variance=0.7, L=5, chunk_size=7
         )
         torch.testing.assert_close(chunked, reference)
-    monkeypatch.setattr(evaluation, "MAX_BLOCK_ELEMENTS", 30)  # 2 queries per block
+    monkeypatch.setattr(geometry, "DISTANCE_BLOCK_ELEMENTS", 30)  # 2 queries per block
     assert whole == evaluate(embeddings, labels, centroids, classes, variance=0.7, L=5)
 
 
@@ -169,29 +169,30 @@ def test_unsupervised_accuracy_recovers_permuted_blobs() -> None:
     assert unsupervised_accuracy(half, labels, seed=1) <= 0.9
 
 
-def test_unsupervised_accuracy_keeps_the_restart_of_lowest_inertia(monkeypatch) -> None:
-    import repmet.evaluation as evaluation
+def test_unsupervised_accuracy_clusters_with_restarts(monkeypatch) -> None:
     from repmet.kmeans import KMeansResult
 
     points = torch.tensor([[0.0], [0.2], [5.0], [5.2]])
     labels = torch.tensor([0, 0, 1, 1])
-    merged = KMeansResult(torch.tensor([[0.1], [5.1]]), torch.tensor([0, 0, 0, 1]))  # worse fit
-    right = KMeansResult(torch.tensor([[0.1], [5.1]]), torch.tensor([0, 0, 1, 1]))
-    runs = iter([merged, right, merged])
-    monkeypatch.setattr(evaluation, "kmeans", lambda *args, **kwargs: next(runs))
-    assert evaluation.unsupervised_accuracy(points, labels, restarts=3) == 1.0
-    runs = iter([merged])
-    assert evaluation.unsupervised_accuracy(points, labels, restarts=1) == 0.75
+    calls = []
+
+    def fake_kmeans(*args, **kwargs) -> KMeansResult:
+        calls.append(kwargs["restarts"])
+        return KMeansResult(torch.tensor([[0.1], [5.1]]), torch.tensor([0, 0, 0, 1]), None)
+
+    monkeypatch.setattr(evaluation, "kmeans", fake_kmeans)
+    assert evaluation.unsupervised_accuracy(points, labels, restarts=3) == 0.75
+    assert calls == [3]
 
 
-def test_invalid_arguments_raise_config_errors() -> None:
+def test_invalid_arguments_raise_argument_errors() -> None:
     centroids = torch.tensor(O3_REPRESENTATIVES, dtype=torch.float32)
     queries = torch.tensor(O6_QUERIES)
-    with pytest.raises(ConfigError, match="choose one of: simple, magnet, repmet"):
+    with pytest.raises(ArgumentError, match="choose one of: simple, magnet, repmet"):
         predict(queries, centroids, CLASSES_K2, method="nearest")
-    with pytest.raises(ConfigError, match="variance = 0"):
+    with pytest.raises(ArgumentError, match="variance = 0"):
         predict(queries, centroids, CLASSES_K2, method="repmet", variance=0)
-    with pytest.raises(ConfigError, match="same E"):
+    with pytest.raises(ArgumentError, match="same E"):
         predict(queries[:, :1], centroids, CLASSES_K2, method="simple")
 
 
@@ -225,3 +226,19 @@ def test_compute_embeddings_matches_a_direct_forward_in_eval_mode(training: bool
     with torch.no_grad():
         expected = model(data.images)
     torch.testing.assert_close(embeddings, expected)
+
+
+def test_far_from_the_origin_predicts_like_near_it() -> None:
+    # Centroids at offset 1,000 with spread 0.5: the uncentred float32 expansion mislabelled 138 of
+    # these 500 queries; centred, the predictions equal those of the same points near the origin.
+    gen = torch.Generator().manual_seed(0)
+    centroids = torch.randn(20, 8, generator=gen) * 0.5
+    classes = torch.arange(20) // 2
+    queries = centroids[torch.randint(0, 20, (500,), generator=gen)]
+    queries = queries + 0.2 * torch.randn(500, 8, generator=gen)
+    for method in METHODS:
+        near = predict(queries, centroids, classes, method=method, variance=0.1, L=5)
+        far = predict(
+            queries + 1000.0, centroids + 1000.0, classes, method=method, variance=0.1, L=5
+        )
+        assert torch.equal(far, near), method

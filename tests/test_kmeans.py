@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from repmet import geometry
 from repmet import kmeans as kmeans_module
-from repmet.errors import ConfigError
+from repmet.errors import ArgumentError
 from repmet.kmeans import kmeans, nearest_in_group
 
 
@@ -78,7 +79,7 @@ def test_chunked_distances_match_one_block(monkeypatch: pytest.MonkeyPatch) -> N
     points = torch.randn(97, 5, generator=gen, dtype=torch.float64)
     groups = torch.randint(0, 3, (97,), generator=gen)
     whole = kmeans(points, 2, groups=groups, generator=torch.Generator().manual_seed(0))
-    monkeypatch.setattr(kmeans_module, "MAX_BLOCK_ELEMENTS", 7)
+    monkeypatch.setattr(geometry, "GATHER_BLOCK_ELEMENTS", 7)
     chunked = kmeans(points, 2, groups=groups, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(chunked.centroids, whole.centroids)
     assert torch.equal(chunked.assignments, whole.assignments)
@@ -119,9 +120,46 @@ def test_nearest_in_group_matches_brute_force() -> None:
 def test_k_larger_than_a_group_names_the_group() -> None:
     points = torch.randn(10, 2)
     groups = torch.tensor([0] * 6 + [1] * 2 + [2] * 2)
-    with pytest.raises(ConfigError, match=r"k = 3 exceeds the size of group 1 \(2 points\)"):
+    with pytest.raises(ArgumentError, match=r"k = 3 exceeds the size of group 1 \(2 points\)"):
         kmeans(points, 3, groups=groups, generator=torch.Generator())
-    with pytest.raises(ConfigError, match="group 3"):
+    with pytest.raises(ArgumentError, match="group 3"):
         kmeans(points, 1, groups=groups, num_groups=4, generator=torch.Generator())
-    with pytest.raises(ConfigError, match="k = 0"):
+    with pytest.raises(ArgumentError, match="k = 0"):
         kmeans(points, 0, generator=torch.Generator())
+
+
+def test_restarts_keep_each_groups_run_of_lowest_inertia(monkeypatch: pytest.MonkeyPatch) -> None:
+    points = torch.tensor([[0.0], [1.0], [10.0], [11.0]])
+    groups = torch.tensor([0, 0, 1, 1])
+    runs = iter(
+        [
+            kmeans_module.KMeansResult(
+                torch.tensor([[0.0], [9.0]]), torch.tensor([0, 0, 1, 1]), torch.tensor([1.0, 5.0])
+            ),
+            kmeans_module.KMeansResult(
+                torch.tensor([[7.0], [10.0]]), torch.tensor([0, 0, 1, 1]), torch.tensor([3.0, 2.0])
+            ),
+            kmeans_module.KMeansResult(
+                torch.tensor([[8.0], [8.0]]), torch.tensor([0, 0, 1, 1]), torch.tensor([1.0, 2.0])
+            ),
+        ]
+    )
+    monkeypatch.setattr(kmeans_module, "_lloyd", lambda *args: next(runs))
+    result = kmeans(points, 1, groups=groups, generator=torch.Generator(), restarts=3)
+    # Group 0 keeps run 1 (ties keep the earlier run), group 1 run 2; the group means (0.5 and
+    # 10.5) around which the runs clustered are added back.
+    torch.testing.assert_close(result.inertia, torch.tensor([1.0, 2.0]))
+    torch.testing.assert_close(result.centroids, torch.tensor([[0.5], [20.5]]))
+
+
+def test_far_from_the_origin_is_clustered_like_near_it() -> None:
+    # In float32, |x|^2 - 2 x.c + |c|^2 at offset 10,000 loses the spread of 0.5 to rounding;
+    # each group is clustered around its own mean, so the offset changes nothing.
+    gen = torch.Generator().manual_seed(3)
+    points = torch.randn(300, 4, generator=gen) * 0.5
+    points[150:] += 3.0
+    groups = torch.zeros(300, dtype=torch.long)
+    near = kmeans(points, 2, groups=groups, generator=torch.Generator().manual_seed(1))
+    far = kmeans(points + 1e4, 2, groups=groups, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(near.assignments, far.assignments)
+    torch.testing.assert_close(far.centroids - 1e4, near.centroids, atol=2e-3, rtol=0)

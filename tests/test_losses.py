@@ -16,7 +16,7 @@ from reference_losses import (
 )
 from torch import Tensor
 
-from repmet.errors import ConfigError, UnknownNameError
+from repmet.errors import ArgumentError, UnknownNameError
 from repmet.losses import (
     LOSSES,
     LossInputError,
@@ -352,7 +352,7 @@ def test_magnet_undefined_batches_raise() -> None:
         magnet_loss(x[:1], torch.tensor([0]), torch.tensor([0]), alpha=1.0)
     with pytest.raises(LossInputError, match="cluster_ids"):
         magnet_loss(x, torch.tensor([0, 0, 1, 1]), torch.tensor([0.0, 0, 1, 1]), alpha=1.0)
-    with pytest.raises(ConfigError, match="alpha must be at least 0, got -1.0"):
+    with pytest.raises(ArgumentError, match="alpha must be at least 0, got -1.0"):
         magnet_loss(x, torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 1]), alpha=-1.0)
 
 
@@ -368,7 +368,9 @@ def test_representative_undefined_inputs_raise(name: str) -> None:
         loss(x, y, reps[:, :1], rep_classes)
     with pytest.raises(LossInputError, match="labels must be an integer vector of length 3"):
         loss(x, y[:2], reps, rep_classes)
-    with pytest.raises(ConfigError, match="sigma must be a finite number greater than 0, got 0.0"):
+    with pytest.raises(
+        ArgumentError, match="sigma must be a finite number greater than 0, got 0.0"
+    ):
         REPRESENTATIVE_LOSSES[name](x, y, reps, rep_classes, alpha=1.0, sigma=0.0)
 
 
@@ -420,7 +422,7 @@ def test_unknown_loss_name_lists_choices() -> None:
 def test_build_loss_validation_messages(name: str, field: str, value: float, message: str) -> None:
     fields = {"num_classes": 3, "k": 2, "embedding_dim": 4, "alpha": 1.0, "sigma": 0.5}
     fields[field] = value
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ArgumentError, match=message):
         build_loss(name, **fields)
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchvision.models import resnet18, resnet50
 
-from repmet.errors import ConfigError, DataNotFoundError, UnknownNameError
+from repmet.errors import ArgumentError, ConfigError, DataNotFoundError, UnknownNameError
 from repmet.models import MODELS, build_model
 
 
@@ -156,5 +156,5 @@ def test_unknown_model_lists_the_choices() -> None:
 @pytest.mark.parametrize("field", ["embedding_dim", "in_channels", "image_size"])
 def test_sizes_must_be_positive(field: str) -> None:
     sizes = {"embedding_dim": 8, "in_channels": 1, "image_size": 8, field: 0}
-    with pytest.raises(ConfigError, match=f"{field} must be at least 1, got 0"):
+    with pytest.raises(ArgumentError, match=f"{field} must be at least 1, got 0"):
         build_model("small-cnn", **sizes)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from repmet.clusters import ClusterIndex, LossTable
-from repmet.errors import ConfigError
+from repmet.errors import ArgumentError
 from repmet.sampling import ClusterBatchSampler
 
 # 4 classes x k = 2 clusters; cluster 5 is empty, clusters 1 and 7 are smaller than D = 3.
@@ -115,9 +115,9 @@ def test_fixed_seed_gives_the_same_batches_and_state_restores_the_stream() -> No
 
 
 def test_configuration_errors() -> None:
-    with pytest.raises(ConfigError, match="m = 1"):
+    with pytest.raises(ArgumentError, match="m = 1"):
         ClusterBatchSampler(m=1, d=2, generator=torch.Generator())
-    with pytest.raises(ConfigError, match="d = 0"):
+    with pytest.raises(ArgumentError, match="d = 0"):
         ClusterBatchSampler(m=2, d=0, generator=torch.Generator())
 
 

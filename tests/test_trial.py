@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from repmet.config import TrialConfig
-from repmet.errors import ConfigError
+from repmet.errors import ArgumentError, ConfigError
 from repmet.train import main as train_main
 from repmet.trial import Trial
 
@@ -61,7 +61,7 @@ def test_evaluate_reports_four_errors_per_split(digits) -> None:
     assert evaluation.errors == {split: errors[split] for split in ("train", "test")}
     assert torch.equal(evaluation.embedded["test"][0], trial.embed("test")[0])
     assert torch.equal(evaluation.centroids, trial.centroids()[0])
-    with pytest.raises(ConfigError, match="split = 'dev' is not one of"):
+    with pytest.raises(ArgumentError, match="split = 'dev' is not one of"):
         trial.evaluate("dev")
 
 

@@ -17,10 +17,11 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from repmet.errors import ConfigError, RepmetError
+from repmet.errors import ArgumentError
+from repmet.geometry import pairwise_squared_distances
 
 
-class LossInputError(RepmetError, ValueError):
+class LossInputError(ArgumentError):
     """A batch on which a loss is undefined (a label without representative, no impostor, ...)."""
 
 
@@ -54,50 +55,31 @@ class LossOutput:
 
 
 def require_at_least(field: str, value: float, limit: float) -> None:
-    """Raises :class:`ConfigError` unless ``value >= limit`` (NaN fails too)."""
+    """Raises :class:`ArgumentError` unless ``value >= limit`` (NaN fails too)."""
     if not value >= limit:
-        raise ConfigError(f"{field} must be at least {limit}, got {value!r}.")
+        raise ArgumentError(f"{field} must be at least {limit}, got {value!r}.")
 
 
 def require_count_at_least(field: str, value: int, limit: int) -> None:
-    """Raises :class:`ConfigError` unless ``value`` is an integer (not a bool) ``>= limit``."""
+    """Raises :class:`ArgumentError` unless ``value`` is an integer (not a bool) ``>= limit``."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise ConfigError(f"{field} must be an integer of at least {limit}, got {value!r}.")
+        raise ArgumentError(f"{field} must be an integer of at least {limit}, got {value!r}.")
     require_at_least(field, value, limit)
 
 
 def require_positive(field: str, value: float) -> None:
-    """Raises :class:`ConfigError` unless ``0 < value < inf``."""
+    """Raises :class:`ArgumentError` unless ``0 < value < inf``."""
     if not 0 < value < math.inf:
-        raise ConfigError(f"{field} must be a finite number greater than 0, got {value!r}.")
+        raise ArgumentError(f"{field} must be a finite number greater than 0, got {value!r}.")
 
 
 def check_margin_and_scale(*, alpha: float, sigma: float | None = None) -> None:
     """Validates the margin alpha (>= 0, finite) and, when given, the RepMet sigma (> 0)."""
     require_at_least("alpha", alpha, 0)
     if not math.isfinite(alpha):
-        raise ConfigError(f"alpha must be finite, got {alpha!r}.")
+        raise ArgumentError(f"alpha must be finite, got {alpha!r}.")
     if sigma is not None:
         require_positive("sigma", sigma)
-
-
-def pairwise_squared_distances(points: Tensor, centres: Tensor) -> Tensor:
-    """d(a, b) = sum((a - b)^2) between every row of ``points`` [N, E] and ``centres`` [J, E].
-
-    Uses |a|^2 + |b|^2 - 2 a.b (one matrix product). Both sides are first shifted by the detached
-    mean centre: distances do not change, but the cancellation error of the expansion, which grows
-    with |a|^2, stays small when the embeddings sit far from the origin. Rounding can still leave
-    tiny negative values, hence the clamp.
-    """
-    origin = centres.detach().mean(dim=0, keepdim=True)
-    points = points - origin
-    centres = centres - origin
-    squared = (
-        points.pow(2).sum(dim=1, keepdim=True)
-        - 2.0 * points @ centres.T
-        + centres.pow(2).sum(dim=1).unsqueeze(0)
-    )
-    return squared.clamp_min(0.0)
 
 
 def safe_sqrt(values: Tensor) -> Tensor:

@@ -39,7 +39,7 @@ class ClusterLoss(nn.Module):
             first training batch is sigma^2).
 
     Raises:
-        ConfigError: a field out of range, named with its value and limit.
+        ArgumentError: a field out of range, named with its value and limit.
     """
 
     uses_representatives: ClassVar[bool]
@@ -229,7 +229,7 @@ def build_loss(
 
     Raises:
         UnknownNameError: ``name`` is not registered (the message lists the choices).
-        ConfigError: a field out of range.
+        ArgumentError: a field out of range.
     """
     return LOSSES.get(name)(
         num_classes=num_classes, k=k, embedding_dim=embedding_dim, alpha=alpha, sigma=sigma
