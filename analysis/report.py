@@ -50,6 +50,7 @@ from analysis.tables import (  # noqa: E402
     to_latex,
     to_markdown,
 )
+from repmet.catalogue import LOSSES  # noqa: E402
 from repmet.errors import RepmetError  # noqa: E402
 
 FORMATS: tuple[str, ...] = ("markdown", "csv", "latex", "all")
@@ -67,7 +68,6 @@ HYPERPARAMETERS: tuple[str, ...] = (
 )
 UNTRAINED_KEY = "untrained"
 RAW_KEY = "raw-1nn"
-REPMET_V2 = "repmet-v2"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -265,13 +265,10 @@ def build_report(
         rows += baseline_rows(
             next(iter(selections.values())), evaluator=evaluator, progress=progress
         )
-    if REPMET_V2 in selections:
-        alpha = evaluator.config(selections[REPMET_V2].trial.params).alpha
-        notes.append(
-            f"{loss_label(REPMET_V2)}: its loss never goes below alpha = {alpha:g} (the own-class "
-            "share of the mixture is at most 1, so -log of it is >= 0); a training loss at alpha "
-            "is its floor, not a failure to learn."
-        )
+    for loss, selection in selections.items():
+        if loss in LOSSES:
+            config = evaluator.config(selection.trial.params).to_dict()
+            notes += LOSSES.get(loss).report_notes(config)
 
     results = ResultsTable(
         title="Errors (%)",

@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 
-from repmet.config import LOSS_NAMES, TrialConfig
+from repmet.catalogue import LOSSES
+from repmet.config import TrialConfig
 from repmet.errors import RepmetError
 from study.settings import FINISHED, MANIFEST_FILE, OPTUNA_FILE
 
@@ -297,7 +298,7 @@ def _study_losses(path: Path, manifest: Mapping[str, Any]) -> list[str]:
 
 def order_losses(losses: Sequence[str]) -> list[str]:
     """Known losses in the table's order, then any others alphabetically."""
-    rank = {name: i for i, name in enumerate(LOSS_NAMES)}
+    rank = {name: i for i, name in enumerate(LOSSES.in_order())}
     return sorted(losses, key=lambda loss: (rank.get(loss, len(rank)), loss))
 
 

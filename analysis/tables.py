@@ -13,6 +13,8 @@ import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from repmet.catalogue import LOSSES
+
 #: Accuracy types in column order (the keys of ``repmet.trial.Trial.evaluate``), with headers.
 ERROR_KINDS: tuple[str, ...] = ("simple", "magnet", "repmet", "unsupervised")
 KIND_HEADERS: Mapping[str, str] = {
@@ -24,20 +26,10 @@ KIND_HEADERS: Mapping[str, str] = {
 SPLIT_HEADER = "Train (Test)"
 MISSING = "-"
 
-#: Row labels of the known losses, in table order.
-LOSS_LABELS: Mapping[str, str] = {
-    "magnet": "Magnet Loss",
-    "repmet-v1": "RepMet.v1",
-    "repmet-v2": "RepMet.v2",
-    "repmet-v3": "RepMet.v3",
-    "repmet-cvpr": "RepMet (CVPR)",
-    "cluster-margin": "My Loss (cluster margin)",
-    "cluster-margin-v1": "My Loss v1 (plain distances)",
-}
-
 
 def loss_label(loss: str) -> str:
-    return LOSS_LABELS.get(loss, loss)
+    """The loss's row label from its catalogue entry (its name if it is not catalogued here)."""
+    return LOSSES.get(loss).label if loss in LOSSES else loss
 
 
 @dataclass(frozen=True)

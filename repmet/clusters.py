@@ -6,8 +6,10 @@ Layout everywhere: cluster (or representative) j belongs to class ``j // k``.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from repmet.errors import ArgumentError
 from repmet.kmeans import kmeans, nearest_in_group
@@ -181,3 +183,132 @@ class LossTable:
                 f"loss table state has {losses.numel()} examples, expected {self.losses.numel()}."
             )
         self.losses = losses.to(torch.float32).clone()
+
+
+class ClusterSource(ABC):
+    """Where a loss's clusters come from (the ``clusters`` field of its catalogue entry)."""
+
+    #: Whether :meth:`evaluation_centroids` needs the training split's embeddings.
+    needs_training_embeddings: bool
+
+    @abstractmethod
+    def index(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        *,
+        loss: nn.Module,
+        num_classes: int,
+        k: int,
+        generator: torch.Generator,
+        initial: bool,
+    ) -> ClusterIndex:
+        """The cluster index of the current training embeddings (``initial``: at the start)."""
+
+    @abstractmethod
+    def centres(self, index: ClusterIndex, loss: nn.Module) -> Tensor:
+        """``[J, E]`` positions by which the batch sampler finds impostor clusters."""
+
+    @abstractmethod
+    def evaluation_centroids(
+        self,
+        embeddings: Tensor | None,
+        labels: Tensor,
+        *,
+        loss: nn.Module,
+        num_classes: int,
+        k: int,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        """``([J, E] centroids, [J] classes)`` that evaluation measures against."""
+
+
+class KMeansClusters(ClusterSource):
+    """Per-class k-means of the current training embeddings, at every refresh and for evaluation
+    (Magnet; spec: "Centroids for evaluation")."""
+
+    needs_training_embeddings = True
+
+    def index(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        *,
+        loss: nn.Module,
+        num_classes: int,
+        k: int,
+        generator: torch.Generator,
+        initial: bool,
+    ) -> ClusterIndex:
+        return ClusterIndex.fit(
+            embeddings, labels, num_classes=num_classes, k=k, generator=generator
+        )
+
+    def centres(self, index: ClusterIndex, loss: nn.Module) -> Tensor:
+        return index.centroids
+
+    def evaluation_centroids(
+        self,
+        embeddings: Tensor | None,
+        labels: Tensor,
+        *,
+        loss: nn.Module,
+        num_classes: int,
+        k: int,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        if embeddings is None:
+            raise ArgumentError("k-means evaluation centroids need the training embeddings")
+        index = ClusterIndex.fit(
+            embeddings, labels, num_classes=num_classes, k=k, generator=generator
+        )
+        return index.centroids, index.centroid_classes
+
+
+class LearnedRepresentatives(ClusterSource):
+    """Learned representatives: initialised from per-class k-means, then each example joins its
+    nearest own-class representative; a refresh never overwrites them (spec: "Representatives")."""
+
+    needs_training_embeddings = False
+
+    def index(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        *,
+        loss: nn.Module,
+        num_classes: int,
+        k: int,
+        generator: torch.Generator,
+        initial: bool,
+    ) -> ClusterIndex:
+        if initial:
+            fitted = ClusterIndex.fit(
+                embeddings, labels, num_classes=num_classes, k=k, generator=generator
+            )
+            loss.init_representatives(fitted.centroids.to(loss.representatives.device))
+        return ClusterIndex.from_representatives(
+            embeddings, labels, loss.representatives.detach().cpu(), k=k
+        )
+
+    def centres(self, index: ClusterIndex, loss: nn.Module) -> Tensor:
+        return loss.representatives.detach().cpu()
+
+    def evaluation_centroids(
+        self,
+        embeddings: Tensor | None,
+        labels: Tensor,
+        *,
+        loss: nn.Module,
+        num_classes: int,
+        k: int,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        return loss.representatives.detach().float().cpu(), loss.representative_classes.cpu()
+
+
+#: The cluster source of each value of a catalogue entry's ``clusters``.
+CLUSTER_SOURCES: dict[str, ClusterSource] = {
+    "k-means": KMeansClusters(),
+    "representatives": LearnedRepresentatives(),
+}

@@ -15,17 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from repmet.catalogue import LOSSES, LossEntry
 from repmet.errors import ConfigError
 
-LOSS_NAMES: tuple[str, ...] = (
-    "magnet",
-    "repmet-v1",
-    "repmet-v2",
-    "repmet-v3",
-    "repmet-cvpr",
-    "cluster-margin",
-    "cluster-margin-v1",
-)
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 
 #: The fields that decide which data set (and split) a trial loads.
@@ -41,6 +33,19 @@ DATA_FIELDS: tuple[str, ...] = (
 
 #: Upper bound on M*D: a batch larger than this is almost certainly a typo on the command line.
 MAX_BATCH_SIZE = 4096
+#: A batch holds its seed cluster and at least one impostor cluster (Magnet eq. 4 sums over them).
+MIN_CLUSTERS_PER_BATCH = 2
+
+
+def largest_k(smallest_class: int) -> int:
+    """The most clusters per class the data can hold: every class needs K examples to form K."""
+    return smallest_class
+
+
+def largest_m(num_classes: int, k: int) -> int:
+    """The most clusters one batch can draw: its seed cluster plus all (C - 1) * K clusters of the
+    other classes, J - K + 1 (spec, "Constraints")."""
+    return num_classes * k - k + 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,10 +95,12 @@ class TrialConfig:
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
-        _require_choice("loss", self.loss, LOSS_NAMES)
+        _require_choice("loss", self.loss, LOSSES.in_order())
         _require_choice("device", self.device, DEVICES)
         _require_positive_int("embedding_dim", self.embedding_dim)
-        _require_positive_int("m", self.m, minimum=2, why="a batch needs an impostor cluster")
+        _require_positive_int(
+            "m", self.m, minimum=MIN_CLUSTERS_PER_BATCH, why="a batch needs an impostor cluster"
+        )
         _require_positive_int("d", self.d)
         _require_positive_int("k", self.k)
         _require_positive_int("l_nearest", self.l_nearest)
@@ -119,9 +126,9 @@ class TrialConfig:
             raise ConfigError("pretrained=True needs an ImageNet backbone (resnet18 or resnet50)")
 
     @property
-    def uses_representatives(self) -> bool:
-        """True for the losses that learn representatives (every loss but magnet)."""
-        return self.loss != "magnet"
+    def loss_entry(self) -> LossEntry:
+        """The catalogue entry of the loss."""
+        return LOSSES.get(self.loss)
 
     @property
     def batch_size(self) -> int:
@@ -143,14 +150,13 @@ class TrialConfig:
                 f"the training split has {num_classes} class; metric learning needs at least 2"
             )
         smallest = min(class_counts)
-        if self.k > smallest:
+        if self.k > largest_k(smallest):
             cls = list(class_counts).index(smallest)
             raise ConfigError(
                 f"k = {self.k} exceeds the smallest training class (class {cls} has {smallest} "
-                f"examples); use k <= {smallest}"
+                f"examples); use k <= {largest_k(smallest)}"
             )
-        clusters = num_classes * self.k
-        limit = clusters - self.k + 1
+        limit = largest_m(num_classes, self.k)
         if self.m > limit:
             raise ConfigError(
                 f"m = {self.m} exceeds the clusters available for one batch: with {num_classes} "
@@ -216,7 +222,7 @@ def _require_finite(name: str, value: object, *, minimum: float, inclusive: bool
 
 #: One line per field, shown by ``--help`` of the command-line tools.
 FIELD_HELP: dict[str, str] = {
-    "loss": "loss to train: " + ", ".join(LOSS_NAMES),
+    "loss": "loss to train (a name of the loss catalogue, repmet.catalogue)",
     "dataset": "data set name (digits, mnist, fashion-mnist, flowers102, oxford-pet, "
     "stanford-dogs, folder, arrays)",
     "data_root": "where the data set lives (default: $REPMET_DATA_ROOT or ./data)",

@@ -49,6 +49,10 @@ class Registry(Generic[T]):
         """The registered names, sorted."""
         return sorted(self._entries)
 
+    def in_order(self) -> list[str]:
+        """The registered names in the order they were registered."""
+        return list(self._entries)
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from repmet.clusters import ClusterIndex, LossTable
+from repmet.clusters import CLUSTER_SOURCES, ClusterIndex, LossTable
 from repmet.config import TrialConfig
 from repmet.data import DatasetSplits, LabeledDataset, load_dataset
 from repmet.errors import ArgumentError, CheckpointError, ConfigError, TrainingDiverged
@@ -145,9 +145,11 @@ class Trial:
             lr=config.lr,
             weight_decay=config.weight_decay,
         )
+        self.entry = config.loss_entry
+        self.clusters = CLUSTER_SOURCES[self.entry.clusters]
         self.rep_optimizer = (
             torch.optim.Adam([self.loss_fn.representatives], lr=config.rep_lr)
-            if config.uses_representatives
+            if self.entry.learns_representatives
             else None
         )
         self.loss_table = LossTable(len(self.splits.train))
@@ -172,7 +174,8 @@ class Trial:
         self.loss_fn.train()
         start = time.perf_counter()
         for _ in range(iterations):
-            batch = self.sampler.sample(self.index, self.loss_table, centers=self._centers())
+            centres = self.clusters.centres(self.index, self.loss_fn)
+            batch = self.sampler.sample(self.index, self.loss_table, centers=centres)
             images = train_set.get_batch(batch.indices).to(self.device, non_blocking=True)
             labels = train_set.labels[batch.indices].to(self.device, non_blocking=True)
             cluster_ids = batch.cluster_ids.to(self.device, non_blocking=True)
@@ -211,37 +214,18 @@ class Trial:
         )
 
     def _build_index(self, *, initial: bool) -> ClusterIndex:
-        """Rebuilds the cluster index from fresh training embeddings (spec: "Refresh").
-
-        Magnet re-runs per-class k-means. RepMet-style losses run k-means once, to initialise the
-        representatives, and afterwards assign each example to its nearest own-class representative;
-        a refresh never overwrites learned representatives.
-        """
+        """Rebuilds the cluster index from fresh training embeddings (spec: "Refresh"), as the
+        loss's cluster source says."""
         embeddings, labels = self.embed("train")
-        if self.config.uses_representatives and not initial:
-            return ClusterIndex.from_representatives(
-                embeddings, labels, self.loss_fn.representatives.detach().cpu(), k=self.config.k
-            )
-        index = ClusterIndex.fit(
+        return self.clusters.index(
             embeddings,
             labels,
+            loss=self.loss_fn,
             num_classes=self.splits.num_classes,
             k=self.config.k,
             generator=self.generator,
+            initial=initial,
         )
-        if self.config.uses_representatives:
-            self.loss_fn.init_representatives(index.centroids.to(self.device))
-            return ClusterIndex.from_representatives(
-                embeddings, labels, self.loss_fn.representatives.detach().cpu(), k=self.config.k
-            )
-        return index
-
-    def _centers(self) -> torch.Tensor | None:
-        """Where the sampler looks for impostor clusters: the representatives when the loss learns
-        them, the index centroids otherwise."""
-        if not self.config.uses_representatives:
-            return None
-        return self.loss_fn.representatives.detach().cpu()
 
     @contextlib.contextmanager
     def _autocast(self) -> Iterator[None]:
@@ -277,26 +261,24 @@ class Trial:
     def centroids(
         self, train_embeddings: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The centroids used for evaluation (spec): per-class k-means of the current training
-        embeddings for magnet, the learned representatives otherwise.
+        """The centroids used for evaluation (spec), as the loss's cluster source says: per-class
+        k-means of the current training embeddings for magnet, the learned representatives
+        otherwise.
 
         The k-means here draws from its own generator so that evaluating never changes the course
         of training.
         """
-        if self.config.uses_representatives:
-            reps = self.loss_fn.representatives.detach().float().cpu()
-            return reps, self.loss_fn.representative_classes.cpu()
-        if train_embeddings is None:
+        if self.clusters.needs_training_embeddings and train_embeddings is None:
             train_embeddings, _ = self.embed("train")
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.iteration)
-        index = ClusterIndex.fit(
+        return self.clusters.evaluation_centroids(
             train_embeddings,
             self.splits.train.labels,
+            loss=self.loss_fn,
             num_classes=self.splits.num_classes,
             k=self.config.k,
             generator=generator,
         )
-        return index.centroids, index.centroid_classes
 
     def evaluate(self, *splits: str) -> dict[str, dict[str, float]]:
         """The simple, Magnet, RepMet and unsupervised errors (in [0, 1]) on each whole split.

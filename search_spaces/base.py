@@ -1,21 +1,22 @@
-"""What a search space is, and the shared define-by-run pieces the per-family modules compose.
+"""What a search space is, and the one define-by-run function that every loss's search derives from.
 
 A search space is data: which losses it covers, how many trials each loss gets (every loss of a
-space gets the same budget, so the results table compares losses at equal search effort), the
-fixed part of the trial config, and one small Optuna define-by-run function per loss. Each loss is
-searched by its own Optuna study.
+space gets the same budget, so the results table compares losses at equal search effort) and the
+fixed part of the trial config. What is searched for a loss, and in which ranges where they differ
+from :data:`DEFAULT_RANGES`, comes from the loss's catalogue entry (:mod:`repmet.catalogue`); each
+loss is searched by its own Optuna study.
 
 Feasibility is built into the sampling order rather than checked afterwards, so an infeasible point
-never reaches a trial:
+never reaches a trial (the limits are :func:`repmet.config.largest_k` and
+:func:`repmet.config.largest_m`):
 
-1. K (clusters or representatives per class) in [1, min(K_MAX, smallest training class)];
-2. M (clusters per batch) in [2, min(M_MAX, J - K + 1, budget // D_MIN)] with J = C * K: a batch
-   draws its seed cluster plus M - 1 clusters of other classes, and there are (C - 1) * K of those;
+1. K (clusters or representatives per class) in [1, min(K_MAX, largest K of the data)];
+2. M (clusters per batch) in [2, min(M_MAX, J - K + 1, budget // D_MIN)] with J = C * K;
 3. D (examples per cluster) in [D_MIN, min(D_MAX, budget // M)], so that M * D stays within the
    batch budget.
 
-The baseline of every study is the 2018 code's seed configuration (M = 12, D = 4, K = 3, alpha = 1,
-sigma = 0.5, the :class:`repmet.config.TrialConfig` defaults) with a 1024-d embedding for image
+The baseline of every study is the loss's default configuration (the 2018 code's seed values
+M = 12, D = 4, K = 3 where the loss has no other default) with a 1024-d embedding for image
 backbones; it is clipped into the feasible region, with a note, when the data cannot hold it.
 """
 
@@ -24,26 +25,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import optuna
 
-from repmet.config import LOSS_NAMES, TrialConfig
+from repmet.catalogue import LOSSES, LossEntry
+from repmet.config import MIN_CLUSTERS_PER_BATCH, TrialConfig, largest_k, largest_m
 from repmet.errors import ConfigError
 from repmet.registry import Registry
 
-#: Searched ranges. K and M are further capped by the data, D and M by the batch budget.
+#: Cluster ranges. K and M are further capped by the data, D and M by the batch budget.
 K_MAX = 6
-M_MIN = 2  # the seed cluster needs at least one impostor cluster (Magnet eq. 4 sums over them)
+M_MIN = MIN_CLUSTERS_PER_BATCH
 M_MAX = 16
 D_MIN = 2  # Magnet's batch variance (eq. 5) is zero for one-example clusters
 D_MAX = 16
-ALPHA_RANGE = (0.05, 5.0)
-SIGMA_RANGE = (0.1, 2.0)
-LR_RANGE = (1e-4, 1e-2)
-REP_LR_RANGE = (1e-4, 1e-1)
-REFRESH_CHOICES = (0, 25, 50, 100, 200)
 
 #: Embedding sizes: the small CNN on tiny images needs few dimensions, ImageNet backbones many.
 SMALL_CNN_EMBEDDINGS = (16, 32, 64, 128)
@@ -106,12 +103,12 @@ class SpaceContext:
 
     @property
     def k_max(self) -> int:
-        """The largest K the data can hold: every class needs K examples to form K clusters."""
-        return min(K_MAX, self.smallest_class)
+        """The largest K searched: every class needs K examples to form K clusters."""
+        return min(K_MAX, largest_k(self.smallest_class))
 
     def m_max(self, k: int) -> int:
-        """The largest M for a given K: the seed cluster plus all (C - 1) * K impostor clusters."""
-        return min(M_MAX, (self.num_classes - 1) * k + 1, self.batch_budget // D_MIN)
+        """The largest M searched for a given K: the seed cluster plus all impostor clusters."""
+        return min(M_MAX, largest_m(self.num_classes, k), self.batch_budget // D_MIN)
 
     def d_max(self, m: int) -> int:
         """The largest D for a given M within the batch budget."""
@@ -122,13 +119,35 @@ class SpaceContext:
         return SMALL_CNN_EMBEDDINGS if self.model == "small-cnn" else BACKBONE_EMBEDDINGS
 
 
-class DefineFn(Protocol):
-    """An Optuna define-by-run function: suggests values on ``trial`` and returns constants."""
+@dataclass(frozen=True)
+class FloatRange:
+    """A float searched between ``low`` and ``high`` (on a log scale when ``log``)."""
 
-    def __call__(self, trial: optuna.Trial, *, context: SpaceContext) -> dict[str, Any] | None: ...
+    low: float
+    high: float
+    log: bool = True
 
 
-# Shared building blocks. Each suggests the parameters of one concern, in feasibility order.
+@dataclass(frozen=True)
+class Choice:
+    """A value searched among ``values``."""
+
+    values: tuple[Any, ...]
+
+
+#: Search ranges of the plain hyperparameters; a catalogue entry's ``ranges`` replaces them for
+#: its loss (``(low, high)`` for a :class:`FloatRange`, the values for a :class:`Choice`).
+DEFAULT_RANGES: Mapping[str, FloatRange | Choice] = MappingProxyType(
+    {
+        "lr": FloatRange(1e-4, 1e-2),
+        "refresh_every": Choice((0, 25, 50, 100, 200)),
+        "sigma": FloatRange(0.1, 2.0),
+        "rep_lr": FloatRange(1e-4, 1e-1),
+        "alpha": FloatRange(0.05, 5.0),
+    }
+)
+#: The order of suggestions (K before M before D: see the module). Every searchable field is here.
+PARAMETER_ORDER: tuple[str, ...] = ("k", "m", "d", "embedding_dim", *DEFAULT_RANGES)
 
 
 def suggest_clusters(trial: optuna.Trial, context: SpaceContext) -> None:
@@ -138,33 +157,44 @@ def suggest_clusters(trial: optuna.Trial, context: SpaceContext) -> None:
     trial.suggest_int("d", D_MIN, context.d_max(m))
 
 
-def suggest_network(trial: optuna.Trial, context: SpaceContext) -> None:
-    """Embedding size, network learning rate and how often the cluster index is rebuilt."""
-    trial.suggest_categorical("embedding_dim", context.embedding_choices)
-    trial.suggest_float("lr", *LR_RANGE, log=True)
-    trial.suggest_categorical("refresh_every", REFRESH_CHOICES)
+def loss_range(entry: LossEntry, name: str) -> FloatRange | Choice:
+    """The search range of ``name`` for a loss: its entry's, else :data:`DEFAULT_RANGES`'."""
+    default = DEFAULT_RANGES[name]
+    if name not in entry.ranges:
+        return default
+    if isinstance(default, FloatRange):
+        low, high = entry.ranges[name]
+        return FloatRange(float(low), float(high), default.log)
+    return Choice(tuple(entry.ranges[name]))
 
 
-def suggest_margin(trial: optuna.Trial) -> None:
-    """The margin alpha (Magnet eq. 4, RepMet eq. 5, the cluster-margin ball radius)."""
-    trial.suggest_float("alpha", *ALPHA_RANGE, log=True)
+def suggest(trial: optuna.Trial, name: str, searched: FloatRange | Choice) -> None:
+    if isinstance(searched, FloatRange):
+        trial.suggest_float(name, searched.low, searched.high, log=searched.log)
+    else:
+        trial.suggest_categorical(name, searched.values)
 
 
-def suggest_representatives(trial: optuna.Trial) -> None:
-    """sigma of p_nj = exp(-d_nj / (2 sigma^2)) (RepMet eq. 3) and the representatives' own lr."""
-    trial.suggest_float("sigma", *SIGMA_RANGE, log=True)
-    trial.suggest_float("rep_lr", *REP_LR_RANGE, log=True)
+def define_loss(trial: optuna.Trial, *, entry: LossEntry, context: SpaceContext) -> None:
+    """Suggests the fields ``entry.searched`` in :data:`PARAMETER_ORDER`."""
+    searched = set(entry.searched)
+    if {"k", "m", "d"} & searched:
+        suggest_clusters(trial, context)
+    if "embedding_dim" in searched:
+        trial.suggest_categorical("embedding_dim", context.embedding_choices)
+    for name in DEFAULT_RANGES:
+        if name in searched:
+            suggest(trial, name, loss_range(entry, name))
 
 
-def define_representative_loss(
-    trial: optuna.Trial, *, context: SpaceContext
-) -> dict[str, Any] | None:
-    """A loss with learned representatives and a margin (repmet-v1/v3/cvpr, cluster-margin)."""
-    suggest_clusters(trial, context)
-    suggest_network(trial, context)
-    suggest_representatives(trial)
-    suggest_margin(trial)
-    return None
+def check_searched(entry: LossEntry) -> None:
+    """A loss searches only fields this module knows how to search, and K, M, D together."""
+    unknown = sorted(set(entry.searched) - set(PARAMETER_ORDER))
+    if unknown:
+        raise ConfigError(f"loss {entry.name!r} searches fields without a search range: {unknown}")
+    clusters = {"k", "m", "d"} & set(entry.searched)
+    if clusters and clusters != {"k", "m", "d"}:
+        raise ConfigError(f"loss {entry.name!r} must search k, m and d together (feasibility)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,12 +207,11 @@ class LossObjective:
     """
 
     loss: str
-    define: DefineFn
     context: SpaceContext
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
-        constants = self.define(trial, context=self.context) or {}
-        return {**constants, "loss": self.loss}
+        define_loss(trial, entry=LOSSES.get(self.loss), context=self.context)
+        return {"loss": self.loss}
 
 
 @dataclass(frozen=True)
@@ -195,66 +224,71 @@ class Baseline:
 
 @dataclass(frozen=True, kw_only=True)
 class SearchSpace:
-    """A named search space: per-loss define-by-run functions, a trial budget and fixed settings.
+    """A named search space: the losses it searches, a trial budget and fixed settings.
 
     Args:
         name: registry name (``--space``).
         description: one line for the ``--space`` help of ``study/run.py``.
-        definitions: loss name -> define-by-run function of that loss's hyperparameters.
+        covers: the catalogued losses searched, in order; None: every catalogued loss.
         num_samples: default number of trials per loss.
         fixed: trial settings that are not searched (command-line options override them).
     """
 
     name: str
     description: str
-    definitions: Mapping[str, DefineFn]
+    covers: tuple[str, ...] | None
     num_samples: int
     fixed: Mapping[str, Any] = field(default_factory=lambda: DEFAULT_FIXED)
 
     def __post_init__(self) -> None:
-        if not self.definitions:
+        if self.covers is not None and not self.covers:
             raise ConfigError(f"search space {self.name!r} has no losses")
-        unknown = sorted(set(self.definitions) - set(LOSS_NAMES))
-        if unknown:
-            raise ConfigError(f"search space {self.name!r} names unknown losses: {unknown}")
         if self.num_samples < 1:
             raise ConfigError(f"num_samples = {self.num_samples} of {self.name!r} must be >= 1")
 
     @property
     def losses(self) -> tuple[str, ...]:
-        return tuple(self.definitions)
+        """The losses searched, checked against the catalogue (which plugins may extend)."""
+        names = tuple(LOSSES.in_order()) if self.covers is None else self.covers
+        unknown = [name for name in names if name not in LOSSES]
+        if unknown:
+            raise ConfigError(f"search space {self.name!r} names unknown losses: {unknown}")
+        for name in names:
+            check_searched(LOSSES.get(name))
+        return names
 
-    def _definition(self, loss: str) -> DefineFn:
-        if loss not in self.definitions:
+    def _entry(self, loss: str) -> LossEntry:
+        losses = self.losses
+        if loss not in losses:
             raise ConfigError(
                 f"loss {loss!r} is not in search space {self.name!r}; "
-                f"choose from: {', '.join(self.losses)}"
+                f"choose from: {', '.join(losses)}"
             )
-        return self.definitions[loss]
+        return LOSSES.get(loss)
 
     def objective(self, loss: str, context: SpaceContext) -> LossObjective:
         """The define-by-run function Optuna (or Ray's OptunaSearch) calls per ``loss`` trial."""
-        return LossObjective(loss=loss, define=self._definition(loss), context=context)
+        self._entry(loss)
+        return LossObjective(loss=loss, context=context)
 
     def baseline(self, loss: str, context: SpaceContext) -> Baseline:
-        """The 2018 seed configuration restricted to what ``loss`` searches, clipped to feasibility.
+        """The loss's default configuration restricted to what it searches, clipped to
+        feasibility.
 
         Running the define-by-run function on an :class:`optuna.trial.FixedTrial` records exactly
         which parameters the loss searches, so the point can be enqueued as a study's first trial.
         """
-        candidate, notes = _seed_configuration(context)
+        entry = self._entry(loss)
+        candidate, notes = _seed_configuration(loss, context)
         trial = optuna.trial.FixedTrial(candidate)
-        self._definition(loss)(trial, context=context)
+        define_loss(trial, entry=entry, context=context)
         return Baseline(point=dict(trial.params), notes=tuple(notes))
 
 
-def _seed_configuration(context: SpaceContext) -> tuple[dict[str, Any], list[str]]:
-    """The 2018 seed values of every searchable parameter, clipped to ``context`` with notes."""
-    defaults = TrialConfig()
-    seed: dict[str, Any] = {
-        name: getattr(defaults, name)
-        for name in ("alpha", "sigma", "lr", "rep_lr", "refresh_every", "embedding_dim")
-    }
+def _seed_configuration(loss: str, context: SpaceContext) -> tuple[dict[str, Any], list[str]]:
+    """The loss's defaults of every searchable parameter, clipped to ``context`` with notes."""
+    defaults = TrialConfig(loss=loss)
+    seed: dict[str, Any] = {name: getattr(defaults, name) for name in PARAMETER_ORDER}
     if context.model != "small-cnn":
         seed["embedding_dim"] = BACKBONE_BASELINE_EMBEDDING
     notes: list[str] = []

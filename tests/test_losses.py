@@ -16,9 +16,9 @@ from reference_losses import (
 )
 from torch import Tensor
 
+from repmet.catalogue import LOSSES
 from repmet.errors import ArgumentError, UnknownNameError
 from repmet.losses import (
-    LOSSES,
     LossInputError,
     LossOutput,
     MagnetLoss,
@@ -389,12 +389,12 @@ ALL_NAMES = sorted(
 )
 
 
-def test_registry_names_and_flags() -> None:
+def test_catalogue_names_and_modules_fit_their_entries() -> None:
     assert LOSSES.names() == ALL_NAMES
     for name in ALL_NAMES:
         module = build_loss(name, num_classes=3, k=2, embedding_dim=4, alpha=1.0)
-        assert module.uses_representatives == (name != "magnet")
-        assert isinstance(module, RepresentativeLoss) == module.uses_representatives
+        assert LOSSES.get(name).learns_representatives == (name != "magnet")
+        assert isinstance(module, RepresentativeLoss) == LOSSES.get(name).learns_representatives
 
 
 def test_unknown_loss_name_lists_choices() -> None:

@@ -28,7 +28,7 @@ from analysis.study_files import (
     read_study,
     read_trial,
 )
-from analysis.tables import LOSS_LABELS, to_markdown
+from analysis.tables import loss_label, to_markdown
 from repmet.config import TrialConfig
 from repmet.trial import Trial, load_splits
 
@@ -103,7 +103,7 @@ def test_table_has_every_loss_row_with_eight_numbers_in_percent(made) -> None:
     report, out = made
     rows = _markdown_rows((out / "results.md").read_text())
     for loss in LOSSES:
-        cells = rows[LOSS_LABELS[loss]]
+        cells = rows[loss_label(loss)]
         assert len(cells) == 4
         numbers = [float(x) for cell in cells for x in CELL.match(cell).groups()]
         assert len(numbers) == 8
@@ -120,7 +120,7 @@ def test_best_trial_and_checkpoint_are_the_lowest_validation_error(made, study_d
     table = _markdown_rows(to_markdown(report.hyperparameters))
     for loss in LOSSES:
         trial, iteration, value = _best_by_progress_csv(study_dir, loss)
-        cells = table[LOSS_LABELS[loss]]
+        cells = table[loss_label(loss)]
         # Trial | Checkpoint iteration | Val. error (%) in the hyperparameter table
         assert cells[:3] == [trial, str(iteration), f"{100 * value:.1f}"]
 
@@ -163,10 +163,10 @@ def test_trial_counts_and_caption(made) -> None:
     report, _ = made
     assert "Study complete" in report.results.caption
     for loss in LOSSES:
-        assert f"{LOSS_LABELS[loss]} 2 of 2 trials finished" in report.results.caption
+        assert f"{loss_label(loss)} 2 of 2 trials finished" in report.results.caption
     counts = {row[0]: row[1:] for row in report.trials.rows}
     for loss in LOSSES:
-        run, finished, completed, stopped, failed, running = counts[LOSS_LABELS[loss]]
+        run, finished, completed, stopped, failed, running = counts[loss_label(loss)]
         assert (run, finished, failed, running) == ("2", "2 of 2", "0", "0")
         assert int(completed) + int(stopped) == 2
 
@@ -209,7 +209,7 @@ def test_repeats_report_mean_and_std_over_new_seeds(made, study_dir) -> None:
     report, out = made
     assert report.repeats is not None and "N = 2" in report.repeats.caption
     rows = _markdown_rows(to_markdown(report.repeats.text()))
-    assert all(PLUS_MINUS_CELL.match(cell) for loss in LOSSES for cell in rows[LOSS_LABELS[loss]])
+    assert all(PLUS_MINUS_CELL.match(cell) for loss in LOSSES for cell in rows[loss_label(loss)])
     # Independent re-computation of the magnet row: seeds 1 and 2 of its best configuration.
     trial_name, _, _ = _best_by_progress_csv(study_dir, "magnet")
     params = json.loads((study_dir / "magnet" / trial_name / "params.json").read_text())

@@ -7,10 +7,10 @@ import optuna
 import pytest
 from ray.tune.search.optuna import OptunaSearch
 
+from repmet.catalogue import LOSSES
 from repmet.config import TrialConfig
 from repmet.data import load_dataset
 from repmet.errors import ConfigError, UnknownNameError
-from repmet.losses import LOSSES
 from search_spaces import SEARCH_SPACES, SearchSpace, SpaceContext
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

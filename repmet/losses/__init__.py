@@ -7,7 +7,6 @@ from repmet.losses.base import LossInputError, LossOutput
 from repmet.losses.cluster_margin import cluster_margin_loss
 from repmet.losses.magnet import magnet_loss
 from repmet.losses.modules import (
-    LOSSES,
     ClusterLoss,
     ClusterMarginLoss,
     ClusterMarginV1Loss,
@@ -25,7 +24,6 @@ from repmet.losses.repmet_v2 import repmet_v2_loss
 from repmet.losses.repmet_v3 import repmet_v3_loss
 
 __all__ = [
-    "LOSSES",
     "ClusterLoss",
     "ClusterMarginLoss",
     "ClusterMarginV1Loss",

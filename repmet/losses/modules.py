@@ -1,4 +1,5 @@
-"""``nn.Module`` forms of the losses, used by the training pipeline, and the ``LOSSES`` registry."""
+"""``nn.Module`` forms of the losses, used by the training pipeline; :func:`build_loss` builds the
+loss a catalogue entry (:mod:`repmet.catalogue`) names."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from repmet.catalogue import LOSSES
+from repmet.errors import ArgumentError
 from repmet.losses.base import (
     CentreGeometry,
     LossInputError,
@@ -21,7 +24,6 @@ from repmet.losses.repmet_cvpr import repmet_cvpr_per_example
 from repmet.losses.repmet_v1 import repmet_v1_per_example
 from repmet.losses.repmet_v2 import repmet_v2_per_example
 from repmet.losses.repmet_v3 import repmet_v3_per_example
-from repmet.registry import Registry
 
 # Small enough to be clearly a placeholder until ``init_representatives`` copies k-means centroids.
 REPRESENTATIVE_INIT_SCALE = 1e-2
@@ -41,8 +43,6 @@ class ClusterLoss(nn.Module):
     Raises:
         ArgumentError: a field out of range, named with its value and limit.
     """
-
-    uses_representatives: ClassVar[bool]
 
     def __init__(
         self, *, num_classes: int, k: int, embedding_dim: int, alpha: float, sigma: float = 0.5
@@ -74,18 +74,12 @@ class ClusterLoss(nn.Module):
         )
 
 
-LOSSES: Registry[type[ClusterLoss]] = Registry("loss")
-
-
-@LOSSES.register("magnet")
 class MagnetLoss(ClusterLoss):
     """Magnet loss (Magnet paper eq. 4-5) with a running mean of the batch variance.
 
     Buffers ``running_variance`` (float64) and ``num_batches_tracked``: every training-mode forward
     folds the detached batch sigma^2 into the cumulative mean, which is the evaluation variance.
     """
-
-    uses_representatives = False
 
     def __init__(
         self, *, num_classes: int, k: int, embedding_dim: int, alpha: float, sigma: float = 0.5
@@ -125,8 +119,6 @@ class RepresentativeLoss(ClusterLoss):
     ``representative_classes`` (a buffer) is ``arange(C*K) // K``: representative j belongs to
     class j // K.
     """
-
-    uses_representatives = True
 
     def __init__(
         self, *, num_classes: int, k: int, embedding_dim: int, alpha: float, sigma: float = 0.5
@@ -171,7 +163,6 @@ class RepresentativeLoss(ClusterLoss):
             self.representatives.div_(norms.clamp_min(torch.finfo(norms.dtype).tiny))
 
 
-@LOSSES.register("repmet-v1")
 class RepMetV1Loss(RepresentativeLoss):
     """RepMet v1 (:func:`repmet.losses.repmet_v1.repmet_v1_per_example`)."""
 
@@ -179,7 +170,6 @@ class RepMetV1Loss(RepresentativeLoss):
         return repmet_v1_per_example(geometry, alpha=self.alpha, sigma=self.sigma)
 
 
-@LOSSES.register("repmet-v2")
 class RepMetV2Loss(RepresentativeLoss):
     """RepMet v2 (:func:`repmet.losses.repmet_v2.repmet_v2_per_example`)."""
 
@@ -187,7 +177,6 @@ class RepMetV2Loss(RepresentativeLoss):
         return repmet_v2_per_example(geometry, alpha=self.alpha, sigma=self.sigma)
 
 
-@LOSSES.register("repmet-v3")
 class RepMetV3Loss(RepresentativeLoss):
     """RepMet v3 (:func:`repmet.losses.repmet_v3.repmet_v3_per_example`)."""
 
@@ -195,7 +184,6 @@ class RepMetV3Loss(RepresentativeLoss):
         return repmet_v3_per_example(geometry, alpha=self.alpha, sigma=self.sigma)
 
 
-@LOSSES.register("repmet-cvpr")
 class RepMetCVPRLoss(RepresentativeLoss):
     """Published RepMet (:func:`repmet.losses.repmet_cvpr.repmet_cvpr_per_example`)."""
 
@@ -203,7 +191,6 @@ class RepMetCVPRLoss(RepresentativeLoss):
         return repmet_cvpr_per_example(geometry, alpha=self.alpha, sigma=self.sigma)
 
 
-@LOSSES.register("cluster-margin")
 class ClusterMarginLoss(RepresentativeLoss):
     """Cluster-margin loss on squared distances (2018 code's "My Loss" v2)."""
 
@@ -215,7 +202,6 @@ class ClusterMarginLoss(RepresentativeLoss):
         )
 
 
-@LOSSES.register("cluster-margin-v1")
 class ClusterMarginV1Loss(ClusterMarginLoss):
     """Cluster-margin loss on plain Euclidean distances (2018 code's "My Loss" v1)."""
 
@@ -225,12 +211,19 @@ class ClusterMarginV1Loss(ClusterMarginLoss):
 def build_loss(
     name: str, *, num_classes: int, k: int, embedding_dim: int, alpha: float, sigma: float = 0.5
 ) -> ClusterLoss:
-    """Builds the registered loss ``name`` (one of ``LOSSES.names()``).
+    """Builds the catalogued loss ``name`` (one of ``repmet.catalogue.LOSSES``).
 
     Raises:
-        UnknownNameError: ``name`` is not registered (the message lists the choices).
-        ArgumentError: a field out of range.
+        UnknownNameError: ``name`` is not catalogued (the message lists the choices).
+        ArgumentError: a field out of range, or a module that does not fit its entry.
     """
-    return LOSSES.get(name)(
+    entry = LOSSES.get(name)
+    loss = entry.load()(
         num_classes=num_classes, k=k, embedding_dim=embedding_dim, alpha=alpha, sigma=sigma
     )
+    if isinstance(loss, RepresentativeLoss) != entry.learns_representatives:
+        raise ArgumentError(
+            f"loss {name!r}: its entry says clusters = {entry.clusters!r}, but {entry.module} "
+            f"{'does not learn' if entry.learns_representatives else 'learns'} representatives"
+        )
+    return loss
