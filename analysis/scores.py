@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from analysis.study_files import CHECKPOINT_FILE, LossRecord, Step, StudyFolderError, TrialRecord
+from analysis.study_files import LossRecord, Step, StudyFolderError, TrialRecord
 from analysis.tables import ERROR_KINDS, SplitStats, Stat
 from repmet.config import TrialConfig
 from repmet.data import DatasetSplits, LabeledDataset
+from repmet.study_format import CHECKPOINT_FILE
 from repmet.trial import Trial, load_splits
 
 #: Rows per forward pass when flattening raw inputs for the nearest-neighbour baseline.

@@ -30,16 +30,19 @@ import torch
 from repmet.catalogue import LOSSES
 from repmet.config import TrialConfig
 from repmet.errors import RepmetError
-from study.settings import FINISHED, MANIFEST_FILE, OPTUNA_FILE
-
-PARAMS_FILE = "params.json"
-RESULT_FILE = "result.json"
-CHECKPOINT_FILE = "trial.pt"  # the file trainables.CHECKPOINT_FILE names, without importing Ray
-CHECKPOINT_PREFIX = "checkpoint_"
-ERROR_FILES = ("error.txt", "error.pkl")
-ITERATION = "iteration"  # trainables.metrics.ITERATION
-DEFAULT_METRIC = "val/error_simple"  # trainables.metrics.SELECTION_METRIC
-DEFAULT_MODE = "min"  # trainables.metrics.SELECTION_MODE
+from repmet.study_format import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_PREFIX,
+    ERROR_FILES,
+    FINISHED,
+    ITERATION,
+    MANIFEST_FILE,
+    OPTUNA_FILE,
+    PARAMS_FILE,
+    RESULT_FILE,
+    SELECTION_METRIC,
+    SELECTION_MODE,
+)
 
 
 class StudyFolderError(RepmetError):
@@ -143,11 +146,11 @@ class StudyFolder:
 
     @property
     def metric(self) -> str:
-        return str(self.manifest.get("metric", DEFAULT_METRIC))
+        return str(self.manifest.get("metric", SELECTION_METRIC))
 
     @property
     def mode(self) -> str:
-        return str(self.manifest.get("mode", DEFAULT_MODE))
+        return str(self.manifest.get("mode", SELECTION_MODE))
 
     @property
     def optuna_path(self) -> Path:

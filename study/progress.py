@@ -15,7 +15,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from trainables import metrics
+from repmet.study_format import ITERATION
 
 #: On a terminal the line is redrawn at most this often; in a log, a line is written this often.
 TERMINAL_REFRESH_S = 0.5
@@ -156,7 +156,7 @@ class StudyProgress(Callback):
             if trial.status in (Trial.TERMINATED, Trial.ERROR):
                 work += 1.0
             else:
-                iteration = (trial.last_result or {}).get(metrics.ITERATION, 0) or 0
+                iteration = (trial.last_result or {}).get(ITERATION, 0) or 0
                 work += min(float(iteration) / self.iterations, 1.0)
         this_loss = min(work / self.num_samples, 1.0)
         return (self.loss_index + this_loss) / self.loss_count

@@ -2,7 +2,7 @@
 
 Each loss of the search space is searched by its own Ray Tune experiment (Optuna TPE, seeded, with
 the 2018 baseline as first point; ASHA early stopping on the validation error) with its own Optuna
-study in ``<study folder>/optuna.db``. The folder layout is described in :mod:`study`.
+study in ``<study folder>/optuna.db``. The folder layout is described in :mod:`repmet.study_format`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ import optuna  # noqa: E402
 
 from repmet.config import TrialConfig  # noqa: E402
 from repmet.errors import ConfigError, RepmetError  # noqa: E402
+from repmet.study_format import (  # noqa: E402
+    MANIFEST_FILE,
+    SELECTION_METRIC,
+    SELECTION_MODE,
+    Manifest,
+    StudySettings,
+)
 from search_spaces import (  # noqa: E402
     CPU_BATCH_BUDGET,
     GPU_BATCH_BUDGET,
@@ -52,7 +59,6 @@ from search_spaces import (  # noqa: E402
     SearchSpace,
     SpaceContext,
 )
-from study.settings import Manifest, StudySettings  # noqa: E402
 
 PROG = "study/run.py"
 
@@ -149,7 +155,7 @@ def run(args: argparse.Namespace, *, command: str) -> int:
         raise UsageError("--resume and --overwrite exclude each other; choose one")
     stored: Manifest | None = None
     if args.resume:
-        if not (folder / "study.json").is_file():
+        if not (folder / MANIFEST_FILE).is_file():
             raise ConfigError(f"cannot resume: there is no study at {folder}")
         stored = Manifest.read(folder)
         stored.command = command
@@ -197,7 +203,6 @@ def prepare(
     """Loads the data set (a bad name or a missing folder fails here, before Ray starts), derives
     the data context of the search space and, for a new study, its settings."""
     from repmet.trial import load_splits  # imports torch: only once the cheap checks passed
-    from trainables.metrics import SELECTION_METRIC, SELECTION_MODE
 
     if stored is not None:
         fixed = dict(stored.fixed)

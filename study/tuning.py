@@ -20,9 +20,16 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from repmet.errors import ConfigError, RepmetError
+from repmet.study_format import (
+    FINISHED,
+    INTERRUPTED,
+    OPTUNA_FILE,
+    RUNNING,
+    Manifest,
+    StudySettings,
+)
 from search_spaces import SEARCH_SPACES, SpaceContext
 from study.progress import StudyProgress, format_duration
-from study.settings import FINISHED, INTERRUPTED, OPTUNA_FILE, RUNNING, Manifest, StudySettings
 from trainables import MetricLearningTrainable
 
 #: ASHA: rungs at 1, 3, 9, ... evaluations; a third of the trials reaching a rung go on.

@@ -20,9 +20,6 @@ import torch
 from analysis import report as report_cli
 from analysis.scores import select_best
 from analysis.study_files import (
-    DEFAULT_METRIC,
-    DEFAULT_MODE,
-    ITERATION,
     StudyFolderError,
     find_latest_study,
     read_study,
@@ -30,6 +27,7 @@ from analysis.study_files import (
 )
 from analysis.tables import loss_label, to_markdown
 from repmet.config import TrialConfig
+from repmet.study_format import ITERATION, SELECTION_METRIC
 from repmet.trial import Trial, load_splits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,8 +86,8 @@ def _best_by_progress_csv(study_dir: Path, loss: str) -> tuple[str, int, float]:
     best = None
     for progress in sorted((study_dir / loss).glob("*/progress.csv")):
         frame = pd.read_csv(progress)
-        row = frame.loc[frame[DEFAULT_METRIC].idxmin()]
-        candidate = (float(row[DEFAULT_METRIC]), progress.parent.name, int(row[ITERATION]))
+        row = frame.loc[frame[SELECTION_METRIC].idxmin()]
+        candidate = (float(row[SELECTION_METRIC]), progress.parent.name, int(row[ITERATION]))
         if best is None or candidate[0] < best[0]:
             best = candidate
     assert best is not None
@@ -315,7 +313,7 @@ def _fake_trial(folder: Path, name: str, errors: list[float], saved: list[int]) 
     )
     lines = []
     for step, error in enumerate(errors, start=1):
-        row = {ITERATION: 10 * step, DEFAULT_METRIC: error, "done": step == len(errors)}
+        row = {ITERATION: 10 * step, SELECTION_METRIC: error, "done": step == len(errors)}
         if step in saved:
             row["checkpoint_dir_name"] = f"checkpoint_{step:06d}"
             (trial / row["checkpoint_dir_name"]).mkdir()
@@ -334,7 +332,7 @@ def test_selection_falls_back_to_the_latest_checkpoint_and_says_so(tmp_path) -> 
     study = _fake_study(tmp_path / "s")
     _fake_trial(study / "magnet", "a", [0.5, 0.4, 0.45], saved=[1, 3])
     _fake_trial(study / "magnet", "b", [0.3, 0.2, 0.25], saved=[1, 3])
-    selection = select_best(read_study(study).losses["magnet"], metric=DEFAULT_METRIC, mode="min")
+    selection = select_best(read_study(study).losses["magnet"], metric=SELECTION_METRIC, mode="min")
     assert selection.trial.name == "b" and selection.best.iteration == 20
     assert selection.checkpoint_iteration == 30
     assert selection.checkpoint_dir.name == "checkpoint_000003"
@@ -344,7 +342,7 @@ def test_selection_falls_back_to_the_latest_checkpoint_and_says_so(tmp_path) -> 
 def test_selection_prefers_a_checkpointed_step_among_equal_errors(tmp_path) -> None:
     study = _fake_study(tmp_path / "s")
     _fake_trial(study / "magnet", "a", [0.2, 0.2, 0.3], saved=[2, 3])
-    selection = select_best(read_study(study).losses["magnet"], metric=DEFAULT_METRIC, mode="min")
+    selection = select_best(read_study(study).losses["magnet"], metric=SELECTION_METRIC, mode="min")
     assert (selection.checkpoint_iteration, selection.note) == (20, None)
 
 
@@ -373,13 +371,3 @@ def test_latest_study_is_the_most_recently_modified(tmp_path) -> None:
     assert find_latest_study(tmp_path) == tmp_path / "new"
     with pytest.raises(StudyFolderError, match="no study folder"):
         find_latest_study(tmp_path / "not_a_study")
-
-
-def test_file_constants_match_the_trainable_metric_names() -> None:
-    from analysis import study_files
-    from trainables import CHECKPOINT_FILE, metrics
-
-    assert study_files.DEFAULT_METRIC == metrics.SELECTION_METRIC
-    assert study_files.DEFAULT_MODE == metrics.SELECTION_MODE == DEFAULT_MODE
-    assert study_files.ITERATION == metrics.ITERATION
-    assert study_files.CHECKPOINT_FILE == CHECKPOINT_FILE

@@ -4,14 +4,15 @@ scheduler pauses trials and resumes them from their checkpoints."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from repmet import study_format as layout
 from repmet.data import LabeledDataset
-from trainables import CHECKPOINT_FILE, MetricLearningTrainable, metric_learning, metrics
+from repmet.study_format import CHECKPOINT_FILE
+from trainables import MetricLearningTrainable, metric_learning
 
 SMALL = {"loss": "repmet-v2", "m": 4, "d": 4, "k": 2, "iterations": 20, "eval_every": 5}
 
@@ -59,14 +60,14 @@ def _trainable(config: dict, tmp_path: Path) -> MetricLearningTrainable:
 def test_step_reports_every_metric_and_never_reads_test(no_test_split, tmp_path) -> None:
     trainable = _trainable(SMALL, tmp_path)
     result = trainable.train()
-    assert set(metrics.ALL) <= set(result)
-    assert result[metrics.ITERATION] == 5
+    assert set(layout.ALL_METRICS) <= set(result)
+    assert result[layout.ITERATION] == 5
     assert not result["done"]
-    for tag in metrics.VAL_ERRORS.values():
+    for tag in layout.VAL_ERRORS.values():
         assert 0.0 <= result[tag] <= 1.0
     while not result["done"]:
         result = trainable.train()
-    assert result[metrics.ITERATION] == 20
+    assert result[layout.ITERATION] == 20
     trainable.stop()
 
 
@@ -74,15 +75,15 @@ def test_checkpoint_restores_identical_continuation(tmp_path) -> None:
     first = _trainable(SMALL, tmp_path / "a")
     first.train()
     checkpoint = first.save(str(tmp_path / "ckpt"))
-    expected = [first.train()[metrics.TRAIN_LOSS] for _ in range(2)]
+    expected = [first.train()[layout.TRAIN_LOSS] for _ in range(2)]
 
     second = _trainable(SMALL, tmp_path / "b")
     second.restore(checkpoint)
     assert second.trial.iteration == 5
-    assert [second.train()[metrics.TRAIN_LOSS] for _ in range(2)] == expected
+    assert [second.train()[layout.TRAIN_LOSS] for _ in range(2)] == expected
     saved = torch.load(tmp_path / "ckpt" / CHECKPOINT_FILE, weights_only=True)
     assert saved["iteration"] == 5
-    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["loss"] == "repmet-v2"
+    assert saved["config"]["loss"] == "repmet-v2"
     first.stop()
     second.stop()
 
@@ -150,11 +151,11 @@ def test_tune_run_pauses_and_resumes_trials_through_checkpoints(ray_session, tmp
         history = result.metrics_dataframe
         # iteration is the trial's own counter, restored from the checkpoint: it keeps climbing
         # in steps of eval_every across the pause, while Tune's count since restore starts over.
-        assert history[metrics.ITERATION].tolist() == [2, 4, 6, 8]
+        assert history[layout.ITERATION].tolist() == [2, 4, 6, 8]
         assert history["iterations_since_restore"].tolist() == [1, 2, 1, 2]
         assert (Path(result.checkpoint.path) / CHECKPOINT_FILE).exists()
     tags = _event_tags(tmp_path / "pause-resume")
-    assert {metrics.TRAIN_LOSS, metrics.VAL_ERROR_SIMPLE, metrics.TRAIN_BATCH_ACCURACY} <= tags
+    assert {layout.TRAIN_LOSS, layout.VAL_ERROR_SIMPLE, layout.TRAIN_BATCH_ACCURACY} <= tags
     assert "plugin:hparams" in tags
     projectors = list((tmp_path / "pause-resume").rglob("tensorboard/projector_config.pbtxt"))
     assert len(projectors) == 2  # one embedding snapshot per finished trial

@@ -1,7 +1,6 @@
 """Ray Tune adapters: the ``Trainable`` that runs one ``repmet`` training trial per Tune trial,
 with checkpointing and metric reporting. With ``study/``, the only place that imports Ray."""
 
-from trainables import metrics
-from trainables.metric_learning import CHECKPOINT_FILE, MetricLearningTrainable
+from trainables.metric_learning import MetricLearningTrainable
 
-__all__ = ["CHECKPOINT_FILE", "MetricLearningTrainable", "metrics"]
+__all__ = ["MetricLearningTrainable"]

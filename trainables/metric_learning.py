@@ -8,7 +8,7 @@ and the sampler from ``config["loss"]``), so separate classes per loss family wo
   an error) and builds the trial; data sets are cached per worker process, so with
   ``reuse_actors=True`` consecutive trials on a worker share one copy of the arrays.
 - ``step`` trains ``eval_every`` iterations, evaluates on the validation split and returns the
-  metrics of :mod:`trainables.metrics`. It never reads the test split.
+  metrics of :mod:`repmet.study_format`. It never reads the test split.
 - ``save_checkpoint`` / ``load_checkpoint`` write and read the full trial state
   (``trial.pt``, written atomically and read with ``weights_only=True``).
 - Each trial writes clean TensorBoard tags (``train/loss``, ``val/error_simple``, ...) against the
@@ -19,7 +19,6 @@ and the sampler from ``config["loss"]``), so separate classes per loss family wo
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -28,14 +27,10 @@ from ray import tune
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
+from repmet import study_format as layout
 from repmet.config import TrialConfig
 from repmet.data import DatasetSplits
 from repmet.trial import Trial, load_splits, read_state
-from trainables import metrics
-
-CHECKPOINT_FILE = "trial.pt"
-CONFIG_FILE = "config.json"
-TENSORBOARD_DIR = "tensorboard"
 
 #: Fault injection for resume tests: with both set, ``step`` raises once when the trial reaches
 #: ``REPMET_FAIL_AT_ITERATION`` iterations, after creating the file named by
@@ -89,15 +84,15 @@ class MetricLearningTrainable(tune.Trainable):
         stats = self.trial.train(chunk)
         val_errors = self.trial.evaluate("val")["val"]
         result: dict[str, Any] = {
-            metrics.ITERATION: self.trial.iteration,
-            metrics.TRAIN_LOSS: stats.loss,
-            metrics.TRAIN_BATCH_ACCURACY: stats.batch_accuracy,
-            metrics.SECONDS_PER_ITERATION: stats.seconds_per_iteration,
-            metrics.EXAMPLES_PER_SECOND: stats.examples_per_second,
+            layout.ITERATION: self.trial.iteration,
+            layout.TRAIN_LOSS: stats.loss,
+            layout.TRAIN_BATCH_ACCURACY: stats.batch_accuracy,
+            layout.SECONDS_PER_ITERATION: stats.seconds_per_iteration,
+            layout.EXAMPLES_PER_SECOND: stats.examples_per_second,
         }
-        result.update({metrics.VAL_ERRORS[kind]: error for kind, error in val_errors.items()})
-        for tag in metrics.ALL:
-            if tag == metrics.ITERATION:  # the x axis of every curve, not a curve of its own
+        result.update({layout.VAL_ERRORS[kind]: error for kind, error in val_errors.items()})
+        for tag in layout.ALL_METRICS:
+            if tag == layout.ITERATION:  # the x axis of every curve, not a curve of its own
                 continue
             self.writer.add_scalar(tag, result[tag], global_step=self.trial.iteration)
         done = self.trial.iteration >= config.iterations
@@ -109,13 +104,12 @@ class MetricLearningTrainable(tune.Trainable):
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         directory = Path(checkpoint_dir)
-        self.trial.save(directory / CHECKPOINT_FILE)
-        (directory / CONFIG_FILE).write_text(json.dumps(self.trial_config.to_dict(), indent=2))
+        self.trial.save(directory / layout.CHECKPOINT_FILE)
 
     def load_checkpoint(self, checkpoint: str | dict[str, Any]) -> None:
         if isinstance(checkpoint, dict):
             raise TypeError("MetricLearningTrainable checkpoints are directories, not dicts")
-        self.trial.load_state_dict(read_state(Path(checkpoint) / CHECKPOINT_FILE))
+        self.trial.load_state_dict(read_state(Path(checkpoint) / layout.CHECKPOINT_FILE))
 
     def cleanup(self) -> None:
         writer = getattr(self, "writer", None)
@@ -126,12 +120,12 @@ class MetricLearningTrainable(tune.Trainable):
     # ----------------------------------------------------------------- internals
 
     def _open_writer(self) -> None:
-        self.writer = SummaryWriter(log_dir=os.path.join(self.logdir, TENSORBOARD_DIR))
+        self.writer = SummaryWriter(log_dir=os.path.join(self.logdir, layout.TENSORBOARD_DIR))
         hparam_values = {
             name: value if isinstance(value, (int, float, str, bool)) else str(value)
             for name, value in self.trial_config.to_dict().items()
         }
-        placeholders = {tag: 0.0 for tag in metrics.VAL_ERRORS.values()}
+        placeholders = {tag: 0.0 for tag in layout.VAL_ERRORS.values()}
         for summary in hparams(hparam_values, placeholders):
             self.writer.file_writer.add_summary(summary)
 

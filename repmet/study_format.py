@@ -1,8 +1,26 @@
-"""The settings of a study and its manifest, ``<study folder>/study.json``.
+"""The study-folder contract: how a study is laid out on disk, what its trials report, and the
+schema of its manifest. The study driver writes it, the trainable reports into it, and the analysis
+reads it; none of them spells a file or metric name of its own.
 
-:class:`StudySettings` is everything a study needs to run (and to resume: ``--resume`` reads the
-settings back from the manifest rather than from the new command line). The manifest is the settings
-plus timestamps, the per-loss status and the command line; see :mod:`study` for its fields.
+This module imports neither torch nor Ray, so that reading a study folder needs neither.
+
+Study folder layout (``FORMAT_VERSION`` 1)::
+
+    <storage>/<name>/
+        study.json                  the manifest (:class:`Manifest`), rewritten atomically
+        optuna.db                   SQLite, one Optuna study per loss, study_name = the loss name
+        <loss>/                     one Ray Tune experiment per loss (Tune's experiment folder)
+            tuner.pkl, experiment_state-*.json, searcher-state-*.pkl, search_gen_state-*.json
+                                    Tune's own state, used by ``--resume``
+            trial_<NNN>_<trial id>/ one folder per trial, NNN = creation order (001 = baseline)
+                params.json         the trial config: a flat TrialConfig dict (fixed + sampled)
+                result.json         one JSON object per step (every ``eval_every`` iterations)
+                                    with the metrics below, Tune's ``training_iteration``, ``done``
+                progress.csv        the same rows as CSV
+                tensorboard/        TensorBoard events of the trial (see the trainable)
+                checkpoint_<NNNNNN>/trial.pt
+                                    the best checkpoint by the selection metric and the latest
+                error.txt, error.pkl   only if the trial failed
 """
 
 from __future__ import annotations
@@ -19,9 +37,57 @@ from typing import Any
 
 from repmet.errors import ConfigError
 
+#: The version of this layout; a reader upgrades older manifests (:meth:`Manifest.from_dict`).
+FORMAT_VERSION = 1
+
+# ----------------------------------------------------------------------------- file names
+
 MANIFEST_FILE = "study.json"
 OPTUNA_FILE = "optuna.db"
-MANIFEST_VERSION = 1
+PARAMS_FILE = "params.json"
+RESULT_FILE = "result.json"
+CHECKPOINT_PREFIX = "checkpoint_"
+CHECKPOINT_FILE = "trial.pt"
+TENSORBOARD_DIR = "tensorboard"
+ERROR_FILES = ("error.txt", "error.pkl")
+
+# -------------------------------------------------------------------------- metric names
+# The names double as TensorBoard tags, so they read as ``<group>/<what>``.
+
+ITERATION = "iteration"
+TRAIN_LOSS = "train/loss"
+TRAIN_BATCH_ACCURACY = "train/batch_accuracy"
+VAL_ERROR_SIMPLE = "val/error_simple"
+VAL_ERROR_MAGNET = "val/error_magnet"
+VAL_ERROR_REPMET = "val/error_repmet"
+VAL_ERROR_UNSUPERVISED = "val/error_unsupervised"
+SECONDS_PER_ITERATION = "time/seconds_per_iteration"
+EXAMPLES_PER_SECOND = "time/examples_per_second"
+
+#: Validation errors by accuracy type, as returned by ``repmet.trial.Trial.evaluate``.
+VAL_ERRORS: Mapping[str, str] = {
+    "simple": VAL_ERROR_SIMPLE,
+    "magnet": VAL_ERROR_MAGNET,
+    "repmet": VAL_ERROR_REPMET,
+    "unsupervised": VAL_ERROR_UNSUPERVISED,
+}
+
+#: Hyperparameter search and ASHA select on this validation error. The test split is never used
+#: while searching: the report evaluates it once, from the best checkpoint.
+SELECTION_METRIC = VAL_ERROR_SIMPLE
+SELECTION_MODE = "min"
+
+#: Every metric a trial reports at each step.
+ALL_METRICS: tuple[str, ...] = (
+    ITERATION,
+    TRAIN_LOSS,
+    TRAIN_BATCH_ACCURACY,
+    *VAL_ERRORS.values(),
+    SECONDS_PER_ITERATION,
+    EXAMPLES_PER_SECOND,
+)
+
+# ------------------------------------------------------------------------------ manifest
 
 PENDING = "pending"
 RUNNING = "running"
@@ -176,7 +242,7 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": MANIFEST_VERSION,
+            "version": FORMAT_VERSION,
             **self.settings.to_dict(),
             "status": dict(self.status),
             "started": self.started,
