@@ -22,7 +22,9 @@ from repmet.data import (
     default_data_root,
     load_dataset,
 )
-from repmet.data.base import RandomShift, download_or_explain, stratified_split
+from repmet.data.problems import download_or_explain
+from repmet.data.splits import stratified_split
+from repmet.data.transforms import RandomShift
 from repmet.errors import ConfigError, DataNotFoundError, UnknownNameError
 
 SIZE = 16  # image side used for the photo fakes: small enough to keep decoding instant

@@ -6,24 +6,62 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torchvision.datasets import MNIST, FashionMNIST
 
-from repmet.data.base import (
-    DATASETS,
-    DataRequest,
-    DatasetSplits,
-    default_data_root,
-    download_or_explain,
-    in_memory_splits,
-    missing_data,
-    reindex_labels,
-    stratified_split,
-)
+from repmet.data.datasets import DatasetSplits, InMemoryDataset
+from repmet.data.problems import download_or_explain, missing_data
+from repmet.data.registry import DATASETS, DataRequest, default_data_root
+from repmet.data.splits import reindex_labels, stratified_split
+from repmet.data.transforms import BatchTransform, RandomShift
 from repmet.errors import ConfigError
 
 # The official MNIST training set is 60,000 images; the last 5,000 (one twelfth) validate.
 MNIST_VALIDATION_FRACTION = 5_000 / 60_000
+
+
+def in_memory_splits(
+    name: str,
+    images: torch.Tensor,
+    labels: np.ndarray,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    class_names: tuple[str, ...],
+    request: DataRequest,
+) -> DatasetSplits:
+    """Builds in-memory splits from float images [N, C, H, W] and re-indexed labels.
+
+    Images are resized to ``request.image_size`` (if given) and standardised per channel with the
+    mean and standard deviation of the training split only, so no test statistics leak into
+    training.
+    """
+    image_size = request.image_size
+    if image_size is not None and images.shape[-2:] != (image_size, image_size):
+        images = F.interpolate(
+            images, size=(image_size, image_size), mode="bilinear", antialias=True
+        )
+    train_images = images[torch.from_numpy(splits[0])]
+    mean = train_images.mean(dim=(0, 2, 3), keepdim=True)
+    std = train_images.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    images = ((images - mean) / std).contiguous()
+    label_tensor = torch.from_numpy(labels)
+    channels, height, width = images.shape[1:]
+    shift = RandomShift(max(1, round(0.1 * height))) if request.augment else None
+
+    def split(indices: np.ndarray, augment_split: BatchTransform | None) -> InMemoryDataset:
+        index = torch.from_numpy(indices)
+        return InMemoryDataset(images[index], label_tensor[index], augment=augment_split)
+
+    return DatasetSplits(
+        name=name,
+        train=split(splits[0], shift),
+        val=split(splits[1], None),
+        test=split(splits[2], None),
+        num_classes=len(class_names),
+        image_shape=(channels, height, width),
+        class_names=class_names,
+    )
 
 
 @DATASETS.register("digits")

@@ -8,31 +8,61 @@ label files, so reading the layout ourselves keeps hand-placed or re-packed copi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.io import loadmat
 from torchvision.datasets import Flowers102, ImageFolder, OxfordIIITPet
 from torchvision.datasets.utils import download_and_extract_archive
 
-from repmet.data.base import (
-    DATASETS,
-    DataRequest,
-    DatasetSplits,
-    carve_validation,
-    default_data_root,
-    download_or_explain,
-    file_splits,
-    missing_data,
-    reindex_labels,
-    stratified_split,
-)
+from repmet.data.datasets import DatasetSplits, FileDataset
+from repmet.data.problems import download_or_explain, missing_data
+from repmet.data.registry import DATASETS, DataRequest, default_data_root
+from repmet.data.splits import carve_validation, reindex_labels, stratified_split
+from repmet.data.transforms import DEFAULT_PHOTO_SIZE, Transform, photo_transforms
 from repmet.errors import ConfigError
 
 FLOWERS_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 PET_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
 DOGS_URL = "http://vision.stanford.edu/aditya86/ImageNetDogs/"
 DOGS_ARCHIVES = ("images.tar", "lists.tar")
+
+
+def file_splits(
+    name: str,
+    paths: Sequence[Path],
+    labels: np.ndarray,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    class_names: tuple[str, ...],
+    request: DataRequest,
+) -> DatasetSplits:
+    """Builds lazily decoded RGB splits from image paths and re-indexed labels."""
+    size = request.image_size or DEFAULT_PHOTO_SIZE
+    evaluation, training = photo_transforms(
+        size, pretrained_normalization=request.pretrained_normalization, augment=request.augment
+    )
+    label_tensor = torch.from_numpy(labels)
+
+    def split(indices: np.ndarray, augment_transform: Transform | None) -> FileDataset:
+        return FileDataset(
+            [paths[i] for i in indices.tolist()],
+            label_tensor[torch.from_numpy(indices)],
+            transform=evaluation,
+            augment_transform=augment_transform,
+        )
+
+    return DatasetSplits(
+        name=name,
+        train=split(splits[0], training),
+        val=split(splits[1], None),
+        test=split(splits[2], None),
+        num_classes=len(class_names),
+        image_shape=(3, size, size),
+        class_names=class_names,
+    )
 
 
 def _require(name: str, base: Path, required: list[Path], *, layout: str, remedy: str) -> None:
