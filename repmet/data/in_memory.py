@@ -11,7 +11,7 @@ from sklearn.datasets import load_digits
 from torchvision.datasets import MNIST, FashionMNIST
 
 from repmet.data.datasets import DatasetSplits, InMemoryDataset
-from repmet.data.problems import download_or_explain, missing_data
+from repmet.data.problems import download_or_explain, download_remedy, missing_data
 from repmet.data.registry import DATASETS, DataRequest, default_data_root
 from repmet.data.splits import reindex_labels, stratified_split
 from repmet.data.transforms import BatchTransform, RandomShift
@@ -101,7 +101,7 @@ def _register_mnist_family(name: str, source: type[MNIST]) -> None:
                 name,
                 path=raw,
                 layout="the unpacked idx files " + ", ".join(files),
-                remedy=f"pass --download (download=True) or unpack them from {source.mirrors[0]}",
+                remedy=download_remedy("them", source=source.mirrors[0]),
             )
         train_set = source(str(base), train=True)
         test_set = source(str(base), train=False)
@@ -138,13 +138,13 @@ def arrays(request: DataRequest) -> DatasetSplits:
     ``labels`` (N,) of any values; split 60/20/20 by seed. uint8 pixels are scaled to [0, 1]."""
     root = request.root
     if root is None:
-        raise ConfigError("data set 'arrays' needs root (--data-root) naming its .npz file")
+        raise ConfigError("data set 'arrays' needs data_root set to its .npz file")
     if not root.is_file():
         raise missing_data(
             "arrays",
             path=root,
             layout="an .npz file with arrays 'images' (N,H,W[,C]) and 'labels' (N,)",
-            remedy="point --data-root at the file (np.savez(path, images=..., labels=...))",
+            remedy="set data_root to the file np.savez(path, images=..., labels=...) wrote",
         )
     with np.load(root, allow_pickle=False) as archive:
         missing = {"images", "labels"} - set(archive.files)

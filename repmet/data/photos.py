@@ -18,7 +18,7 @@ from torchvision.datasets import Flowers102, ImageFolder, OxfordIIITPet
 from torchvision.datasets.utils import download_and_extract_archive
 
 from repmet.data.datasets import DatasetSplits, FileDataset
-from repmet.data.problems import download_or_explain, missing_data
+from repmet.data.problems import download_or_explain, download_remedy, missing_data
 from repmet.data.registry import DATASETS, DataRequest, default_data_root
 from repmet.data.splits import carve_validation, reindex_labels, stratified_split
 from repmet.data.transforms import DEFAULT_PHOTO_SIZE, Transform, photo_transforms
@@ -92,7 +92,7 @@ def flowers102(request: DataRequest) -> DatasetSplits:
         base,
         [base / "jpg", base / "imagelabels.mat", base / "setid.mat"],
         layout="jpg/image_00001.jpg..., imagelabels.mat and setid.mat",
-        remedy=f"pass --download (download=True) or unpack the files from {FLOWERS_URL} there",
+        remedy=download_remedy("the files", source=FLOWERS_URL),
     )
     raw_labels = _mat_vector(base / "imagelabels.mat", "labels")  # 1-based, per image id
     set_ids = loadmat(base / "setid.mat", squeeze_me=True)
@@ -140,8 +140,7 @@ def oxford_pet(request: DataRequest) -> DatasetSplits:
         base,
         [base / "images", annotations / "trainval.txt", annotations / "test.txt"],
         layout="images/<Breed>_<n>.jpg, annotations/trainval.txt and annotations/test.txt",
-        remedy=f"pass --download (download=True) or unpack images.tar.gz and annotations.tar.gz "
-        f"from {PET_URL} there",
+        remedy=download_remedy("images.tar.gz and annotations.tar.gz", source=PET_URL),
     )
     trainval = _read_pet_list(annotations / "trainval.txt")
     test = _read_pet_list(annotations / "test.txt")
@@ -179,8 +178,7 @@ def stanford_dogs(request: DataRequest) -> DatasetSplits:
         base,
         [base / "Images", *lists],
         layout="Images/<wnid>-<breed>/*.jpg, train_list.mat and test_list.mat",
-        remedy=f"pass --download (download=True) or unpack {' and '.join(DOGS_ARCHIVES)} "
-        f"from {DOGS_URL} there",
+        remedy=download_remedy(" and ".join(DOGS_ARCHIVES), source=DOGS_URL),
     )
     files = [[str(f) for f in _mat_vector(path, "file_list")] for path in lists]
     relative = files[0] + files[1]
@@ -205,9 +203,9 @@ def folder(request: DataRequest) -> DatasetSplits:
     """Any ImageFolder-style directory ``root/<class>/<image>``, split 60/20/20 by ``seed``."""
     root = request.root
     if root is None:
-        raise ConfigError("data set 'folder' needs root (--data-root) naming the image folder")
+        raise ConfigError("data set 'folder' needs data_root set to its image folder")
     layout = "one sub-folder of images per class, <class>/<image>.jpg|png|..."
-    remedy = "point --data-root at such a folder"
+    remedy = "set data_root to such a folder"
     if not root.is_dir():
         raise missing_data("folder", path=root, layout=layout, remedy=remedy)
     try:

@@ -17,6 +17,12 @@ def missing_data(name: str, *, path: Path, layout: str, remedy: str) -> DataNotF
     return DataNotFoundError(f"data set {name!r} not found in {path} (expected {layout}); {remedy}")
 
 
+def download_remedy(files: str, *, source: str) -> str:
+    """The remedy for a downloadable set's missing files, worded in terms of the ``download``
+    argument rather than any command-line flag, since the data layer does not know its caller."""
+    return f"allow downloading (download=True) or unpack {files} there from {source}"
+
+
 def download_or_explain(name: str, path: Path, fetch: Callable[[], object], *, source: str) -> None:
     """Runs ``fetch``; any failure (offline, moved URL, bad archive) becomes one clear line."""
     try:
