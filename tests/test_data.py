@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import urllib.error
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from repmet.data import (
 from repmet.data.problems import download_or_explain
 from repmet.data.splits import stratified_split
 from repmet.data.transforms import RandomShift
-from repmet.errors import ConfigError, DataNotFoundError, UnknownNameError
+from repmet.errors import ArgumentError, ConfigError, DataNotFoundError, UnknownNameError
 
 SIZE = 16  # image side used for the photo fakes: small enough to keep decoding instant
 # One solid colour per fake class, far apart so that JPEG rounding cannot confuse them.
@@ -116,6 +117,34 @@ def test_get_batch_is_indexing_of_the_split(digits) -> None:
     assert digits.val.evaluation_view() is digits.val
 
 
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (
+            lambda: InMemoryDataset(
+                torch.zeros(3, 1, 2, 2, dtype=torch.float64), torch.zeros(3).long()
+            ),
+            "images",
+        ),
+        (lambda: InMemoryDataset(torch.zeros(3, 2, 2), torch.zeros(3).long()), "images"),
+        (lambda: InMemoryDataset(torch.zeros(3, 1, 2, 2), torch.zeros(2).long()), "labels"),
+        (lambda: InMemoryDataset(torch.zeros(3, 1, 2, 2), torch.zeros(3)), "labels"),
+        (
+            lambda: FileDataset(
+                [Path("a.png")], torch.zeros(2).long(), transform=lambda _: torch.zeros(3, 2, 2)
+            ),
+            "labels",
+        ),
+    ],
+)
+def test_splits_built_against_their_contract_are_argument_errors(
+    build: Callable[[], object], field: str
+) -> None:
+    """Wrong tensors handed to a split are a bug in the caller, not something a user fixes."""
+    with pytest.raises(ArgumentError, match=field):
+        build()
+
+
 def test_image_size_resizes_in_memory_sets() -> None:
     splits = load_dataset("digits", image_size=16)
     assert splits.image_shape == (1, 16, 16)
@@ -150,7 +179,7 @@ def test_random_shift_returns_a_window_of_the_edge_padded_image() -> None:
             for dx in range(2 * shift + 1)
         ]
         assert any(torch.equal(image, window) for window in windows)
-    with pytest.raises(ConfigError, match="max_shift"):
+    with pytest.raises(ArgumentError, match="max_shift"):
         RandomShift(0)
 
 

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from repmet.data.transforms import BatchTransform, Transform
-from repmet.errors import ConfigError, DataNotFoundError
+from repmet.errors import ArgumentError, DataNotFoundError
 
 
 class LabeledDataset(torch.utils.data.Dataset):
@@ -48,7 +48,7 @@ class LabeledDataset(torch.utils.data.Dataset):
 
 def _check_labels(labels: torch.Tensor, count: int) -> None:
     if labels.dtype != torch.long or labels.dim() != 1 or labels.numel() != count:
-        raise ConfigError(
+        raise ArgumentError(
             f"labels must be a LongTensor of shape [{count}], "
             f"got {labels.dtype} {list(labels.shape)}"
         )
@@ -67,7 +67,7 @@ class InMemoryDataset(LabeledDataset):
         self, images: torch.Tensor, labels: torch.Tensor, *, augment: BatchTransform | None = None
     ) -> None:
         if images.dtype != torch.float32 or images.dim() != 4:
-            raise ConfigError(
+            raise ArgumentError(
                 f"images must be float32 [N, C, H, W], got {images.dtype} {list(images.shape)}"
             )
         _check_labels(labels, images.shape[0])

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from repmet.errors import ConfigError
+from repmet.errors import ArgumentError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,7 +31,7 @@ class RandomShift:
 
     def __init__(self, max_shift: int) -> None:
         if max_shift < 1:
-            raise ConfigError(f"max_shift must be at least 1 pixel, got {max_shift}")
+            raise ArgumentError(f"max_shift must be at least 1 pixel, got {max_shift}")
         self.max_shift = max_shift
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
