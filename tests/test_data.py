@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 import urllib.error
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,7 +27,14 @@ from repmet.data import (
 from repmet.data.problems import download_or_explain
 from repmet.data.splits import stratified_split
 from repmet.data.transforms import RandomShift
-from repmet.errors import ArgumentError, ConfigError, DataNotFoundError, UnknownNameError
+from repmet.errors import (
+    ArgumentError,
+    ConfigError,
+    DataError,
+    DataNotFoundError,
+    RepmetError,
+    UnknownNameError,
+)
 
 SIZE = 16  # image side used for the photo fakes: small enough to keep decoding instant
 # One solid colour per fake class, far apart so that JPEG rounding cannot confuse them.
@@ -52,6 +60,14 @@ def _assert_colours_match_labels(dataset: FileDataset, colour_of_class: list) ->
     torch.testing.assert_close(mean_colour, expected, atol=0.06, rtol=0)
 
 
+def _assert_one_line(error: BaseException, *fragments: str) -> None:
+    """The error's message is a single line and names each of ``fragments``."""
+    message = str(error)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
 # --- splitting -------------------------------------------------------------------------------
 
 
@@ -69,10 +85,19 @@ def test_stratified_split_is_a_disjoint_seeded_60_20_20_partition_per_class() ->
     assert not np.array_equal(train, other[0])
 
 
-def test_a_class_too_small_to_stratify_is_a_config_error_naming_the_data_set() -> None:
-    labels = np.array([0] * 10 + [1])
-    with pytest.raises(ConfigError, match="'toy'"):
+@pytest.mark.parametrize(
+    ("labels", "smallest"),
+    [
+        (np.array([0] * 10 + [1]), "1 example)"),  # a class of one cannot be in two splits
+        (np.repeat(np.arange(10), 3), "3 examples)"),  # 20% of 30 is fewer than 10 classes
+    ],
+)
+def test_a_set_too_small_to_stratify_is_a_data_error_naming_it_and_its_smallest_class(
+    labels: np.ndarray, smallest: str
+) -> None:
+    with pytest.raises(DataError) as caught:
         stratified_split(labels, seed=0, dataset="toy")
+    _assert_one_line(caught.value, "data set 'toy' cannot be split by class", smallest)
 
 
 # --- digits ----------------------------------------------------------------------------------
@@ -214,11 +239,193 @@ def test_arrays_accepts_grey_float_images(tmp_path: Path) -> None:
     assert splits.image_shape == (1, 4, 4) and splits.num_classes == 4
 
 
-def test_arrays_without_labels_is_a_config_error(tmp_path: Path) -> None:
-    path = tmp_path / "bad.npz"
-    np.savez(path, images=np.zeros((4, 2, 2)))
-    with pytest.raises(ConfigError, match="labels"):
+def test_arrays_accepts_string_labels(tmp_path: Path) -> None:
+    path = tmp_path / "named.npz"
+    names = np.array(["cat", "dog", "eel"])[np.arange(30) % 3]  # a numpy unicode array
+    np.savez(path, images=np.zeros((30, 4, 4), dtype=np.uint8), labels=names)
+    splits = load_dataset("arrays", root=path)
+    assert splits.class_names == ("cat", "dog", "eel") and splits.num_classes == 3
+
+
+def _good_arrays(count: int = 30) -> dict[str, np.ndarray]:
+    """A valid ``arrays`` set of ``count`` 4x4 images in 3 classes, for the cases to spoil."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(count, 4, 4)).astype(np.uint8)
+    return {"images": images, "labels": np.arange(count) % 3}
+
+
+def _savez(**changes: np.ndarray | None) -> Callable[[Path], None]:
+    """Writes the good arrays with some replaced (or, given None, left out)."""
+
+    def write(path: Path) -> None:
+        arrays = {**_good_arrays(), **changes}
+        np.savez(path, **{key: value for key, value in arrays.items() if value is not None})
+
+    return write
+
+
+def _write_bytes(content: bytes) -> Callable[[Path], None]:
+    return lambda path: path.write_bytes(content)
+
+
+def _npy_as_npz(path: Path) -> None:
+    with path.open("wb") as file:
+        np.save(file, _good_arrays()["images"])
+
+
+def _truncated_npz(path: Path) -> None:
+    _savez()(path)
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def _corrupt_member(path: Path) -> None:
+    """Flips bytes inside the stored labels, so the archive opens but the member fails its CRC."""
+    _savez()(path)
+    content = bytearray(path.read_bytes())
+    start = content.index(b"labels.npy") + 150
+    content[start : start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(content))
+
+
+def _member_not_npy(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        with archive.open("images.npy", "w") as member:
+            np.save(member, _good_arrays()["images"])
+        archive.writestr("labels.npy", "cat\ndog\n")
+
+
+def _nan_pixels(indices: list[int], value: float) -> Callable[[Path], None]:
+    images = _good_arrays()["images"].astype(np.float64)
+    images[indices, 1, 2] = value
+    return _savez(images=images)
+
+
+PATH = "{path}"  # stands for the .npz file in the expected message fragments below
+
+# (case, how the file is written, expected error type, fragments its message must contain)
+BAD_ARRAYS = [
+    ("empty file", _write_bytes(b""), DataError, [PATH, "is empty (0 bytes)", "np.savez"]),
+    ("text file", _write_bytes(b"images,labels\n1,2\n"), DataError, [PATH, "not an .npz"]),
+    ("an .npy file", _npy_as_npz, DataError, [PATH, "not an .npz archive"]),
+    ("truncated", _truncated_npz, DataError, [PATH, "not an .npz archive"]),
+    ("corrupt member", _corrupt_member, DataError, [PATH, "array 'labels' of", "cannot be read"]),
+    ("member not .npy", _member_not_npy, DataError, [PATH, "'labels'", "not a NumPy array"]),
+    ("no labels", _savez(labels=None), DataError, [PATH, "no array 'labels'", "has: images"]),
+    (
+        "no arrays",
+        _savez(images=None, labels=None, pixels=np.zeros(3)),
+        DataError,
+        [PATH, "no array 'images' or 'labels'", "has: pixels"],
+    ),
+    (
+        "object labels",
+        _savez(labels=np.array([1, "a", None] * 10, dtype=object)),
+        DataError,
+        [PATH, "'labels'", "pickled Python objects", "numbers or strings (np.str_)"],
+    ),
+    (
+        "object images",
+        _savez(images=np.array([None] * 30, dtype=object)),
+        DataError,
+        [PATH, "'images'", "pickled Python objects", "numbers"],
+    ),
+    (
+        "complex labels",
+        _savez(labels=np.arange(30) * 1j),
+        DataError,
+        [PATH, "'labels'", "dtype complex128", "np.str_"],
+    ),
+    (
+        "bytes labels",
+        _savez(labels=np.array([b"a", b"b", b"c"] * 10)),
+        DataError,
+        [PATH, "'labels'", "dtype |S1", "np.str_"],
+    ),
+    (
+        "string images",
+        _savez(images=np.full((30, 4, 4), "x")),
+        DataError,
+        [PATH, "'images'", "dtype <U1", "numbers"],
+    ),
+    (
+        "flat images",
+        _savez(images=np.zeros((30, 16))),
+        DataError,
+        [PATH, "'images'", "shape (30, 16)", "(N, H, W)"],
+    ),
+    (
+        "empty image side",
+        _savez(images=np.zeros((30, 0, 4))),
+        DataError,
+        [PATH, "'images'", "shape (30, 0, 4)", "non-empty"],
+    ),
+    (
+        "column labels",
+        _savez(labels=np.zeros((30, 1))),
+        DataError,
+        [PATH, "'labels'", "shape (30, 1)", "(N,)"],
+    ),
+    (
+        "fewer labels",
+        _savez(labels=np.arange(29) % 3),
+        DataError,
+        [PATH, "30 images but 29 labels"],
+    ),
+    (
+        "no images",
+        _savez(images=np.zeros((0, 4, 4)), labels=np.zeros(0)),
+        DataError,
+        [PATH, "holds no images"],
+    ),
+    (
+        "NaN labels",
+        _savez(labels=np.where(np.arange(30) < 2, np.nan, np.arange(30) % 3)),
+        DataError,
+        [PATH, "'labels'", "2 NaN values"],
+    ),
+    (
+        "NaN pixels",
+        _nan_pixels([3, 7], np.nan),
+        DataError,
+        ["data set 'arrays'", "2 of 30 images", "NaN or infinite", "index 3"],
+    ),
+    (
+        "pixels beyond float32",
+        _nan_pixels([5], 1e300),
+        DataError,
+        ["data set 'arrays'", "1 of 30 images", "NaN or infinite", "index 5"],
+    ),
+    (
+        "one class",
+        _savez(labels=np.full(30, 7)),
+        DataError,
+        ["data set 'arrays'", "has 1 class (7)", "at least 2"],
+    ),
+    (
+        "a class of one",
+        _savez(labels=np.r_[np.zeros(29), 1]),
+        DataError,
+        ["data set 'arrays' cannot be split by class", "smallest class has 1 example"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("write", "error", "fragments"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_ARRAYS],
+)
+def test_unusable_npz_files_fail_with_one_line_naming_the_problem(
+    tmp_path: Path,
+    write: Callable[[Path], None],
+    error: type[Exception],
+    fragments: list[str],
+) -> None:
+    path = tmp_path / "set.npz"
+    write(path)
+    with pytest.raises(RepmetError) as caught:
         load_dataset("arrays", root=path)
+    assert type(caught.value) is error
+    _assert_one_line(caught.value, *(f.replace(PATH, str(path)) for f in fragments))
 
 
 # --- MNIST and Fashion-MNIST (idx files in torchvision's raw layout) ---------------------------

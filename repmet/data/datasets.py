@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from repmet.data.transforms import BatchTransform, Transform
-from repmet.errors import ArgumentError, DataNotFoundError
+from repmet.errors import ArgumentError, DataError, DataNotFoundError
 
 
 class LabeledDataset(torch.utils.data.Dataset):
@@ -133,6 +133,9 @@ class DatasetSplits:
     """A data set's disjoint train/val/test splits with labels ``0..num_classes-1``.
 
     ``image_shape`` is (channels, height, width) as fed to the model.
+
+    Raises:
+        DataError: fewer than two classes, which leaves metric learning nothing to separate.
     """
 
     name: str
@@ -142,3 +145,12 @@ class DatasetSplits:
     num_classes: int
     image_shape: tuple[int, int, int]
     class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            classes = "class" if self.num_classes == 1 else "classes"
+            found = f" ({', '.join(self.class_names)})" if self.class_names else ""
+            raise DataError(
+                f"data set {self.name!r} has {self.num_classes} {classes}{found}; "
+                "metric learning needs at least 2"
+            )

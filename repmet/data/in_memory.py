@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +13,16 @@ from sklearn.datasets import load_digits
 from torchvision.datasets import MNIST, FashionMNIST
 
 from repmet.data.datasets import DatasetSplits, InMemoryDataset
-from repmet.data.problems import download_or_explain, download_remedy, missing_data
+from repmet.data.problems import (
+    download_or_explain,
+    download_remedy,
+    missing_data,
+    unreadable_data,
+)
 from repmet.data.registry import DATASETS, DataRequest, default_data_root
 from repmet.data.splits import reindex_labels, stratified_split
 from repmet.data.transforms import BatchTransform, RandomShift
-from repmet.errors import ConfigError
+from repmet.errors import ConfigError, DataError
 
 # The official MNIST training set is 60,000 images; the last 5,000 (one twelfth) validate.
 MNIST_VALIDATION_FRACTION = 5_000 / 60_000
@@ -35,7 +42,12 @@ def in_memory_splits(
     Images are resized to ``request.image_size`` (if given) and standardised per channel with the
     mean and standard deviation of the training split only, so no test statistics leak into
     training.
+
+    Raises:
+        DataError: images with NaN or infinite pixels, found here rather than as NaN embeddings
+            deep inside training or k-means.
     """
+    _require_finite(name, images)
     image_size = request.image_size
     if image_size is not None and images.shape[-2:] != (image_size, image_size):
         images = F.interpolate(
@@ -62,6 +74,16 @@ def in_memory_splits(
         image_shape=(channels, height, width),
         class_names=class_names,
     )
+
+
+def _require_finite(name: str, images: torch.Tensor) -> None:
+    finite = torch.isfinite(images).flatten(start_dim=1).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite).flatten()
+        raise DataError(
+            f"data set {name!r} has {bad.numel()} of {len(images)} images with NaN or infinite "
+            f"pixels (the first at index {int(bad[0])}); fix or drop them"
+        )
 
 
 @DATASETS.register("digits")
@@ -132,10 +154,86 @@ _register_mnist_family("mnist", MNIST)
 _register_mnist_family("fashion-mnist", FashionMNIST)
 
 
+# How each array of an ``arrays`` .npz must be stored: numpy dtype kinds, and the advice when not.
+NPZ_ARRAYS = {
+    "images": ("biuf", "numbers (uint8 0..255 or float)"),
+    "labels": ("biufU", "numbers or strings (np.str_)"),
+}
+NPZ_RECIPE = "np.savez(path, images=..., labels=...)"
+NPZ_REMEDY = f"write it with {NPZ_RECIPE}"
+
+
+def _read_npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """One array of the archive, never unpickled: object arrays are refused with the advice of
+    how to save them instead."""
+    kinds, advice = NPZ_ARRAYS[key]
+    try:
+        array = archive[key]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        if "allow_pickle" in str(error):  # numpy's refusal to unpickle an object array
+            raise DataError(
+                f"array {key!r} in {path} holds pickled Python objects, which are never loaded; "
+                f"save {key} as {advice}"
+            ) from None
+        raise unreadable_data(
+            path, what=f"array {key!r} of", error=error, remedy=NPZ_REMEDY
+        ) from None
+    if not isinstance(array, np.ndarray):  # a member that is not an .npy file comes back as bytes
+        raise DataError(f"{key!r} in {path} is not a NumPy array; {NPZ_REMEDY}")
+    if array.dtype.kind not in kinds:
+        raise DataError(f"array {key!r} in {path} has dtype {array.dtype}; save {key} as {advice}")
+    return array
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The ``images`` and ``labels`` of an .npz archive, checked for everything that would
+    otherwise fail later with a library's traceback: not an archive, a missing or unreadable
+    array, pickled objects, wrong dtypes or shapes, lengths that differ, NaN labels."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes); {NPZ_REMEDY}")
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path} is not an .npz archive; {NPZ_REMEDY}")
+    with np.load(path, allow_pickle=False) as archive:
+        missing = [key for key in NPZ_ARRAYS if key not in archive.files]
+        if missing:
+            found = ", ".join(archive.files[:5]) + (", ..." if len(archive.files) > 5 else "")
+            raise DataError(
+                f"{path} has no array {' or '.join(map(repr, missing))} "
+                f"(it has: {found or 'nothing'}); {NPZ_REMEDY}"
+            )
+        images = _read_npz_array(archive, "images", path)
+        labels = _read_npz_array(archive, "labels", path)
+    if images.ndim not in (3, 4) or 0 in images.shape[1:]:
+        raise DataError(
+            f"array 'images' in {path} has shape {images.shape}; it must be (N, H, W) or "
+            "(N, H, W, C) with non-empty sides"
+        )
+    if labels.ndim != 1:
+        raise DataError(
+            f"array 'labels' in {path} has shape {labels.shape}; it must be (N,), one per image"
+        )
+    if len(images) != len(labels):
+        raise DataError(
+            f"{path} holds {len(images)} images but {len(labels)} labels; it needs one per image"
+        )
+    if len(images) == 0:
+        raise DataError(f"{path} holds no images")
+    if labels.dtype.kind == "f" and np.isnan(labels).any():
+        raise DataError(
+            f"array 'labels' in {path} has {int(np.isnan(labels).sum())} NaN values; "
+            "every image needs a label"
+        )
+    return images, labels
+
+
 @DATASETS.register("arrays")
 def arrays(request: DataRequest) -> DatasetSplits:
-    """An ``.npz`` file (``root``) with ``images`` (N,H,W) or (N,H,W,C), uint8 or float, and
-    ``labels`` (N,) of any values; split 60/20/20 by seed. uint8 pixels are scaled to [0, 1]."""
+    """An ``.npz`` file (``root``) with ``images`` (N,H,W) or (N,H,W,C) of numbers, and ``labels``
+    (N,) of numbers or strings; split 60/20/20 by seed. uint8 pixels are scaled to [0, 1].
+
+    The file is read with ``allow_pickle=False``: an archive must never run code when loaded, so
+    labels stored as Python objects are refused with the advice to save them as strings.
+    """
     root = request.root
     if root is None:
         raise ConfigError("data set 'arrays' needs data_root set to its .npz file")
@@ -144,20 +242,12 @@ def arrays(request: DataRequest) -> DatasetSplits:
             "arrays",
             path=root,
             layout="an .npz file with arrays 'images' (N,H,W[,C]) and 'labels' (N,)",
-            remedy="set data_root to the file np.savez(path, images=..., labels=...) wrote",
+            remedy=f"set data_root to the file {NPZ_RECIPE} wrote",
         )
-    with np.load(root, allow_pickle=False) as archive:
-        missing = {"images", "labels"} - set(archive.files)
-        if missing:
-            raise ConfigError(f"{root} lacks array(s) {sorted(missing)}; it has {archive.files}")
-        raw_images, raw_labels = archive["images"], archive["labels"]
-    if raw_images.ndim not in (3, 4) or raw_labels.shape != (raw_images.shape[0],):
-        raise ConfigError(
-            f"{root}: images must be (N,H,W) or (N,H,W,C) and labels (N,), "
-            f"got {raw_images.shape} and {raw_labels.shape}"
-        )
+    raw_images, raw_labels = _read_npz(root)
     scale = 255.0 if raw_images.dtype == np.uint8 else 1.0
-    images = torch.from_numpy(raw_images.astype(np.float32) / scale)
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, which in_memory_splits reports
+        images = torch.from_numpy(raw_images.astype(np.float32) / scale)
     images = images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2)
     labels, class_names = reindex_labels(raw_labels)
     return in_memory_splits(

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from repmet.errors import ConfigError
+from repmet.data.problems import error_reason
+from repmet.errors import DataError
 
 # Fractions of a data set that has no official split: 60/20/20 train/val/test.
 VAL_FRACTION = 0.2
@@ -33,8 +34,13 @@ def _stratified_cut(
         kept, cut = train_test_split(
             indices, test_size=fraction, random_state=seed, stratify=labels[indices]
         )
-    except ValueError as error:  # too few examples of some class to stratify
-        raise ConfigError(f"data set {dataset!r} cannot be split by class: {error}") from None
+    except ValueError as error:  # too few examples of some class, or too many classes
+        _, counts = np.unique(labels[indices], return_counts=True)
+        smallest = int(counts.min()) if counts.size else 0
+        raise DataError(
+            f"data set {dataset!r} cannot be split by class: {error_reason(error)} "
+            f"(its smallest class has {smallest} example{'' if smallest == 1 else 's'})"
+        ) from None
     return np.sort(kept), np.sort(cut)
 
 
