@@ -3,6 +3,7 @@ layout, built as a tiny fake in tmp_path and read through the real loading code.
 
 from __future__ import annotations
 
+import io
 import struct
 import urllib.error
 import zipfile
@@ -586,6 +587,111 @@ def test_photo_augmentation_applies_to_train_only(tmp_path: Path) -> None:
     assert float(first[0, 0].mean()) == pytest.approx(red, abs=0.06)
 
 
+def _image_folder(root: Path, counts: dict[str, int]) -> None:
+    """``counts[name]`` solid-colour PNGs in class folder ``name`` (an empty folder for 0)."""
+    for class_id, (name, count) in enumerate(counts.items()):
+        (root / name).mkdir(parents=True)
+        for n in range(count):
+            _write_image(root / name / f"{n}.png", COLOURS[class_id % len(COLOURS)])
+
+
+def test_folder_ignores_hidden_files_and_folders(tmp_path: Path) -> None:
+    _image_folder(tmp_path, {"a": 5, "b": 5, "c": 5})
+    (tmp_path / "a" / "._0.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    _write_image(tmp_path / ".ipynb_checkpoints" / "0.png", COLOURS[0])
+    _write_image(tmp_path / "b" / ".cache" / "0.png", COLOURS[0])
+    (tmp_path / "c" / "notes.txt").write_text("not an image")
+    splits = load_dataset("folder", root=tmp_path, image_size=SIZE)
+    assert splits.class_names == ("a", "b", "c")
+    for split in (splits.train, splits.val, splits.test):
+        _assert_colours_match_labels(split, COLOURS)  # every file decodes: no junk was taken
+
+
+def _images_in_root(root: Path) -> None:
+    for n in range(6):
+        _write_image(root / f"{n}.png", COLOURS[0])
+
+
+def _text_only_class(root: Path) -> None:
+    _image_folder(root, {"a": 5, "b": 0})
+    (root / "b" / "readme.txt").write_text("no images here")
+
+
+# (case, how the folder is filled, fragments of the DataError's message; {root} is the folder)
+BAD_FOLDERS = [
+    (
+        "an empty class folder",
+        lambda root: _image_folder(root, {"empty": 0}),
+        ["image folder {root}", "class folders without images: empty", ".jpg", "add images"],
+    ),
+    (
+        "images but no class folders",
+        _images_in_root,
+        ["image folder {root}", "no class sub-folders"],
+    ),
+    ("a class of text files only", _text_only_class, ["{root}", "without images: b"]),
+    (
+        "several empty classes",
+        lambda root: _image_folder(root, {"a": 5, **{f"e{n}": 0 for n in range(7)}}),
+        ["without images: e0, e1, e2, e3, e4, ..."],
+    ),
+    ("one class", lambda root: _image_folder(root, {"cat": 6}), ["'folder' has 1 class (cat)"]),
+    (
+        "a class of one image",
+        lambda root: _image_folder(root, {"a": 8, "b": 1}),
+        ["data set 'folder' cannot be split by class", "smallest class has 1 example"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fill", "fragments"), [pytest.param(*case[1:], id=case[0]) for case in BAD_FOLDERS]
+)
+def test_unusable_image_folders_fail_with_one_line_naming_the_problem(
+    tmp_path: Path, fill: Callable[[Path], None], fragments: list[str]
+) -> None:
+    root = tmp_path / "images"
+    root.mkdir()
+    fill(root)
+    with pytest.raises(DataError) as caught:
+        load_dataset("folder", root=root)
+    _assert_one_line(caught.value, *(f.replace("{root}", str(root)) for f in fragments))
+
+
+def _png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), COLOURS[0]).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _jpeg_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("empty.png", b"", "not in an image format PIL can read"),
+        ("text.jpg", b"<html>404 Not Found</html>", "not in an image format PIL can read"),
+        ("cut.png", _png_bytes()[:60], "cannot be read (image file is truncated"),
+        ("cut.jpg", _jpeg_bytes()[:400], "cannot be read ("),
+    ],
+)
+def test_an_undecodable_image_is_a_data_error_naming_the_file_when_decoded(
+    tmp_path: Path, name: str, content: bytes, problem: str
+) -> None:
+    _image_folder(tmp_path, {"a": 5, "b": 5, "c": 5})
+    bad = tmp_path / "b" / name
+    bad.write_bytes(content)
+    splits = load_dataset("folder", root=tmp_path, image_size=SIZE)  # files are decoded lazily
+    split = next(s for s in (splits.train, splits.val, splits.test) if bad in s.paths)
+    with pytest.raises(DataError) as caught:
+        split.get_batch(torch.arange(len(split)))
+    _assert_one_line(caught.value, f"image file {bad} ", problem, "replace it")
+
+
 # --- missing data, names, roots --------------------------------------------------------------
 
 NAMED_SETS = ["mnist", "fashion-mnist", "flowers102", "oxford-pet", "stanford-dogs"]
@@ -609,12 +715,6 @@ def test_missing_folder_or_array_file_names_the_path(
 ) -> None:
     with pytest.raises(DataNotFoundError, match=str(tmp_path / target)):
         load_dataset(name, root=tmp_path / target)
-
-
-def test_a_folder_without_images_is_missing_data(tmp_path: Path) -> None:
-    (tmp_path / "empty-class").mkdir()
-    with pytest.raises(DataNotFoundError, match="one sub-folder of images per class"):
-        load_dataset("folder", root=tmp_path)
 
 
 @pytest.mark.parametrize("name", ["folder", "arrays"])

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
+from repmet.data.problems import unreadable_data
 from repmet.data.transforms import BatchTransform, Transform
 from repmet.errors import ArgumentError, DataError, DataNotFoundError
+
+IMAGE_REMEDY = "replace it with a readable image or remove it"
 
 
 class LabeledDataset(torch.utils.data.Dataset):
@@ -87,6 +90,9 @@ class InMemoryDataset(LabeledDataset):
 class FileDataset(LabeledDataset):
     """A split of image files decoded on demand with PIL (always as RGB).
 
+    A file that is missing or cannot be decoded stops with a one-line error naming it when it is
+    first decoded; checking every file up front would read a whole photo set before training.
+
     Args:
         paths: one image file per example.
         labels: LongTensor [N] of class indices.
@@ -116,6 +122,14 @@ class FileDataset(LabeledDataset):
                 rgb = image.convert("RGB")
         except FileNotFoundError:
             raise DataNotFoundError(f"image file {path} is missing from its data set") from None
+        except UnidentifiedImageError:  # its own message repeats the path and says no more
+            raise DataError(
+                f"image file {path} is not in an image format PIL can read; {IMAGE_REMEDY}"
+            ) from None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            raise unreadable_data(
+                path, what="image file", error=error, remedy=IMAGE_REMEDY
+            ) from None
         return (self.augment_transform or self.transform)(rgb)
 
     def get_batch(self, indices: torch.Tensor) -> torch.Tensor:

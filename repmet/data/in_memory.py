@@ -17,6 +17,7 @@ from repmet.data.problems import (
     download_or_explain,
     download_remedy,
     missing_data,
+    name_list,
     unreadable_data,
 )
 from repmet.data.registry import DATASETS, DataRequest, default_data_root
@@ -196,10 +197,9 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path, allow_pickle=False) as archive:
         missing = [key for key in NPZ_ARRAYS if key not in archive.files]
         if missing:
-            found = ", ".join(archive.files[:5]) + (", ..." if len(archive.files) > 5 else "")
             raise DataError(
                 f"{path} has no array {' or '.join(map(repr, missing))} "
-                f"(it has: {found or 'nothing'}); {NPZ_REMEDY}"
+                f"(it has: {name_list(archive.files) or 'nothing'}); {NPZ_REMEDY}"
             )
         images = _read_npz_array(archive, "images", path)
         labels = _read_npz_array(archive, "labels", path)

@@ -8,21 +8,23 @@ label files, so reading the layout ourselves keeps hand-placed or re-packed copi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy.io import loadmat
-from torchvision.datasets import Flowers102, ImageFolder, OxfordIIITPet
+from torchvision.datasets import Flowers102, OxfordIIITPet
+from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import download_and_extract_archive
 
 from repmet.data.datasets import DatasetSplits, FileDataset
-from repmet.data.problems import download_or_explain, download_remedy, missing_data
+from repmet.data.problems import download_or_explain, download_remedy, missing_data, name_list
 from repmet.data.registry import DATASETS, DataRequest, default_data_root
 from repmet.data.splits import carve_validation, reindex_labels, stratified_split
 from repmet.data.transforms import DEFAULT_PHOTO_SIZE, Transform, photo_transforms
-from repmet.errors import ConfigError
+from repmet.errors import ConfigError, DataError
 
 FLOWERS_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 PET_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
@@ -198,24 +200,51 @@ def stanford_dogs(request: DataRequest) -> DatasetSplits:
     )
 
 
+FOLDER_LAYOUT = "one sub-folder of images per class, <class>/<image>.jpg|png|..."
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (by extension, as ImageFolder does, at any depth), sorted.
+
+    Hidden entries are skipped: a macOS ``._photo.jpg`` resource fork or a ``.ipynb_checkpoints``
+    folder is not an image, and would otherwise fail to decode in the middle of training.
+    """
+    found = []
+    for directory, subfolders, files in os.walk(folder, followlinks=True):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found += [
+            Path(directory) / name
+            for name in files
+            if not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
+        ]
+    return sorted(found)
+
+
 @DATASETS.register("folder")
 def folder(request: DataRequest) -> DatasetSplits:
-    """Any ImageFolder-style directory ``root/<class>/<image>``, split 60/20/20 by ``seed``."""
+    """Any ImageFolder-style directory ``root/<class>/<image>``, split 60/20/20 by ``seed``;
+    hidden sub-folders and files are ignored."""
     root = request.root
     if root is None:
         raise ConfigError("data set 'folder' needs data_root set to its image folder")
-    layout = "one sub-folder of images per class, <class>/<image>.jpg|png|..."
-    remedy = "set data_root to such a folder"
     if not root.is_dir():
-        raise missing_data("folder", path=root, layout=layout, remedy=remedy)
-    try:
-        image_folder = ImageFolder(str(root))
-    except FileNotFoundError:  # no class folders, or no image files in them
-        raise missing_data("folder", path=root, layout=layout, remedy=remedy) from None
-    paths = [Path(path) for path, _ in image_folder.samples]
-    labels, class_names = reindex_labels(
-        [target for _, target in image_folder.samples], names=image_folder.classes
+        raise missing_data(
+            "folder", path=root, layout=FOLDER_LAYOUT, remedy="set data_root to such a folder"
+        )
+    classes = sorted(
+        entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith(".")
     )
+    if not classes:
+        raise DataError(f"image folder {root} has no class sub-folders; it needs {FOLDER_LAYOUT}")
+    files = {name: _image_files(root / name) for name in classes}
+    empty = [name for name in classes if not files[name]]
+    if empty:
+        raise DataError(
+            f"image folder {root} has class folders without images: {name_list(empty)} "
+            f"(image files end in {', '.join(IMG_EXTENSIONS)}); add images or remove the folders"
+        )
+    paths = [path for name in classes for path in files[name]]
+    labels, class_names = reindex_labels([name for name in classes for _ in files[name]])
     return file_splits(
         "folder",
         paths,

@@ -6,7 +6,7 @@ where it was looked for and what to do, instead of a library's traceback.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from repmet.errors import DataError, DataNotFoundError
@@ -17,6 +17,12 @@ def error_reason(error: BaseException) -> str:
     went wrong while keeping the data layer's errors on one line."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def name_list(names: Sequence[str], *, limit: int = 5) -> str:
+    """The first ``limit`` names joined by commas, so that a message stays short however many
+    files or folders a user's data holds."""
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def missing_data(name: str, *, path: Path, layout: str, remedy: str) -> DataNotFoundError:
