@@ -480,8 +480,8 @@ def test_mnist_family_reads_idx_files_and_validates_on_the_last_twelfth(
 # --- photo sets ------------------------------------------------------------------------------
 
 
-def test_flowers102_reads_the_official_layout_and_split(tmp_path: Path) -> None:
-    base = tmp_path / "flowers-102"
+def _fake_flowers(base: Path) -> None:
+    """18 images of raw classes 5, 17, 102 in turn; official split 9/3/6 by image number."""
     raw_labels = np.array([5, 17, 102] * 6)  # image i (1-based) has raw_labels[i - 1]
     colour_of_raw = {5: COLOURS[0], 17: COLOURS[1], 102: COLOURS[2]}
     for image_id, label in enumerate(raw_labels, start=1):
@@ -492,6 +492,10 @@ def test_flowers102_reads_the_official_layout_and_split(tmp_path: Path) -> None:
         base / "setid.mat",
         {"trnid": ids[:9][None], "valid": ids[9:12][None], "tstid": ids[12:][None]},
     )
+
+
+def test_flowers102_reads_the_official_layout_and_split(tmp_path: Path) -> None:
+    _fake_flowers(tmp_path / "flowers-102")
     splits = load_dataset("flowers102", root=tmp_path, image_size=SIZE)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (9, 3, 6)
     assert splits.num_classes == 3 and splits.image_shape == (3, SIZE, SIZE)
@@ -538,8 +542,8 @@ def _write_file_list(path: Path, files: list[str], labels: list[int]) -> None:
     )
 
 
-def test_stanford_dogs_reads_the_mat_lists(tmp_path: Path) -> None:
-    base = tmp_path / "stanford-dogs"
+def _fake_dogs(base: Path) -> None:
+    """Three breeds of 7 images each, 5 in the train list and 2 in the test list."""
     folders = ["n02085620-Chihuahua", "n02085782-Japanese_spaniel", "n02116738-African_hunting_dog"]
     train, test = [], []
     for class_id, folder in enumerate(folders):
@@ -549,11 +553,131 @@ def test_stanford_dogs_reads_the_mat_lists(tmp_path: Path) -> None:
             (train if n < 5 else test).append((relative, class_id + 1))
     for name, entries in (("train_list.mat", train), ("test_list.mat", test)):
         _write_file_list(base / name, [f for f, _ in entries], [y for _, y in entries])
+
+
+def test_stanford_dogs_reads_the_mat_lists(tmp_path: Path) -> None:
+    _fake_dogs(tmp_path / "stanford-dogs")
     splits = load_dataset("stanford-dogs", root=tmp_path, image_size=SIZE)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (12, 3, 6)
     assert splits.class_names == ("Chihuahua", "Japanese spaniel", "African hunting dog")
     for split in (splits.train, splits.val, splits.test):
         _assert_colours_match_labels(split, COLOURS)
+
+
+def _spoil(relative: str, content: bytes) -> Callable[[Path], None]:
+    return lambda root: (root / relative).write_bytes(content)
+
+
+def _cut(relative: str, keep: int) -> Callable[[Path], None]:
+    return lambda root: (root / relative).write_bytes((root / relative).read_bytes()[:keep])
+
+
+def _rewrite_idx(relative: str, array: np.ndarray) -> Callable[[Path], None]:
+    return lambda root: _write_idx(root / relative, array)
+
+
+def _drop_test_split(root: Path) -> None:
+    path = root / "flowers-102" / "setid.mat"
+    kept = {key: value for key, value in scipy.io.loadmat(path).items() if key != "tstid"}
+    scipy.io.savemat(path, {k: v for k, v in kept.items() if not k.startswith("__")})
+
+
+def _name_image_99(root: Path) -> None:
+    ids = np.arange(1, 19)
+    ids[-1] = 99
+    scipy.io.savemat(
+        root / "flowers-102" / "setid.mat",
+        {"trnid": ids[:9][None], "valid": ids[9:12][None], "tstid": ids[12:][None]},
+    )
+
+
+MNIST_RAW = "MNIST/raw"
+FAKES: dict[str, Callable[[Path], None]] = {
+    "mnist": lambda root: _fake_mnist(root / MNIST_RAW, n_train=120, n_test=30),
+    "flowers102": lambda root: _fake_flowers(root / "flowers-102"),
+    "oxford-pet": lambda root: _fake_pets(root / "oxford-iiit-pet"),
+    "stanford-dogs": lambda root: _fake_dogs(root / "stanford-dogs"),
+}
+IDX_UNREADABLE = ["the idx files of data set 'mnist' in {root}/MNIST/raw cannot be read", "delete"]
+
+# (case, data set, how its fake is spoiled, fragments of the DataError; {root} is the data root)
+BAD_OFFICIAL_FILES = [
+    ("cut idx images", "mnist", _cut(f"{MNIST_RAW}/train-images-idx3-ubyte", 5000), IDX_UNREADABLE),
+    (
+        "empty idx labels",
+        "mnist",
+        _spoil(f"{MNIST_RAW}/t10k-labels-idx1-ubyte", b""),
+        IDX_UNREADABLE,
+    ),
+    (
+        "text idx images",
+        "mnist",
+        _spoil(f"{MNIST_RAW}/t10k-images-idx3-ubyte", b"<html>moved</html>"),
+        IDX_UNREADABLE,
+    ),
+    (
+        "fewer idx labels",
+        "mnist",
+        _rewrite_idx(f"{MNIST_RAW}/train-labels-idx1-ubyte", np.arange(119) % 10),
+        ["the training idx files of data set 'mnist'", "120 images but 119 labels"],
+    ),
+    (
+        "idx labels beyond the classes",
+        "mnist",
+        _rewrite_idx(f"{MNIST_RAW}/train-labels-idx1-ubyte", np.arange(120) % 27),
+        ["data set 'mnist'", "label 26", "classes 0..9"],
+    ),
+    (
+        "text .mat",
+        "flowers102",
+        _spoil("flowers-102/imagelabels.mat", b"404 Not Found"),
+        ["MATLAB file {root}/flowers-102/imagelabels.mat cannot be read", "robots.ox.ac.uk"],
+    ),
+    (
+        "cut .mat",
+        "flowers102",
+        _cut("flowers-102/setid.mat", 200),
+        ["MATLAB file {root}/flowers-102/setid.mat cannot be read", "official file"],
+    ),
+    (
+        ".mat without a field",
+        "flowers102",
+        _drop_test_split,
+        ["MATLAB file {root}/flowers-102/setid.mat has no field 'tstid'"],
+    ),
+    (
+        "split naming a missing image",
+        "flowers102",
+        _name_image_99,
+        ["{root}/flowers-102/setid.mat names images outside 1..18", "imagelabels.mat"],
+    ),
+    (
+        "empty .mat list",
+        "stanford-dogs",
+        _spoil("stanford-dogs/test_list.mat", b""),
+        ["MATLAB file {root}/stanford-dogs/test_list.mat cannot be read", "stanford.edu"],
+    ),
+    (
+        "binary text list",
+        "oxford-pet",
+        _spoil("oxford-iiit-pet/annotations/test.txt", bytes(range(128, 256))),
+        ["list {root}/oxford-iiit-pet/annotations/test.txt cannot be read", "official file"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "spoil", "fragments"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_OFFICIAL_FILES],
+)
+def test_unreadable_official_files_fail_with_one_line_naming_the_file(
+    tmp_path: Path, name: str, spoil: Callable[[Path], None], fragments: list[str]
+) -> None:
+    FAKES[name](tmp_path)
+    spoil(tmp_path)
+    with pytest.raises(DataError) as caught:
+        load_dataset(name, root=tmp_path, image_size=SIZE)
+    _assert_one_line(caught.value, *(f.replace("{root}", str(tmp_path)) for f in fragments))
 
 
 def test_folder_splits_an_image_folder_and_decodes_grey_images_as_rgb(tmp_path: Path) -> None:

@@ -126,14 +126,31 @@ def _register_mnist_family(name: str, source: type[MNIST]) -> None:
                 layout="the unpacked idx files " + ", ".join(files),
                 remedy=download_remedy("them", source=source.mirrors[0]),
             )
-        train_set = source(str(base), train=True)
-        test_set = source(str(base), train=False)
+        replace = "delete them, then " + download_remedy("them", source=source.mirrors[0])
+        try:
+            train_set = source(str(base), train=True)
+            test_set = source(str(base), train=False)
+        # torchvision's idx reader fails on corrupt files with whatever its parsing hits first.
+        except (AssertionError, RuntimeError, ValueError, IndexError, OSError) as error:
+            raise unreadable_data(
+                raw, what=f"the idx files of data set {name!r} in", error=error, remedy=replace
+            ) from None
+        for part, split in ((train_set, "training"), (test_set, "test")):
+            if len(part.data) != len(part.targets):
+                raise DataError(
+                    f"the {split} idx files of data set {name!r} in {raw} hold "
+                    f"{len(part.data)} images but {len(part.targets)} labels; {replace}"
+                )
+        raw_labels = torch.cat([train_set.targets, test_set.targets]).numpy()
+        if raw_labels.size and int(raw_labels.max()) >= len(train_set.classes):
+            raise DataError(
+                f"the idx files of data set {name!r} in {raw} hold label {int(raw_labels.max())}, "
+                f"but the set has classes 0..{len(train_set.classes) - 1}; {replace}"
+            )
         n_train = len(train_set.targets)
         n_val = round(n_train * MNIST_VALIDATION_FRACTION)
         images = torch.cat([train_set.data, test_set.data]).unsqueeze(1).float().div_(255.0)
-        labels, class_names = reindex_labels(
-            torch.cat([train_set.targets, test_set.targets]).numpy(), names=train_set.classes
-        )
+        labels, class_names = reindex_labels(raw_labels, names=train_set.classes)
         splits = (
             np.arange(n_train - n_val),
             np.arange(n_train - n_val, n_train),

@@ -15,12 +15,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.io import loadmat
+from scipy.io.matlab import MatReadError
 from torchvision.datasets import Flowers102, OxfordIIITPet
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import download_and_extract_archive
 
 from repmet.data.datasets import DatasetSplits, FileDataset
-from repmet.data.problems import download_or_explain, download_remedy, missing_data, name_list
+from repmet.data.problems import (
+    download_or_explain,
+    download_remedy,
+    missing_data,
+    name_list,
+    unreadable_data,
+)
 from repmet.data.registry import DATASETS, DataRequest, default_data_root
 from repmet.data.splits import carve_validation, reindex_labels, stratified_split
 from repmet.data.transforms import DEFAULT_PHOTO_SIZE, Transform, photo_transforms
@@ -72,9 +79,27 @@ def _require(name: str, base: Path, required: list[Path], *, layout: str, remedy
         raise missing_data(name, path=base, layout=layout, remedy=remedy)
 
 
-def _mat_vector(path: Path, field: str) -> np.ndarray:
-    """A MATLAB vector (or cell array of strings) as a flat numpy array."""
-    return np.atleast_1d(loadmat(path, squeeze_me=True)[field])
+def _official_file_remedy(source: str) -> str:
+    return f"replace it with the official file from {source}"
+
+
+def _mat_vectors(path: Path, fields: Sequence[str], *, source: str) -> list[np.ndarray]:
+    """The ``fields`` of a MATLAB file, each a vector (or cell array of strings) as a flat numpy
+    array. A corrupt, truncated or v7.3 (HDF5) file, or a missing field, is a DataError naming
+    the file."""
+    try:
+        content = loadmat(path, squeeze_me=True)
+    except (MatReadError, ValueError, TypeError, NotImplementedError, OSError) as error:
+        raise unreadable_data(
+            path, what="MATLAB file", error=error, remedy=_official_file_remedy(source)
+        ) from None
+    missing = [field for field in fields if field not in content]
+    if missing:
+        raise DataError(
+            f"MATLAB file {path} has no field {' or '.join(map(repr, missing))}; "
+            + _official_file_remedy(source)
+        )
+    return [np.atleast_1d(content[field]) for field in fields]
 
 
 @DATASETS.register("flowers102")
@@ -96,10 +121,17 @@ def flowers102(request: DataRequest) -> DatasetSplits:
         layout="jpg/image_00001.jpg..., imagelabels.mat and setid.mat",
         remedy=download_remedy("the files", source=FLOWERS_URL),
     )
-    raw_labels = _mat_vector(base / "imagelabels.mat", "labels")  # 1-based, per image id
-    set_ids = loadmat(base / "setid.mat", squeeze_me=True)
-    ids = [np.atleast_1d(set_ids[key]).astype(np.int64) for key in ("trnid", "valid", "tstid")]
-    image_ids = np.concatenate(ids)  # 1-based image numbers
+    # 1-based class per image, and the 1-based image numbers of each official split.
+    (raw_labels,) = _mat_vectors(base / "imagelabels.mat", ["labels"], source=FLOWERS_URL)
+    splits_ids = _mat_vectors(base / "setid.mat", ["trnid", "valid", "tstid"], source=FLOWERS_URL)
+    ids = [part.astype(np.int64) for part in splits_ids]
+    image_ids = np.concatenate(ids)
+    if ((image_ids < 1) | (image_ids > len(raw_labels))).any():
+        raise DataError(
+            f"{base / 'setid.mat'} names images outside 1..{len(raw_labels)}, the images that "
+            f"{base / 'imagelabels.mat'} labels; replace both with the official files from "
+            + FLOWERS_URL
+        )
     paths = [base / "jpg" / f"image_{i:05d}.jpg" for i in image_ids.tolist()]
     labels, class_names = reindex_labels(raw_labels[image_ids - 1] - 1, names=Flowers102.classes)
     train_end, val_end, test_end = np.cumsum([len(part) for part in ids]).tolist()
@@ -116,8 +148,14 @@ def flowers102(request: DataRequest) -> DatasetSplits:
 
 def _read_pet_list(path: Path) -> list[tuple[str, str]]:
     """(image id, breed) per line of an Oxford-IIIT Pet list: ``Abyssinian_100 1 1 1``."""
+    try:
+        text = path.read_text()
+    except (UnicodeDecodeError, OSError) as error:
+        raise unreadable_data(
+            path, what="list", error=error, remedy=_official_file_remedy(PET_URL)
+        ) from None
     entries = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         if line.strip() and not line.startswith("#"):
             image_id = line.split()[0]
             entries.append((image_id, image_id.rsplit("_", 1)[0]))
@@ -182,7 +220,10 @@ def stanford_dogs(request: DataRequest) -> DatasetSplits:
         layout="Images/<wnid>-<breed>/*.jpg, train_list.mat and test_list.mat",
         remedy=download_remedy(" and ".join(DOGS_ARCHIVES), source=DOGS_URL),
     )
-    files = [[str(f) for f in _mat_vector(path, "file_list")] for path in lists]
+    files = [
+        [str(file) for file in _mat_vectors(path, ["file_list"], source=DOGS_URL)[0]]
+        for path in lists
+    ]
     relative = files[0] + files[1]
     paths = [base / "Images" / file for file in relative]
     # The class is the image's folder, "<wnid>-<breed>"; its name is the breed.
