@@ -87,6 +87,8 @@ def load_dataset(
     Raises:
         UnknownNameError: ``name`` is not registered.
         DataNotFoundError: the files are missing (or could not be downloaded).
+        DataError: the files are there but unusable (unreadable, malformed, non-finite pixels,
+            fewer than 2 classes, a class too small to split).
         ConfigError: an invalid argument.
     """
     factory = DATASETS.get(name)
