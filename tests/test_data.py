@@ -3,8 +3,15 @@ layout, built as a tiny fake in tmp_path and read through the real loading code.
 
 from __future__ import annotations
 
+import ast
+import io
+import os
 import struct
+import subprocess
+import sys
 import urllib.error
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +29,17 @@ from repmet.data import (
     default_data_root,
     load_dataset,
 )
-from repmet.data.base import RandomShift, download_or_explain, stratified_split
-from repmet.errors import ConfigError, DataNotFoundError, UnknownNameError
+from repmet.data.problems import download_or_explain
+from repmet.data.splits import stratified_split
+from repmet.data.transforms import RandomShift
+from repmet.errors import (
+    ArgumentError,
+    ConfigError,
+    DataError,
+    DataNotFoundError,
+    RepmetError,
+    UnknownNameError,
+)
 
 SIZE = 16  # image side used for the photo fakes: small enough to keep decoding instant
 # One solid colour per fake class, far apart so that JPEG rounding cannot confuse them.
@@ -49,6 +65,14 @@ def _assert_colours_match_labels(dataset: FileDataset, colour_of_class: list) ->
     torch.testing.assert_close(mean_colour, expected, atol=0.06, rtol=0)
 
 
+def _assert_one_line(error: BaseException, *fragments: str) -> None:
+    """The error's message is a single line and names each of ``fragments``."""
+    message = str(error)
+    assert "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
 # --- splitting -------------------------------------------------------------------------------
 
 
@@ -66,10 +90,19 @@ def test_stratified_split_is_a_disjoint_seeded_60_20_20_partition_per_class() ->
     assert not np.array_equal(train, other[0])
 
 
-def test_a_class_too_small_to_stratify_is_a_config_error_naming_the_data_set() -> None:
-    labels = np.array([0] * 10 + [1])
-    with pytest.raises(ConfigError, match="'toy'"):
+@pytest.mark.parametrize(
+    ("labels", "smallest"),
+    [
+        (np.array([0] * 10 + [1]), "1 example)"),  # a class of one cannot be in two splits
+        (np.repeat(np.arange(10), 3), "3 examples)"),  # 20% of 30 is fewer than 10 classes
+    ],
+)
+def test_a_set_too_small_to_stratify_is_a_data_error_naming_it_and_its_smallest_class(
+    labels: np.ndarray, smallest: str
+) -> None:
+    with pytest.raises(DataError) as caught:
         stratified_split(labels, seed=0, dataset="toy")
+    _assert_one_line(caught.value, "data set 'toy' cannot be split by class", smallest)
 
 
 # --- digits ----------------------------------------------------------------------------------
@@ -114,6 +147,34 @@ def test_get_batch_is_indexing_of_the_split(digits) -> None:
     assert digits.val.evaluation_view() is digits.val
 
 
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (
+            lambda: InMemoryDataset(
+                torch.zeros(3, 1, 2, 2, dtype=torch.float64), torch.zeros(3).long()
+            ),
+            "images",
+        ),
+        (lambda: InMemoryDataset(torch.zeros(3, 2, 2), torch.zeros(3).long()), "images"),
+        (lambda: InMemoryDataset(torch.zeros(3, 1, 2, 2), torch.zeros(2).long()), "labels"),
+        (lambda: InMemoryDataset(torch.zeros(3, 1, 2, 2), torch.zeros(3)), "labels"),
+        (
+            lambda: FileDataset(
+                [Path("a.png")], torch.zeros(2).long(), transform=lambda _: torch.zeros(3, 2, 2)
+            ),
+            "labels",
+        ),
+    ],
+)
+def test_splits_built_against_their_contract_are_argument_errors(
+    build: Callable[[], object], field: str
+) -> None:
+    """Wrong tensors handed to a split are a bug in the caller, not something a user fixes."""
+    with pytest.raises(ArgumentError, match=field):
+        build()
+
+
 def test_image_size_resizes_in_memory_sets() -> None:
     splits = load_dataset("digits", image_size=16)
     assert splits.image_shape == (1, 16, 16)
@@ -148,7 +209,7 @@ def test_random_shift_returns_a_window_of_the_edge_padded_image() -> None:
             for dx in range(2 * shift + 1)
         ]
         assert any(torch.equal(image, window) for window in windows)
-    with pytest.raises(ConfigError, match="max_shift"):
+    with pytest.raises(ArgumentError, match="max_shift"):
         RandomShift(0)
 
 
@@ -183,11 +244,193 @@ def test_arrays_accepts_grey_float_images(tmp_path: Path) -> None:
     assert splits.image_shape == (1, 4, 4) and splits.num_classes == 4
 
 
-def test_arrays_without_labels_is_a_config_error(tmp_path: Path) -> None:
-    path = tmp_path / "bad.npz"
-    np.savez(path, images=np.zeros((4, 2, 2)))
-    with pytest.raises(ConfigError, match="labels"):
+def test_arrays_accepts_string_labels(tmp_path: Path) -> None:
+    path = tmp_path / "named.npz"
+    names = np.array(["cat", "dog", "eel"])[np.arange(30) % 3]  # a numpy unicode array
+    np.savez(path, images=np.zeros((30, 4, 4), dtype=np.uint8), labels=names)
+    splits = load_dataset("arrays", root=path)
+    assert splits.class_names == ("cat", "dog", "eel") and splits.num_classes == 3
+
+
+def _good_arrays(count: int = 30) -> dict[str, np.ndarray]:
+    """A valid ``arrays`` set of ``count`` 4x4 images in 3 classes, for the cases to spoil."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(count, 4, 4)).astype(np.uint8)
+    return {"images": images, "labels": np.arange(count) % 3}
+
+
+def _savez(**changes: np.ndarray | None) -> Callable[[Path], None]:
+    """Writes the good arrays with some replaced (or, given None, left out)."""
+
+    def write(path: Path) -> None:
+        arrays = {**_good_arrays(), **changes}
+        np.savez(path, **{key: value for key, value in arrays.items() if value is not None})
+
+    return write
+
+
+def _write_bytes(content: bytes) -> Callable[[Path], None]:
+    return lambda path: path.write_bytes(content)
+
+
+def _npy_as_npz(path: Path) -> None:
+    with path.open("wb") as file:
+        np.save(file, _good_arrays()["images"])
+
+
+def _truncated_npz(path: Path) -> None:
+    _savez()(path)
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def _corrupt_member(path: Path) -> None:
+    """Flips bytes inside the stored labels, so the archive opens but the member fails its CRC."""
+    _savez()(path)
+    content = bytearray(path.read_bytes())
+    start = content.index(b"labels.npy") + 150
+    content[start : start + 8] = b"\xff" * 8
+    path.write_bytes(bytes(content))
+
+
+def _member_not_npy(path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        with archive.open("images.npy", "w") as member:
+            np.save(member, _good_arrays()["images"])
+        archive.writestr("labels.npy", "cat\ndog\n")
+
+
+def _nan_pixels(indices: list[int], value: float) -> Callable[[Path], None]:
+    images = _good_arrays()["images"].astype(np.float64)
+    images[indices, 1, 2] = value
+    return _savez(images=images)
+
+
+PATH = "{path}"  # stands for the .npz file in the expected message fragments below
+
+# (case, how the file is written, expected error type, fragments its message must contain)
+BAD_ARRAYS = [
+    ("empty file", _write_bytes(b""), DataError, [PATH, "is empty (0 bytes)", "np.savez"]),
+    ("text file", _write_bytes(b"images,labels\n1,2\n"), DataError, [PATH, "not an .npz"]),
+    ("an .npy file", _npy_as_npz, DataError, [PATH, "not an .npz archive"]),
+    ("truncated", _truncated_npz, DataError, [PATH, "not an .npz archive"]),
+    ("corrupt member", _corrupt_member, DataError, [PATH, "array 'labels' of", "cannot be read"]),
+    ("member not .npy", _member_not_npy, DataError, [PATH, "'labels'", "not a NumPy array"]),
+    ("no labels", _savez(labels=None), DataError, [PATH, "no array 'labels'", "has: images"]),
+    (
+        "no arrays",
+        _savez(images=None, labels=None, pixels=np.zeros(3)),
+        DataError,
+        [PATH, "no array 'images' or 'labels'", "has: pixels"],
+    ),
+    (
+        "object labels",
+        _savez(labels=np.array([1, "a", None] * 10, dtype=object)),
+        DataError,
+        [PATH, "'labels'", "pickled Python objects", "numbers or strings (np.str_)"],
+    ),
+    (
+        "object images",
+        _savez(images=np.array([None] * 30, dtype=object)),
+        DataError,
+        [PATH, "'images'", "pickled Python objects", "numbers"],
+    ),
+    (
+        "complex labels",
+        _savez(labels=np.arange(30) * 1j),
+        DataError,
+        [PATH, "'labels'", "dtype complex128", "np.str_"],
+    ),
+    (
+        "bytes labels",
+        _savez(labels=np.array([b"a", b"b", b"c"] * 10)),
+        DataError,
+        [PATH, "'labels'", "dtype |S1", "np.str_"],
+    ),
+    (
+        "string images",
+        _savez(images=np.full((30, 4, 4), "x")),
+        DataError,
+        [PATH, "'images'", "dtype <U1", "numbers"],
+    ),
+    (
+        "flat images",
+        _savez(images=np.zeros((30, 16))),
+        DataError,
+        [PATH, "'images'", "shape (30, 16)", "(N, H, W)"],
+    ),
+    (
+        "empty image side",
+        _savez(images=np.zeros((30, 0, 4))),
+        DataError,
+        [PATH, "'images'", "shape (30, 0, 4)", "non-empty"],
+    ),
+    (
+        "column labels",
+        _savez(labels=np.zeros((30, 1))),
+        DataError,
+        [PATH, "'labels'", "shape (30, 1)", "(N,)"],
+    ),
+    (
+        "fewer labels",
+        _savez(labels=np.arange(29) % 3),
+        DataError,
+        [PATH, "30 images but 29 labels"],
+    ),
+    (
+        "no images",
+        _savez(images=np.zeros((0, 4, 4)), labels=np.zeros(0)),
+        DataError,
+        [PATH, "holds no images"],
+    ),
+    (
+        "NaN labels",
+        _savez(labels=np.where(np.arange(30) < 2, np.nan, np.arange(30) % 3)),
+        DataError,
+        [PATH, "'labels'", "2 NaN values"],
+    ),
+    (
+        "NaN pixels",
+        _nan_pixels([3, 7], np.nan),
+        DataError,
+        ["data set 'arrays'", "2 of 30 images", "NaN or infinite", "index 3"],
+    ),
+    (
+        "pixels beyond float32",
+        _nan_pixels([5], 1e300),
+        DataError,
+        ["data set 'arrays'", "1 of 30 images", "NaN or infinite", "index 5"],
+    ),
+    (
+        "one class",
+        _savez(labels=np.full(30, 7)),
+        DataError,
+        ["data set 'arrays'", "has 1 class (7)", "at least 2"],
+    ),
+    (
+        "a class of one",
+        _savez(labels=np.r_[np.zeros(29), 1]),
+        DataError,
+        ["data set 'arrays' cannot be split by class", "smallest class has 1 example"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("write", "error", "fragments"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_ARRAYS],
+)
+def test_unusable_npz_files_fail_with_one_line_naming_the_problem(
+    tmp_path: Path,
+    write: Callable[[Path], None],
+    error: type[Exception],
+    fragments: list[str],
+) -> None:
+    path = tmp_path / "set.npz"
+    write(path)
+    with pytest.raises(RepmetError) as caught:
         load_dataset("arrays", root=path)
+    assert type(caught.value) is error
+    _assert_one_line(caught.value, *(f.replace(PATH, str(path)) for f in fragments))
 
 
 # --- MNIST and Fashion-MNIST (idx files in torchvision's raw layout) ---------------------------
@@ -241,8 +484,8 @@ def test_mnist_family_reads_idx_files_and_validates_on_the_last_twelfth(
 # --- photo sets ------------------------------------------------------------------------------
 
 
-def test_flowers102_reads_the_official_layout_and_split(tmp_path: Path) -> None:
-    base = tmp_path / "flowers-102"
+def _fake_flowers(base: Path) -> None:
+    """18 images of raw classes 5, 17, 102 in turn; official split 9/3/6 by image number."""
     raw_labels = np.array([5, 17, 102] * 6)  # image i (1-based) has raw_labels[i - 1]
     colour_of_raw = {5: COLOURS[0], 17: COLOURS[1], 102: COLOURS[2]}
     for image_id, label in enumerate(raw_labels, start=1):
@@ -253,6 +496,10 @@ def test_flowers102_reads_the_official_layout_and_split(tmp_path: Path) -> None:
         base / "setid.mat",
         {"trnid": ids[:9][None], "valid": ids[9:12][None], "tstid": ids[12:][None]},
     )
+
+
+def test_flowers102_reads_the_official_layout_and_split(tmp_path: Path) -> None:
+    _fake_flowers(tmp_path / "flowers-102")
     splits = load_dataset("flowers102", root=tmp_path, image_size=SIZE)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (9, 3, 6)
     assert splits.num_classes == 3 and splits.image_shape == (3, SIZE, SIZE)
@@ -299,8 +546,8 @@ def _write_file_list(path: Path, files: list[str], labels: list[int]) -> None:
     )
 
 
-def test_stanford_dogs_reads_the_mat_lists(tmp_path: Path) -> None:
-    base = tmp_path / "stanford-dogs"
+def _fake_dogs(base: Path) -> None:
+    """Three breeds of 7 images each, 5 in the train list and 2 in the test list."""
     folders = ["n02085620-Chihuahua", "n02085782-Japanese_spaniel", "n02116738-African_hunting_dog"]
     train, test = [], []
     for class_id, folder in enumerate(folders):
@@ -310,11 +557,131 @@ def test_stanford_dogs_reads_the_mat_lists(tmp_path: Path) -> None:
             (train if n < 5 else test).append((relative, class_id + 1))
     for name, entries in (("train_list.mat", train), ("test_list.mat", test)):
         _write_file_list(base / name, [f for f, _ in entries], [y for _, y in entries])
+
+
+def test_stanford_dogs_reads_the_mat_lists(tmp_path: Path) -> None:
+    _fake_dogs(tmp_path / "stanford-dogs")
     splits = load_dataset("stanford-dogs", root=tmp_path, image_size=SIZE)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (12, 3, 6)
     assert splits.class_names == ("Chihuahua", "Japanese spaniel", "African hunting dog")
     for split in (splits.train, splits.val, splits.test):
         _assert_colours_match_labels(split, COLOURS)
+
+
+def _spoil(relative: str, content: bytes) -> Callable[[Path], None]:
+    return lambda root: (root / relative).write_bytes(content)
+
+
+def _cut(relative: str, keep: int) -> Callable[[Path], None]:
+    return lambda root: (root / relative).write_bytes((root / relative).read_bytes()[:keep])
+
+
+def _rewrite_idx(relative: str, array: np.ndarray) -> Callable[[Path], None]:
+    return lambda root: _write_idx(root / relative, array)
+
+
+def _drop_test_split(root: Path) -> None:
+    path = root / "flowers-102" / "setid.mat"
+    kept = {key: value for key, value in scipy.io.loadmat(path).items() if key != "tstid"}
+    scipy.io.savemat(path, {k: v for k, v in kept.items() if not k.startswith("__")})
+
+
+def _name_image_99(root: Path) -> None:
+    ids = np.arange(1, 19)
+    ids[-1] = 99
+    scipy.io.savemat(
+        root / "flowers-102" / "setid.mat",
+        {"trnid": ids[:9][None], "valid": ids[9:12][None], "tstid": ids[12:][None]},
+    )
+
+
+MNIST_RAW = "MNIST/raw"
+FAKES: dict[str, Callable[[Path], None]] = {
+    "mnist": lambda root: _fake_mnist(root / MNIST_RAW, n_train=120, n_test=30),
+    "flowers102": lambda root: _fake_flowers(root / "flowers-102"),
+    "oxford-pet": lambda root: _fake_pets(root / "oxford-iiit-pet"),
+    "stanford-dogs": lambda root: _fake_dogs(root / "stanford-dogs"),
+}
+IDX_UNREADABLE = ["the idx files of data set 'mnist' in {root}/MNIST/raw cannot be read", "delete"]
+
+# (case, data set, how its fake is spoiled, fragments of the DataError; {root} is the data root)
+BAD_OFFICIAL_FILES = [
+    ("cut idx images", "mnist", _cut(f"{MNIST_RAW}/train-images-idx3-ubyte", 5000), IDX_UNREADABLE),
+    (
+        "empty idx labels",
+        "mnist",
+        _spoil(f"{MNIST_RAW}/t10k-labels-idx1-ubyte", b""),
+        IDX_UNREADABLE,
+    ),
+    (
+        "text idx images",
+        "mnist",
+        _spoil(f"{MNIST_RAW}/t10k-images-idx3-ubyte", b"<html>moved</html>"),
+        IDX_UNREADABLE,
+    ),
+    (
+        "fewer idx labels",
+        "mnist",
+        _rewrite_idx(f"{MNIST_RAW}/train-labels-idx1-ubyte", np.arange(119) % 10),
+        ["the training idx files of data set 'mnist'", "120 images but 119 labels"],
+    ),
+    (
+        "idx labels beyond the classes",
+        "mnist",
+        _rewrite_idx(f"{MNIST_RAW}/train-labels-idx1-ubyte", np.arange(120) % 27),
+        ["data set 'mnist'", "label 26", "classes 0..9"],
+    ),
+    (
+        "text .mat",
+        "flowers102",
+        _spoil("flowers-102/imagelabels.mat", b"404 Not Found"),
+        ["MATLAB file {root}/flowers-102/imagelabels.mat cannot be read", "robots.ox.ac.uk"],
+    ),
+    (
+        "cut .mat",
+        "flowers102",
+        _cut("flowers-102/setid.mat", 200),
+        ["MATLAB file {root}/flowers-102/setid.mat cannot be read", "official file"],
+    ),
+    (
+        ".mat without a field",
+        "flowers102",
+        _drop_test_split,
+        ["MATLAB file {root}/flowers-102/setid.mat has no field 'tstid'"],
+    ),
+    (
+        "split naming a missing image",
+        "flowers102",
+        _name_image_99,
+        ["{root}/flowers-102/setid.mat names images outside 1..18", "imagelabels.mat"],
+    ),
+    (
+        "empty .mat list",
+        "stanford-dogs",
+        _spoil("stanford-dogs/test_list.mat", b""),
+        ["MATLAB file {root}/stanford-dogs/test_list.mat cannot be read", "stanford.edu"],
+    ),
+    (
+        "binary text list",
+        "oxford-pet",
+        _spoil("oxford-iiit-pet/annotations/test.txt", bytes(range(128, 256))),
+        ["list {root}/oxford-iiit-pet/annotations/test.txt cannot be read", "official file"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "spoil", "fragments"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_OFFICIAL_FILES],
+)
+def test_unreadable_official_files_fail_with_one_line_naming_the_file(
+    tmp_path: Path, name: str, spoil: Callable[[Path], None], fragments: list[str]
+) -> None:
+    FAKES[name](tmp_path)
+    spoil(tmp_path)
+    with pytest.raises(DataError) as caught:
+        load_dataset(name, root=tmp_path, image_size=SIZE)
+    _assert_one_line(caught.value, *(f.replace("{root}", str(tmp_path)) for f in fragments))
 
 
 def test_folder_splits_an_image_folder_and_decodes_grey_images_as_rgb(tmp_path: Path) -> None:
@@ -348,6 +715,111 @@ def test_photo_augmentation_applies_to_train_only(tmp_path: Path) -> None:
     assert float(first[0, 0].mean()) == pytest.approx(red, abs=0.06)
 
 
+def _image_folder(root: Path, counts: dict[str, int]) -> None:
+    """``counts[name]`` solid-colour PNGs in class folder ``name`` (an empty folder for 0)."""
+    for class_id, (name, count) in enumerate(counts.items()):
+        (root / name).mkdir(parents=True)
+        for n in range(count):
+            _write_image(root / name / f"{n}.png", COLOURS[class_id % len(COLOURS)])
+
+
+def test_folder_ignores_hidden_files_and_folders(tmp_path: Path) -> None:
+    _image_folder(tmp_path, {"a": 5, "b": 5, "c": 5})
+    (tmp_path / "a" / "._0.png").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    _write_image(tmp_path / ".ipynb_checkpoints" / "0.png", COLOURS[0])
+    _write_image(tmp_path / "b" / ".cache" / "0.png", COLOURS[0])
+    (tmp_path / "c" / "notes.txt").write_text("not an image")
+    splits = load_dataset("folder", root=tmp_path, image_size=SIZE)
+    assert splits.class_names == ("a", "b", "c")
+    for split in (splits.train, splits.val, splits.test):
+        _assert_colours_match_labels(split, COLOURS)  # every file decodes: no junk was taken
+
+
+def _images_in_root(root: Path) -> None:
+    for n in range(6):
+        _write_image(root / f"{n}.png", COLOURS[0])
+
+
+def _text_only_class(root: Path) -> None:
+    _image_folder(root, {"a": 5, "b": 0})
+    (root / "b" / "readme.txt").write_text("no images here")
+
+
+# (case, how the folder is filled, fragments of the DataError's message; {root} is the folder)
+BAD_FOLDERS = [
+    (
+        "an empty class folder",
+        lambda root: _image_folder(root, {"empty": 0}),
+        ["image folder {root}", "class folders without images: empty", ".jpg", "add images"],
+    ),
+    (
+        "images but no class folders",
+        _images_in_root,
+        ["image folder {root}", "no class sub-folders"],
+    ),
+    ("a class of text files only", _text_only_class, ["{root}", "without images: b"]),
+    (
+        "several empty classes",
+        lambda root: _image_folder(root, {"a": 5, **{f"e{n}": 0 for n in range(7)}}),
+        ["without images: e0, e1, e2, e3, e4, ..."],
+    ),
+    ("one class", lambda root: _image_folder(root, {"cat": 6}), ["'folder' has 1 class (cat)"]),
+    (
+        "a class of one image",
+        lambda root: _image_folder(root, {"a": 8, "b": 1}),
+        ["data set 'folder' cannot be split by class", "smallest class has 1 example"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fill", "fragments"), [pytest.param(*case[1:], id=case[0]) for case in BAD_FOLDERS]
+)
+def test_unusable_image_folders_fail_with_one_line_naming_the_problem(
+    tmp_path: Path, fill: Callable[[Path], None], fragments: list[str]
+) -> None:
+    root = tmp_path / "images"
+    root.mkdir()
+    fill(root)
+    with pytest.raises(DataError) as caught:
+        load_dataset("folder", root=root)
+    _assert_one_line(caught.value, *(f.replace("{root}", str(root)) for f in fragments))
+
+
+def _png_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), COLOURS[0]).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _jpeg_bytes() -> bytes:
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        ("empty.png", b"", "not in an image format PIL can read"),
+        ("text.jpg", b"<html>404 Not Found</html>", "not in an image format PIL can read"),
+        ("cut.png", _png_bytes()[:60], "cannot be read (image file is truncated"),
+        ("cut.jpg", _jpeg_bytes()[:400], "cannot be read ("),
+    ],
+)
+def test_an_undecodable_image_is_a_data_error_naming_the_file_when_decoded(
+    tmp_path: Path, name: str, content: bytes, problem: str
+) -> None:
+    _image_folder(tmp_path, {"a": 5, "b": 5, "c": 5})
+    bad = tmp_path / "b" / name
+    bad.write_bytes(content)
+    splits = load_dataset("folder", root=tmp_path, image_size=SIZE)  # files are decoded lazily
+    split = next(s for s in (splits.train, splits.val, splits.test) if bad in s.paths)
+    with pytest.raises(DataError) as caught:
+        split.get_batch(torch.arange(len(split)))
+    _assert_one_line(caught.value, f"image file {bad} ", problem, "replace it")
+
+
 # --- missing data, names, roots --------------------------------------------------------------
 
 NAMED_SETS = ["mnist", "fashion-mnist", "flowers102", "oxford-pet", "stanford-dogs"]
@@ -361,7 +833,8 @@ def test_a_missing_data_set_is_one_line_naming_the_path_and_the_remedy(
         load_dataset(name, root=tmp_path)
     message = str(caught.value)
     assert "\n" not in message and str(tmp_path) in message
-    assert name in message and "--download" in message
+    assert name in message and "allow downloading (download=True)" in message
+    assert "--" not in message  # the data layer does not know the command line
 
 
 @pytest.mark.parametrize(("name", "target"), [("folder", "nowhere"), ("arrays", "nowhere.npz")])
@@ -372,16 +845,11 @@ def test_missing_folder_or_array_file_names_the_path(
         load_dataset(name, root=tmp_path / target)
 
 
-def test_a_folder_without_images_is_missing_data(tmp_path: Path) -> None:
-    (tmp_path / "empty-class").mkdir()
-    with pytest.raises(DataNotFoundError, match="one sub-folder of images per class"):
-        load_dataset("folder", root=tmp_path)
-
-
 @pytest.mark.parametrize("name", ["folder", "arrays"])
 def test_folder_and_arrays_need_an_explicit_root(name: str) -> None:
-    with pytest.raises(ConfigError, match="--data-root"):
+    with pytest.raises(ConfigError, match="needs data_root set to its") as caught:
         load_dataset(name)
+    assert "--" not in str(caught.value)
 
 
 def test_a_failed_download_is_one_line_with_the_source(
@@ -429,3 +897,38 @@ def test_default_data_root_follows_the_environment(
     monkeypatch.delenv("REPMET_DATA_ROOT")
     monkeypatch.chdir(tmp_path)
     assert default_data_root() == tmp_path / "data"
+
+
+# --- the data layer's boundaries -------------------------------------------------------------
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+# What the core library must not pull in: Ray and Optuna (the study's engines) and the packages
+# behind the command lines (study/run.py, python -m repmet.train, analysis/report.py).
+FORBIDDEN = ("ray", "optuna", "study", "trainables", "search_spaces", "analysis", "repmet.train")
+
+
+def _is_within(module: str, packages: tuple[str, ...]) -> bool:
+    return any(module == package or module.startswith(package + ".") for package in packages)
+
+
+def test_the_data_layer_imports_neither_ray_nor_command_line_code() -> None:
+    """A fresh interpreter that imports repmet.data loads none of the forbidden packages, and no
+    module of repmet/data imports argparse itself (third-party packages load argparse anyway, so
+    only the data layer's own imports can be checked for it)."""
+    probe = "import sys, repmet.data; print(sorted(sys.modules))"
+    env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert completed.returncode == 0, completed.stderr
+    loaded = [m for m in ast.literal_eval(completed.stdout) if _is_within(m, FORBIDDEN)]
+    assert loaded == []
+    for path in sorted((REPOSITORY / "repmet" / "data").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                imported = [node.module or ""]
+            else:
+                continue
+            assert not [m for m in imported if _is_within(m, (*FORBIDDEN, "argparse"))], path.name

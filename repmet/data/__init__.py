@@ -5,16 +5,8 @@ Registered sets: ``digits`` (default, bundled with scikit-learn), ``mnist``, ``f
 """
 
 from repmet.data import in_memory, photos  # noqa: F401  (registers the data sets)
-from repmet.data.base import (
-    DATASETS,
-    DataRequest,
-    DatasetSplits,
-    FileDataset,
-    InMemoryDataset,
-    LabeledDataset,
-    default_data_root,
-    load_dataset,
-)
+from repmet.data.datasets import DatasetSplits, FileDataset, InMemoryDataset, LabeledDataset
+from repmet.data.registry import DATASETS, DataRequest, default_data_root, load_dataset
 
 __all__ = [
     "DATASETS",

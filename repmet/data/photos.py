@@ -8,26 +8,30 @@ label files, so reading the layout ourselves keeps hand-placed or re-packed copi
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.io import loadmat
-from torchvision.datasets import Flowers102, ImageFolder, OxfordIIITPet
+from scipy.io.matlab import MatReadError
+from torchvision.datasets import Flowers102, OxfordIIITPet
+from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import download_and_extract_archive
 
-from repmet.data.base import (
-    DATASETS,
-    DataRequest,
-    DatasetSplits,
-    carve_validation,
-    default_data_root,
+from repmet.data.datasets import DatasetSplits, FileDataset
+from repmet.data.problems import (
     download_or_explain,
-    file_splits,
+    download_remedy,
     missing_data,
-    reindex_labels,
-    stratified_split,
+    name_list,
+    unreadable_data,
 )
-from repmet.errors import ConfigError
+from repmet.data.registry import DATASETS, DataRequest, default_data_root
+from repmet.data.splits import carve_validation, reindex_labels, stratified_split
+from repmet.data.transforms import DEFAULT_PHOTO_SIZE, Transform, photo_transforms
+from repmet.errors import ConfigError, DataError
 
 FLOWERS_URL = "https://www.robots.ox.ac.uk/~vgg/data/flowers/102/"
 PET_URL = "https://www.robots.ox.ac.uk/~vgg/data/pets/"
@@ -35,14 +39,67 @@ DOGS_URL = "http://vision.stanford.edu/aditya86/ImageNetDogs/"
 DOGS_ARCHIVES = ("images.tar", "lists.tar")
 
 
+def file_splits(
+    name: str,
+    paths: Sequence[Path],
+    labels: np.ndarray,
+    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    *,
+    class_names: tuple[str, ...],
+    request: DataRequest,
+) -> DatasetSplits:
+    """Builds lazily decoded RGB splits from image paths and re-indexed labels."""
+    size = request.image_size or DEFAULT_PHOTO_SIZE
+    evaluation, training = photo_transforms(
+        size, pretrained_normalization=request.pretrained_normalization, augment=request.augment
+    )
+    label_tensor = torch.from_numpy(labels)
+
+    def split(indices: np.ndarray, augment_transform: Transform | None) -> FileDataset:
+        return FileDataset(
+            [paths[i] for i in indices.tolist()],
+            label_tensor[torch.from_numpy(indices)],
+            transform=evaluation,
+            augment_transform=augment_transform,
+        )
+
+    return DatasetSplits(
+        name=name,
+        train=split(splits[0], training),
+        val=split(splits[1], None),
+        test=split(splits[2], None),
+        num_classes=len(class_names),
+        image_shape=(3, size, size),
+        class_names=class_names,
+    )
+
+
 def _require(name: str, base: Path, required: list[Path], *, layout: str, remedy: str) -> None:
     if not all(path.exists() for path in required):
         raise missing_data(name, path=base, layout=layout, remedy=remedy)
 
 
-def _mat_vector(path: Path, field: str) -> np.ndarray:
-    """A MATLAB vector (or cell array of strings) as a flat numpy array."""
-    return np.atleast_1d(loadmat(path, squeeze_me=True)[field])
+def _official_file_remedy(source: str) -> str:
+    return f"replace it with the official file from {source}"
+
+
+def _mat_vectors(path: Path, fields: Sequence[str], *, source: str) -> list[np.ndarray]:
+    """The ``fields`` of a MATLAB file, each a vector (or cell array of strings) as a flat numpy
+    array. A corrupt, truncated or v7.3 (HDF5) file, or a missing field, is a DataError naming
+    the file."""
+    try:
+        content = loadmat(path, squeeze_me=True)
+    except (MatReadError, ValueError, TypeError, NotImplementedError, OSError) as error:
+        raise unreadable_data(
+            path, what="MATLAB file", error=error, remedy=_official_file_remedy(source)
+        ) from None
+    missing = [field for field in fields if field not in content]
+    if missing:
+        raise DataError(
+            f"MATLAB file {path} has no field {' or '.join(map(repr, missing))}; "
+            + _official_file_remedy(source)
+        )
+    return [np.atleast_1d(content[field]) for field in fields]
 
 
 @DATASETS.register("flowers102")
@@ -62,12 +119,19 @@ def flowers102(request: DataRequest) -> DatasetSplits:
         base,
         [base / "jpg", base / "imagelabels.mat", base / "setid.mat"],
         layout="jpg/image_00001.jpg..., imagelabels.mat and setid.mat",
-        remedy=f"pass --download (download=True) or unpack the files from {FLOWERS_URL} there",
+        remedy=download_remedy("the files", source=FLOWERS_URL),
     )
-    raw_labels = _mat_vector(base / "imagelabels.mat", "labels")  # 1-based, per image id
-    set_ids = loadmat(base / "setid.mat", squeeze_me=True)
-    ids = [np.atleast_1d(set_ids[key]).astype(np.int64) for key in ("trnid", "valid", "tstid")]
-    image_ids = np.concatenate(ids)  # 1-based image numbers
+    # 1-based class per image, and the 1-based image numbers of each official split.
+    (raw_labels,) = _mat_vectors(base / "imagelabels.mat", ["labels"], source=FLOWERS_URL)
+    splits_ids = _mat_vectors(base / "setid.mat", ["trnid", "valid", "tstid"], source=FLOWERS_URL)
+    ids = [part.astype(np.int64) for part in splits_ids]
+    image_ids = np.concatenate(ids)
+    if ((image_ids < 1) | (image_ids > len(raw_labels))).any():
+        raise DataError(
+            f"{base / 'setid.mat'} names images outside 1..{len(raw_labels)}, the images that "
+            f"{base / 'imagelabels.mat'} labels; replace both with the official files from "
+            + FLOWERS_URL
+        )
     paths = [base / "jpg" / f"image_{i:05d}.jpg" for i in image_ids.tolist()]
     labels, class_names = reindex_labels(raw_labels[image_ids - 1] - 1, names=Flowers102.classes)
     train_end, val_end, test_end = np.cumsum([len(part) for part in ids]).tolist()
@@ -84,8 +148,14 @@ def flowers102(request: DataRequest) -> DatasetSplits:
 
 def _read_pet_list(path: Path) -> list[tuple[str, str]]:
     """(image id, breed) per line of an Oxford-IIIT Pet list: ``Abyssinian_100 1 1 1``."""
+    try:
+        text = path.read_text()
+    except (UnicodeDecodeError, OSError) as error:
+        raise unreadable_data(
+            path, what="list", error=error, remedy=_official_file_remedy(PET_URL)
+        ) from None
     entries = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         if line.strip() and not line.startswith("#"):
             image_id = line.split()[0]
             entries.append((image_id, image_id.rsplit("_", 1)[0]))
@@ -110,8 +180,7 @@ def oxford_pet(request: DataRequest) -> DatasetSplits:
         base,
         [base / "images", annotations / "trainval.txt", annotations / "test.txt"],
         layout="images/<Breed>_<n>.jpg, annotations/trainval.txt and annotations/test.txt",
-        remedy=f"pass --download (download=True) or unpack images.tar.gz and annotations.tar.gz "
-        f"from {PET_URL} there",
+        remedy=download_remedy("images.tar.gz and annotations.tar.gz", source=PET_URL),
     )
     trainval = _read_pet_list(annotations / "trainval.txt")
     test = _read_pet_list(annotations / "test.txt")
@@ -149,10 +218,12 @@ def stanford_dogs(request: DataRequest) -> DatasetSplits:
         base,
         [base / "Images", *lists],
         layout="Images/<wnid>-<breed>/*.jpg, train_list.mat and test_list.mat",
-        remedy=f"pass --download (download=True) or unpack {' and '.join(DOGS_ARCHIVES)} "
-        f"from {DOGS_URL} there",
+        remedy=download_remedy(" and ".join(DOGS_ARCHIVES), source=DOGS_URL),
     )
-    files = [[str(f) for f in _mat_vector(path, "file_list")] for path in lists]
+    files = [
+        [str(file) for file in _mat_vectors(path, ["file_list"], source=DOGS_URL)[0]]
+        for path in lists
+    ]
     relative = files[0] + files[1]
     paths = [base / "Images" / file for file in relative]
     # The class is the image's folder, "<wnid>-<breed>"; its name is the breed.
@@ -170,24 +241,51 @@ def stanford_dogs(request: DataRequest) -> DatasetSplits:
     )
 
 
+FOLDER_LAYOUT = "one sub-folder of images per class, <class>/<image>.jpg|png|..."
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (by extension, as ImageFolder does, at any depth), sorted.
+
+    Hidden entries are skipped: a macOS ``._photo.jpg`` resource fork or a ``.ipynb_checkpoints``
+    folder is not an image, and would otherwise fail to decode in the middle of training.
+    """
+    found = []
+    for directory, subfolders, files in os.walk(folder, followlinks=True):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found += [
+            Path(directory) / name
+            for name in files
+            if not name.startswith(".") and name.lower().endswith(IMG_EXTENSIONS)
+        ]
+    return sorted(found)
+
+
 @DATASETS.register("folder")
 def folder(request: DataRequest) -> DatasetSplits:
-    """Any ImageFolder-style directory ``root/<class>/<image>``, split 60/20/20 by ``seed``."""
+    """Any ImageFolder-style directory ``root/<class>/<image>``, split 60/20/20 by ``seed``;
+    hidden sub-folders and files are ignored."""
     root = request.root
     if root is None:
-        raise ConfigError("data set 'folder' needs root (--data-root) naming the image folder")
-    layout = "one sub-folder of images per class, <class>/<image>.jpg|png|..."
-    remedy = "point --data-root at such a folder"
+        raise ConfigError("data set 'folder' needs data_root set to its image folder")
     if not root.is_dir():
-        raise missing_data("folder", path=root, layout=layout, remedy=remedy)
-    try:
-        image_folder = ImageFolder(str(root))
-    except FileNotFoundError:  # no class folders, or no image files in them
-        raise missing_data("folder", path=root, layout=layout, remedy=remedy) from None
-    paths = [Path(path) for path, _ in image_folder.samples]
-    labels, class_names = reindex_labels(
-        [target for _, target in image_folder.samples], names=image_folder.classes
+        raise missing_data(
+            "folder", path=root, layout=FOLDER_LAYOUT, remedy="set data_root to such a folder"
+        )
+    classes = sorted(
+        entry.name for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith(".")
     )
+    if not classes:
+        raise DataError(f"image folder {root} has no class sub-folders; it needs {FOLDER_LAYOUT}")
+    files = {name: _image_files(root / name) for name in classes}
+    empty = [name for name in classes if not files[name]]
+    if empty:
+        raise DataError(
+            f"image folder {root} has class folders without images: {name_list(empty)} "
+            f"(image files end in {', '.join(IMG_EXTENSIONS)}); add images or remove the folders"
+        )
+    paths = [path for name in classes for path in files[name]]
+    labels, class_names = reindex_labels([name for name in classes for _ in files[name]])
     return file_splits(
         "folder",
         paths,

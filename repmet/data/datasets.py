@@ -1,0 +1,170 @@
+"""Labelled image splits and the three-split bundle every data set is served as.
+
+Small sets live in memory as one normalised float tensor (:class:`InMemoryDataset`), so a batch is a
+single indexing operation; photo sets are decoded lazily from disk (:class:`FileDataset`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from repmet.data.problems import unreadable_data
+from repmet.data.transforms import BatchTransform, Transform
+from repmet.errors import ArgumentError, DataError, DataNotFoundError
+
+IMAGE_REMEDY = "replace it with a readable image or remove it"
+
+
+class LabeledDataset(torch.utils.data.Dataset):
+    """One split of a labelled image data set.
+
+    Attributes:
+        labels: LongTensor [N] of class indices ``0..C-1``, known without decoding any image.
+        augmented: True when images pass through a random training transform. ``get_batch`` and
+            ``__getitem__`` then return augmented images, so a sampler can train from them;
+            :meth:`evaluation_view` serves the same examples through the deterministic transform.
+    """
+
+    labels: torch.Tensor
+    augmented: bool = False
+
+    def __len__(self) -> int:
+        return int(self.labels.numel())
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.get_batch(torch.tensor([i]))[0], int(self.labels[i])
+
+    def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """Images ``indices`` as float32 [B, C, H, W], through this split's own transform."""
+        raise NotImplementedError
+
+    def evaluation_view(self) -> LabeledDataset:
+        """The same examples through the deterministic evaluation transform (``self`` if that is
+        already the case), e.g. to embed the training set when refreshing clusters."""
+        raise NotImplementedError
+
+
+def _check_labels(labels: torch.Tensor, count: int) -> None:
+    if labels.dtype != torch.long or labels.dim() != 1 or labels.numel() != count:
+        raise ArgumentError(
+            f"labels must be a LongTensor of shape [{count}], "
+            f"got {labels.dtype} {list(labels.shape)}"
+        )
+
+
+class InMemoryDataset(LabeledDataset):
+    """A split held as one normalised float32 tensor; a batch is ``images[indices]``.
+
+    Args:
+        images: float32 [N, C, H, W], already normalised.
+        labels: LongTensor [N] of class indices.
+        augment: optional random batch transform applied by ``get_batch`` (training only).
+    """
+
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, *, augment: BatchTransform | None = None
+    ) -> None:
+        if images.dtype != torch.float32 or images.dim() != 4:
+            raise ArgumentError(
+                f"images must be float32 [N, C, H, W], got {images.dtype} {list(images.shape)}"
+            )
+        _check_labels(labels, images.shape[0])
+        self.images = images
+        self.labels = labels
+        self.augment = augment
+        self.augmented = augment is not None
+
+    def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        batch = self.images[indices]
+        return self.augment(batch) if self.augment is not None else batch
+
+    def evaluation_view(self) -> InMemoryDataset:
+        return InMemoryDataset(self.images, self.labels) if self.augmented else self
+
+
+class FileDataset(LabeledDataset):
+    """A split of image files decoded on demand with PIL (always as RGB).
+
+    A file that is missing or cannot be decoded stops with a one-line error naming it when it is
+    first decoded; checking every file up front would read a whole photo set before training.
+
+    Args:
+        paths: one image file per example.
+        labels: LongTensor [N] of class indices.
+        transform: deterministic evaluation transform, PIL image -> float32 [C, H, W].
+        augment_transform: optional random training transform used instead of ``transform``.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        labels: torch.Tensor,
+        *,
+        transform: Transform,
+        augment_transform: Transform | None = None,
+    ) -> None:
+        _check_labels(labels, len(paths))
+        self.paths = list(paths)
+        self.labels = labels
+        self.transform = transform
+        self.augment_transform = augment_transform
+        self.augmented = augment_transform is not None
+
+    def _load(self, i: int) -> torch.Tensor:
+        path = self.paths[i]
+        try:
+            with Image.open(path) as image:
+                rgb = image.convert("RGB")
+        except FileNotFoundError:
+            raise DataNotFoundError(f"image file {path} is missing from its data set") from None
+        except UnidentifiedImageError:  # its own message repeats the path and says no more
+            raise DataError(
+                f"image file {path} is not in an image format PIL can read; {IMAGE_REMEDY}"
+            ) from None
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+            raise unreadable_data(
+                path, what="image file", error=error, remedy=IMAGE_REMEDY
+            ) from None
+        return (self.augment_transform or self.transform)(rgb)
+
+    def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        # Decoding is per file; there is no batched JPEG path to vectorise over.
+        return torch.stack([self._load(int(i)) for i in indices])
+
+    def evaluation_view(self) -> FileDataset:
+        if not self.augmented:
+            return self
+        return FileDataset(self.paths, self.labels, transform=self.transform)
+
+
+@dataclass(frozen=True)
+class DatasetSplits:
+    """A data set's disjoint train/val/test splits with labels ``0..num_classes-1``.
+
+    ``image_shape`` is (channels, height, width) as fed to the model.
+
+    Raises:
+        DataError: fewer than two classes, which leaves metric learning nothing to separate.
+    """
+
+    name: str
+    train: LabeledDataset
+    val: LabeledDataset
+    test: LabeledDataset
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    class_names: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            classes = "class" if self.num_classes == 1 else "classes"
+            found = f" ({', '.join(self.class_names)})" if self.class_names else ""
+            raise DataError(
+                f"data set {self.name!r} has {self.num_classes} {classes}{found}; "
+                "metric learning needs at least 2"
+            )
