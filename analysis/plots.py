@@ -20,7 +20,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from analysis.scores import Selection  # noqa: E402
-from analysis.study_files import LossRecord  # noqa: E402
+from analysis.study_files import LossFolder  # noqa: E402
 from analysis.tables import loss_label  # noqa: E402
 
 DPI = 110
@@ -53,7 +53,7 @@ def _grid(count: int) -> tuple[int, int]:
 
 
 def plot_val_curves(
-    losses: Mapping[str, LossRecord],
+    losses: Mapping[str, LossFolder],
     selections: Mapping[str, Selection],
     *,
     metric: str,

@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # run as a script: make the repository's packages
 
 from analysis import plots  # noqa: E402  (after the path fix above)
 from analysis.scores import (  # noqa: E402
-    Evaluator,
+    CheckpointLoader,
     Selection,
     mean_std_errors,
     percent_errors,
@@ -51,21 +51,10 @@ from analysis.tables import (  # noqa: E402
     to_markdown,
 )
 from repmet.catalogue import LOSSES  # noqa: E402
+from repmet.config import TrainingConfig  # noqa: E402
 from repmet.errors import RepmetError  # noqa: E402
 
 FORMATS: tuple[str, ...] = ("markdown", "csv", "latex", "all")
-#: Searched hyperparameters shown per loss, in this order, where the study searched them.
-HYPERPARAMETERS: tuple[str, ...] = (
-    "alpha",
-    "sigma",
-    "m",
-    "d",
-    "k",
-    "embedding_dim",
-    "lr",
-    "rep_lr",
-    "refresh_every",
-)
 UNTRAINED_KEY = "untrained"
 RAW_KEY = "raw-1nn"
 
@@ -213,7 +202,7 @@ def progress_to_stderr(line: str) -> None:
 def build_report(
     study: StudyFolder,
     *,
-    evaluator: Evaluator,
+    loader: CheckpointLoader,
     folder: Path,
     repeats: int = 0,
     seed: int | None = None,
@@ -238,37 +227,37 @@ def build_report(
     pictures: list[plots.Picture] = []
     figure_notes: list[str] = []
     rows: list[Row] = []
+    configs: dict[str, TrainingConfig] = {}  # each loss's, as stored in its checkpoint
     for loss, selection in selections.items():
         progress(
             f"evaluating {loss}: trial {selection.trial.name}, checkpoint at iteration "
             f"{selection.checkpoint_iteration}"
         )
-        trial = evaluator.load(selection)
-        evaluation = trial.evaluation("train", "test")
-        rows.append(Row(loss, loss_label(loss), percent_errors(evaluation.errors)))
+        run = loader.load(selection)
+        configs[loss] = run.config
+        measurement = run.measure("train", "test")
+        rows.append(Row(loss, loss_label(loss), percent_errors(measurement.errors)))
         if draw:
-            embeddings, labels = evaluation.embedded["test"]
+            embeddings, labels = measurement.embedded["test"]
             file = f"embedding_{loss}.png"
             plots.plot_embedding_map(
                 embeddings,
                 labels,
-                evaluation.centroids,
-                evaluation.centroid_classes,
+                measurement.centroids,
+                measurement.centroid_classes,
                 title=loss_label(loss),
                 path=folder / file,
                 tsne=tsne,
-                seed=trial.config.seed,
-                class_names=trial.splits.class_names,
+                seed=run.config.seed,
+                class_names=run.splits.class_names,
             )
             pictures.append(plots.Picture(title=f"{loss_label(loss)}: test embeddings", file=file))
-    if selections:
-        rows += baseline_rows(
-            next(iter(selections.values())), evaluator=evaluator, progress=progress
-        )
-    for loss, selection in selections.items():
+    if configs:
+        first = next(iter(configs))
+        rows += baseline_rows(first, configs[first], loader=loader, progress=progress)
+    for loss, config in configs.items():
         if loss in LOSSES:
-            config = evaluator.config(selection.trial.params).to_dict()
-            notes += LOSSES.get(loss).report_notes(config)
+            notes += LOSSES.get(loss).report_notes(config.to_dict())
 
     results = ResultsTable(
         title="Errors (%)",
@@ -278,7 +267,7 @@ def build_report(
     )
     repeated = None
     if repeats:
-        repeated = repeat_table(selections, evaluator=evaluator, repeats=repeats, seed=seed)
+        repeated = repeat_table(configs, loader=loader, repeats=repeats, seed=seed)
 
     if draw:
         progress("drawing figures")
@@ -294,7 +283,7 @@ def build_report(
         study=study,
         results=results,
         repeats=repeated,
-        hyperparameters=hyperparameter_table(study, selections),
+        hyperparameters=hyperparameter_table(study, selections, configs),
         trials=trial_count_table(study),
         pictures=pictures,
         figure_notes=figure_notes,
@@ -302,17 +291,21 @@ def build_report(
 
 
 def baseline_rows(
-    first: Selection, *, evaluator: Evaluator, progress: Callable[[str], None]
+    loss: str,
+    config: TrainingConfig,
+    *,
+    loader: CheckpointLoader,
+    progress: Callable[[str], None],
 ) -> list[Row]:
     """The untrained network (the best configuration of the first loss, not trained) and
     1-nearest-neighbour on raw pixels (Simple column only)."""
-    progress(f"evaluating baselines: untrained network ({first.loss} configuration), raw 1-NN")
-    untrained = evaluator.build(first.trial.params)
+    progress(f"evaluating baselines: untrained network ({loss} configuration), raw 1-NN")
+    untrained = loader.build(config)
     rows = [
         Row(
             UNTRAINED_KEY,
-            f"Untrained network ({loss_label(first.loss)} config)",
-            percent_errors(untrained.evaluate("train", "test")),
+            f"Untrained network ({loss_label(loss)} config)",
+            percent_errors(untrained.errors("train", "test")),
         )
     ]
     train_error, test_error = raw_nearest_neighbour_errors(untrained.splits)
@@ -327,21 +320,19 @@ def baseline_rows(
 
 
 def repeat_table(
-    selections: Mapping[str, Selection],
+    configs: Mapping[str, TrainingConfig],
     *,
-    evaluator: Evaluator,
+    loader: CheckpointLoader,
     repeats: int,
     seed: int | None,
 ) -> ResultsTable:
     """Each loss's best configuration trained ``repeats`` more times with seeds base+1..base+N."""
     rows = []
     bases = []
-    for loss, selection in selections.items():
-        base = seed if seed is not None else int(selection.trial.params.get("seed", 0))
+    for loss, config in configs.items():
+        base = seed if seed is not None else config.seed
         bases.append(base)
-        runs = evaluator.retrain(
-            selection.trial.params, seeds=range(base + 1, base + repeats + 1), loss=loss
-        )
+        runs = loader.retrain(config, seeds=range(base + 1, base + repeats + 1))
         rows.append(Row(loss, loss_label(loss), mean_std_errors(runs)))
     seeds = ", ".join(sorted({f"{b + 1}..{b + repeats}" for b in bases}))
     return ResultsTable(
@@ -349,8 +340,9 @@ def repeat_table(
         rows=tuple(rows),
         caption=(
             f"Each loss's best configuration trained from scratch N = {repeats} times with seeds "
-            f"{seeds} for its configured iterations (same data split), evaluated at the end on the "
-            "whole train (test) splits; mean ± sample standard deviation over the N runs."
+            f"{seeds} for its configured iterations (same data split), evaluated at its best "
+            "validation step on the whole train (test) splits, as in the study; mean ± sample "
+            "standard deviation over the N runs."
         ),
     )
 
@@ -370,25 +362,40 @@ def results_caption(study: StudyFolder, selections: Mapping[str, Selection]) -> 
     )
 
 
-def hyperparameter_table(study: StudyFolder, selections: Mapping[str, Selection]) -> TextTable:
-    """The searched hyperparameters of each loss's selected trial (the fixed settings of the study
-    are left out)."""
-    fixed = set(study.fixed)
+def searched_fields(study: StudyFolder, selection: Selection) -> set[str]:
+    """The fields the study searched for a loss: its catalogue entry's, or for a loss that is not
+    catalogued here, the sampled ones (in the trial's config but not the study's fixed settings)."""
+    if selection.loss in LOSSES:
+        return set(LOSSES.get(selection.loss).searched)
+    return set(selection.trial.params) - set(study.fixed) - {"loss"}
+
+
+def hyperparameter_table(
+    study: StudyFolder,
+    selections: Mapping[str, Selection],
+    configs: Mapping[str, TrainingConfig],
+) -> TextTable:
+    """The searched hyperparameters of each loss's selected trial, as stored in its checkpoint."""
+    searched = {loss: searched_fields(study, selection) for loss, selection in selections.items()}
     names = [
         name
-        for name in HYPERPARAMETERS
-        if name not in fixed and any(name in s.trial.params for s in selections.values())
+        for name in TrainingConfig.field_names()
+        if any(name in fields for fields in searched.values())
     ]
     rows = []
-    for loss, selection in selections.items():
-        params = selection.trial.params
+    for loss, config in configs.items():
+        selection = selections[loss]
+        values = config.to_dict()
         rows.append(
             (
                 loss_label(loss),
                 selection.trial.name,
                 str(selection.checkpoint_iteration),
                 f"{100.0 * selection.best_value:.1f}",
-                *(_format_value(params[name]) if name in params else MISSING for name in names),
+                *(
+                    _format_value(values[name]) if name in searched[loss] else MISSING
+                    for name in names
+                ),
             )
         )
     return TextTable(
@@ -396,8 +403,8 @@ def hyperparameter_table(study: StudyFolder, selections: Mapping[str, Selection]
         header=("Loss", "Trial", "Checkpoint iteration", "Val. error (%)", *names),
         rows=tuple(rows),
         caption=(
-            "The searched hyperparameters of the trial in the results table "
-            f"({MISSING}: not searched for that loss; the configuration default applies)."
+            "The searched hyperparameters of the trial in the results table, as stored in its "
+            f"checkpoint ({MISSING}: not searched for that loss)."
         ),
     )
 
@@ -444,11 +451,11 @@ def run(args: argparse.Namespace) -> Report:
     overrides: dict[str, Any] = {"device": args.device}
     if args.data_root is not None:
         overrides["data_root"] = args.data_root
-    evaluator = Evaluator(overrides=overrides, progress=progress_to_stderr)
+    loader = CheckpointLoader(overrides=overrides, progress=progress_to_stderr)
     folder = args.out if args.out is not None else study.path / "report"
     report = build_report(
         study,
-        evaluator=evaluator,
+        loader=loader,
         folder=folder,
         repeats=args.repeats,
         seed=args.seed,

@@ -1,13 +1,12 @@
 """The numbers of the report: which trial and checkpoint represent each loss, their errors on the
 whole train and test splits, the baselines, and re-training the best configurations with new seeds.
 
-Errors come from :meth:`repmet.trial.Trial.evaluate` (the four accuracy types of the spec, error =
-1 - accuracy) and are reported in percent.
+Errors come from :meth:`repmet.training.TrainingRun.errors` (the four accuracy types of the spec,
+error = 1 - accuracy) and are reported in percent.
 """
 
 from __future__ import annotations
 
-import pickle
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +17,14 @@ import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from analysis.study_files import LossRecord, Step, StudyFolderError, TrialRecord
+from analysis.study_files import LossFolder, ReportedStep, StudyFolderError, TrialFolder
 from analysis.tables import ERROR_KINDS, SplitStats, Stat
-from repmet.config import TrialConfig
+from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits, LabeledDataset
+from repmet.errors import CheckpointError
+from repmet.schedule import train_and_select
 from repmet.study_format import CHECKPOINT_FILE
-from repmet.trial import Trial, load_splits
+from repmet.training import TrainingRun, load_splits, read_state, use_threads
 
 #: Rows per forward pass when flattening raw inputs for the nearest-neighbour baseline.
 RAW_BATCH = 1024
@@ -37,8 +38,8 @@ class Selection:
     """The trial and checkpoint that stand for one loss in the table."""
 
     loss: str
-    trial: TrialRecord
-    best: Step  # the trial's step with the best validation error
+    trial: TrialFolder
+    best: ReportedStep  # the trial's step with the best validation error
     checkpoint_iteration: int  # the iteration at which the evaluated checkpoint was saved
     checkpoint_dir: Path
     metric: str  # the validation metric the selection used
@@ -53,7 +54,7 @@ class Selection:
         return float(self.best.metrics[self.metric])
 
 
-def select_best(record: LossRecord, *, metric: str, mode: str) -> Selection | None:
+def select_best(record: LossFolder, *, metric: str, mode: str) -> Selection | None:
     """The trial with the best validation ``metric`` over its reported steps, and its checkpoint at
     that step (the latest checkpoint, with a note, when that step has none). Ties go to the first
     trial, and within it to the earliest step with a checkpoint.
@@ -104,12 +105,15 @@ def select_best(record: LossRecord, *, metric: str, mode: str) -> Selection | No
     )
 
 
-class Evaluator:
-    """Loads checkpoints and builds trials with run-time overrides (device, data root), keeping
-    one copy of each data set across losses.
+class CheckpointLoader:
+    """Loads checkpoints and builds runs with run-time overrides (device, data root), keeping one
+    copy of the data set across losses.
+
+    A checkpoint's stored configuration is the one source of truth for the run it holds: the
+    report measures, labels and re-trains from it, never from defaults.
 
     Args:
-        overrides: TrialConfig fields to replace in every loaded configuration (run-time fields
+        overrides: TrainingConfig fields to replace in every loaded configuration (run-time fields
             such as ``device`` and ``data_root``, never hyperparameters).
         progress: receives one line per step of work.
     """
@@ -117,49 +121,37 @@ class Evaluator:
     def __init__(self, *, overrides: Mapping[str, Any], progress: Progress) -> None:
         self.overrides = dict(overrides)
         self.progress = progress
-        self._splits: dict[tuple[Any, ...], DatasetSplits] = {}
 
-    def config(self, values: Mapping[str, Any]) -> TrialConfig:
-        return TrialConfig.from_dict({**values, **self.overrides})
-
-    def splits(self, config: TrialConfig) -> DatasetSplits:
-        key = config.data_key()
-        if key not in self._splits:
-            self._splits[key] = load_splits(config)
-        return self._splits[key]
-
-    def load(self, selection: Selection) -> Trial:
-        """The trial state of the selected checkpoint."""
+    def load(self, selection: Selection) -> TrainingRun:
+        """The run as saved in the selected checkpoint."""
         path = selection.checkpoint_file
-        config = self.config(selection.trial.params)
-        splits = self.splits(config)
         try:
-            return Trial.load(path, splits=splits, **self.overrides)
-        except (EOFError, RuntimeError, pickle.UnpicklingError) as error:
-            # torch.load reports a truncated or foreign file as one of these
+            state = read_state(path)
+            config = TrainingConfig.from_dict({**state["config"], **self.overrides})
+        except (CheckpointError, KeyError, TypeError) as error:
             raise StudyFolderError(f"unreadable checkpoint {path}: {error}") from None
+        use_threads(config)
+        return TrainingRun(config, splits=load_splits(config, cached=True), state=state)
 
-    def build(self, values: Mapping[str, Any]) -> Trial:
-        """A fresh, untrained trial of a configuration."""
-        config = self.config(values)
-        return Trial(config, splits=self.splits(config))
+    def build(self, config: TrainingConfig) -> TrainingRun:
+        """A fresh, untrained run of a configuration."""
+        return TrainingRun(config, splits=load_splits(config, cached=True))
 
-    def retrain(
-        self, values: Mapping[str, Any], *, seeds: Sequence[int], loss: str
-    ) -> list[Errors]:
-        """Trains the configuration once per seed for its configured iterations (the data split
-        stays fixed: it depends on ``split_seed`` only) and evaluates each run."""
+    def retrain(self, config: TrainingConfig, *, seeds: Sequence[int]) -> list[Errors]:
+        """Trains the configuration once per seed by the same schedule and selection rule as the
+        study (the data split stays fixed: it depends on ``split_seed`` only) and measures the
+        best validation step of each run."""
         runs = []
         for seed in seeds:
-            self.progress(f"re-training {loss} with seed {seed}")
-            trial = self.build({**values, "seed": seed})
-            trial.train(trial.config.iterations)
-            runs.append(trial.evaluate("train", "test"))
+            self.progress(f"re-training {config.loss} with seed {seed}")
+            run = self.build(config.replace(seed=seed))
+            train_and_select(run)
+            runs.append(run.errors("train", "test"))
         return runs
 
 
 def percent_errors(errors: Errors) -> dict[str, SplitStats]:
-    """``Trial.evaluate("train", "test")`` as table cells in percent."""
+    """``TrainingRun.errors("train", "test")`` as table cells in percent."""
     return {
         kind: (Stat(100.0 * errors["train"][kind]), Stat(100.0 * errors["test"][kind]))
         for kind in ERROR_KINDS

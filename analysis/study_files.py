@@ -5,7 +5,7 @@ Layout (written by ``study/run.py``)::
 
     <study>/study.json                  manifest: space, losses, data set, num_samples, status, ...
     <study>/optuna.db                   one Optuna study per loss (study_name = loss name)
-    <study>/<loss>/<trial>/params.json  the trial's Tune config (a TrialConfig dict)
+    <study>/<loss>/<trial>/params.json  the trial's Tune config (a TrainingConfig dict)
     <study>/<loss>/<trial>/result.json  one JSON object per reported step
     <study>/<loss>/<trial>/checkpoint_00000N/trial.pt
 
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from repmet.catalogue import LOSSES
-from repmet.config import TrialConfig
+from repmet.config import TrainingConfig
 from repmet.errors import RepmetError
 from repmet.study_format import (
     CHECKPOINT_FILE,
@@ -63,7 +63,7 @@ class TrialStatus(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Step:
+class ReportedStep:
     """One reported step of a trial."""
 
     iteration: int
@@ -71,13 +71,13 @@ class Step:
 
 
 @dataclass(frozen=True)
-class TrialRecord:
+class TrialFolder:
     """One Tune trial of one loss, as read from its folder."""
 
     name: str
     path: Path
     params: Mapping[str, Any]
-    steps: tuple[Step, ...]
+    steps: tuple[ReportedStep, ...]
     status: TrialStatus
     checkpoint_dirs: tuple[Path, ...] = field(default=())
 
@@ -87,7 +87,7 @@ class TrialRecord:
         kept = [(i, v) for i, v in pairs if v is not None]
         return [i for i, _ in kept], [v for _, v in kept]
 
-    def best_steps(self, metric: str, mode: str) -> tuple[Step, ...]:
+    def best_steps(self, metric: str, mode: str) -> tuple[ReportedStep, ...]:
         """The steps that share the best value of ``metric`` (several on ties), oldest first;
         empty when no step reports it."""
         scored = [(v, s) for s in self.steps if (v := _number(s.metrics.get(metric))) is not None]
@@ -115,12 +115,12 @@ class TrialRecord:
 
 
 @dataclass(frozen=True)
-class LossRecord:
+class LossFolder:
     """The trials of one loss (one Tune experiment folder)."""
 
     loss: str
     path: Path
-    trials: tuple[TrialRecord, ...]
+    trials: tuple[TrialFolder, ...]
     planned: int  # trials the study asked for (num_samples), or the trials found if unknown
 
     def count(self, status: TrialStatus) -> int:
@@ -137,7 +137,7 @@ class StudyFolder:
 
     path: Path
     manifest: Mapping[str, Any]
-    losses: Mapping[str, LossRecord]
+    losses: Mapping[str, LossFolder]
     not_started: tuple[str, ...] = field(default=())
 
     @property
@@ -188,7 +188,7 @@ def read_study(path: Path) -> StudyFolder:
     if not isinstance(manifest, Mapping):
         raise StudyFolderError(f"study manifest {path / MANIFEST_FILE} is not a JSON object")
     planned = _planned_trials(manifest)
-    losses: dict[str, LossRecord] = {}
+    losses: dict[str, LossFolder] = {}
     not_started: list[str] = []
     for loss in _study_losses(path, manifest):
         loss_path = path / loss
@@ -199,7 +199,7 @@ def read_study(path: Path) -> StudyFolder:
             not_started.append(loss)
             continue
         trials = tuple(read_trial(p) for p in trial_paths)
-        losses[loss] = LossRecord(
+        losses[loss] = LossFolder(
             loss=loss, path=loss_path, trials=trials, planned=planned.get(loss, len(trials))
         )
     if not losses:
@@ -207,22 +207,24 @@ def read_study(path: Path) -> StudyFolder:
     return StudyFolder(path=path, manifest=manifest, losses=losses, not_started=tuple(not_started))
 
 
-def read_trial(path: Path) -> TrialRecord:
+def read_trial(path: Path) -> TrialFolder:
     """Reads one trial folder: its config, its reported steps and which checkpoints exist."""
     params = read_json(path / PARAMS_FILE, what=f"config of trial {path.name}")
     if not isinstance(params, Mapping):
         raise StudyFolderError(f"config {path / PARAMS_FILE} is not a JSON object")
     rows = read_result_lines(path / RESULT_FILE, trial=path.name)
     steps = tuple(
-        Step(iteration=int(row.get(ITERATION, row.get("training_iteration", 0))), metrics=row)
+        ReportedStep(
+            iteration=int(row.get(ITERATION, row.get("training_iteration", 0))), metrics=row
+        )
         for row in rows
     )
-    return TrialRecord(
+    return TrialFolder(
         name=path.name,
         path=path,
         params=params,
         steps=steps,
-        status=_status(path, rows, int(params.get("iterations", TrialConfig().iterations))),
+        status=_status(path, rows, int(params.get("iterations", TrainingConfig().iterations))),
         checkpoint_dirs=tuple(
             sorted(p for p in path.glob(f"{CHECKPOINT_PREFIX}*") if (p / CHECKPOINT_FILE).is_file())
         ),

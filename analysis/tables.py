@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from repmet.catalogue import LOSSES
 
-#: Accuracy types in column order (the keys of ``repmet.trial.Trial.evaluate``), with headers.
+#: Accuracy types in column order (the keys of ``TrainingRun.errors``), with headers.
 ERROR_KINDS: tuple[str, ...] = ("simple", "magnet", "repmet", "unsupervised")
 KIND_HEADERS: Mapping[str, str] = {
     "simple": "Simple Error",

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from repmet.config import TrialConfig
-from repmet.trial import Trial
+from repmet.config import TrainingConfig
+from repmet.training import TrainingRun
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -75,7 +75,7 @@ def smoke_study(storage: Path, gpus_per_trial: float) -> None:
 
 def resnet_throughput(root: Path, *, device: str, image_size: int, iterations: int) -> None:
     for amp in (False, True):
-        config = TrialConfig(
+        config = TrainingConfig(
             loss="repmet-v2",
             dataset="folder",
             data_root=str(root),
@@ -90,7 +90,7 @@ def resnet_throughput(root: Path, *, device: str, image_size: int, iterations: i
             device=device,
             amp=amp,
         )
-        trial = Trial(config)
+        trial = TrainingRun(config)
         trial.train(min(5, iterations))  # warm-up: kernels, allocator
         if device == "cuda":
             torch.cuda.synchronize()

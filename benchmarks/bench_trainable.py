@@ -3,7 +3,7 @@
     python benchmarks/bench_trainable.py [--iterations 1000] [--eval-every 100] [--repeats 3]
 
 Three ways of running the same configuration on digits, measured side by side in one process:
-  direct     Trial.train(eval_every) + Trial.evaluate("val"), in a plain loop;
+  direct     the schedule's steps (TrainingRun.train(eval_every), then the validation errors);
   trainable  MetricLearningTrainable.train() in this process (metrics, TensorBoard, bookkeeping);
   tune       one Ray Tune trial in a worker process (sum of its time_this_iter_s).
 Each is repeated and the best time kept; the target is an overhead below 5 % at eval_every = 100.
@@ -22,20 +22,21 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 import torch  # noqa: E402
 
-from repmet.config import TrialConfig  # noqa: E402
-from repmet.trial import Trial, load_splits  # noqa: E402
+from repmet.config import TrainingConfig  # noqa: E402
+from repmet.schedule import steps  # noqa: E402
+from repmet.training import TrainingRun, load_splits, use_threads  # noqa: E402
 
 
-def run_direct(config: TrialConfig) -> float:
-    trial = Trial(config, splits=load_splits(config))
+def run_direct(config: TrainingConfig) -> float:
+    use_threads(config)
+    run = TrainingRun(config, splits=load_splits(config))
     start = time.perf_counter()
-    while trial.iteration < config.iterations:
-        trial.train(min(config.eval_every, config.iterations - trial.iteration))
-        trial.evaluate("val")
+    for _ in steps(run):
+        pass
     return time.perf_counter() - start
 
 
-def run_trainable(config: TrialConfig, logdir: str) -> float:
+def run_trainable(config: TrainingConfig, logdir: str) -> float:
     from ray.tune.trainable import trainable as trainable_module
 
     from trainables import MetricLearningTrainable
@@ -51,7 +52,7 @@ def run_trainable(config: TrialConfig, logdir: str) -> float:
     return elapsed
 
 
-def run_tune(config: TrialConfig, storage: str) -> float:
+def run_tune(config: TrainingConfig, storage: str) -> float:
     from ray import tune
 
     from trainables import MetricLearningTrainable
@@ -75,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    config = TrialConfig(
+    config = TrainingConfig(
         loss=args.loss,
         iterations=args.iterations,
         eval_every=args.eval_every,

@@ -1,9 +1,9 @@
-"""The configuration of one trial: one loss, one set of hyperparameters, one data set.
+"""The configuration of one training run: one loss, one set of hyperparameters, one data set.
 
-:class:`TrialConfig` is a frozen, keyword-only dataclass. Its field names are the keys of a Ray Tune
-trial config and, in kebab case, the flags of ``python -m repmet.train``. Construction validates
-every field on its own; :meth:`TrialConfig.validate_against` checks the combinations that depend on
-the data (K against the smallest class, M against the clusters available) before any
+:class:`TrainingConfig` is a frozen, keyword-only dataclass. Its field names are the keys of a Ray
+Tune trial config and, in kebab case, the flags of ``python -m repmet.train``. Construction
+validates every field on its own; :meth:`TrainingConfig.validate_against` checks the combinations
+that depend on the data (K against the smallest class, M against the clusters available) before any
 training starts.
 """
 
@@ -49,7 +49,7 @@ def largest_m(num_classes: int, k: int) -> int:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrialConfig:
+class TrainingConfig:
     """Everything that defines one training run; defaults are the 2018 code's seed values where they
     exist (M = 12, D = 4, K = 3, alpha = 1, sigma = 0.5) and CPU-friendly choices elsewhere."""
 
@@ -168,7 +168,7 @@ class TrialConfig:
         with equal keys can share one loaded copy."""
         return tuple(getattr(self, name) for name in DATA_FIELDS)
 
-    def replace(self, **changes: Any) -> TrialConfig:
+    def replace(self, **changes: Any) -> TrainingConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
@@ -181,7 +181,7 @@ class TrialConfig:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> TrialConfig:
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainingConfig:
         """Builds a config from a mapping such as a Ray Tune trial config.
 
         Unknown keys raise :class:`ConfigError` rather than being ignored, so that a typo in a

@@ -300,7 +300,7 @@ def unsupervised_accuracy(
     return assignment_accuracy(result.assignments, labels)
 
 
-def evaluate(
+def error_rates(
     embeddings: Tensor,
     labels: Tensor,
     centroids: Tensor,

@@ -13,7 +13,7 @@ Study folder layout (``FORMAT_VERSION`` 1)::
             tuner.pkl, experiment_state-*.json, searcher-state-*.pkl, search_gen_state-*.json
                                     Tune's own state, used by ``--resume``
             trial_<NNN>_<trial id>/ one folder per trial, NNN = creation order (001 = baseline)
-                params.json         the trial config: a flat TrialConfig dict (fixed + sampled)
+                params.json         the trial config: a flat TrainingConfig dict (fixed + sampled)
                 result.json         one JSON object per step (every ``eval_every`` iterations)
                                     with the metrics below, Tune's ``training_iteration``, ``done``
                 progress.csv        the same rows as CSV
@@ -64,7 +64,7 @@ VAL_ERROR_UNSUPERVISED = "val/error_unsupervised"
 SECONDS_PER_ITERATION = "time/seconds_per_iteration"
 EXAMPLES_PER_SECOND = "time/examples_per_second"
 
-#: Validation errors by accuracy type, as returned by ``repmet.trial.Trial.evaluate``.
+#: Validation errors by accuracy type, as returned by ``repmet.training.TrainingRun.errors``.
 VAL_ERRORS: Mapping[str, str] = {
     "simple": VAL_ERROR_SIMPLE,
     "magnet": VAL_ERROR_MAGNET,
@@ -102,7 +102,7 @@ class StudySettings:
     Args:
         space: search space name.
         losses: the losses searched, each by its own Tune experiment and Optuna study.
-        fixed: the trial config every trial shares (TrialConfig fields), merged under the sampled
+        fixed: the trial config every trial shares (TrainingConfig fields), merged under the sampled
             hyperparameters.
         num_samples: trials per loss.
         metric: the validation metric searched on and used by ASHA.

@@ -2,7 +2,7 @@
 
     python -m repmet.train --loss magnet --dataset digits --iterations 500
 
-Every field of :class:`repmet.config.TrialConfig` is a flag, in kebab case.
+Every field of :class:`repmet.config.TrainingConfig` is a flag, in kebab case.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import typing
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from repmet.config import FIELD_HELP, TrialConfig
+from repmet.catalogue import LOSSES
+from repmet.config import FIELD_HELP, TrainingConfig
 from repmet.errors import RepmetError
-from repmet.trial import TrainStats, Trial
+from repmet.schedule import ScheduledStep, train_and_select
+from repmet.training import TrainingRun, use_threads
 
 ERROR_KINDS: tuple[str, ...] = ("simple", "magnet", "repmet", "unsupervised")
 
@@ -29,18 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train one metric-learning configuration and report its errors.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    hints = typing.get_type_hints(TrialConfig)
-    for field in dataclasses.fields(TrialConfig):
+    hints = typing.get_type_hints(TrainingConfig)
+    for field in dataclasses.fields(TrainingConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = _scalar_type(hints[field.name])
         options: dict[str, Any] = {"default": field.default, "help": FIELD_HELP[field.name]}
+        if field.name == "loss":
+            options["help"] = "loss to train: " + ", ".join(LOSSES.in_order())
         if kind is bool:
             options["action"] = argparse.BooleanOptionalAction
         else:
             options["type"] = kind
             options["metavar"] = field.name.upper()
         parser.add_argument(flag, dest=field.name, **options)
-    parser.add_argument("--save", metavar="PATH", help="write the final trial state to PATH")
+    parser.add_argument(
+        "--save",
+        metavar="PATH",
+        help="write the state of the reported (best validation) step to PATH, to measure it again",
+    )
     return parser
 
 
@@ -61,32 +69,33 @@ def format_error_table(errors: dict[str, dict[str, float]], batch_error: float) 
     return "\n".join(rows)
 
 
-def run(config: TrialConfig, *, save: str | None = None, stream: TextIO = sys.stderr) -> dict:
-    """Trains ``config``, evaluating on validation every ``eval_every`` iterations, then on all
-    three splits. Returns the final errors."""
+def run(config: TrainingConfig, *, save: str | None = None, stream: TextIO = sys.stderr) -> dict:
+    """Trains ``config``, measuring on validation every ``eval_every`` iterations, then measures
+    the best validation step (the selection rule of :mod:`repmet.schedule`) on all three splits.
+    Returns those errors."""
     started = time.perf_counter()
-    trial = Trial(config)
-    stats: TrainStats | None = None
-    while trial.iteration < config.iterations:
-        chunk = min(config.eval_every, config.iterations - trial.iteration)
-        stats = trial.train(chunk)
-        val = trial.evaluate("val")["val"]
+    use_threads(config)
+    run = TrainingRun(config)
+
+    def show(step: ScheduledStep) -> None:
         print(
-            f"iter {trial.iteration:>6}/{config.iterations}  loss {stats.loss:.4f}  "
-            f"batch acc {stats.batch_accuracy:.3f}  val simple {100 * val['simple']:.2f}%  "
-            f"{stats.examples_per_second:,.0f} ex/s",
+            f"iter {step.iteration:>6}/{config.iterations}  loss {step.stats.loss:.4f}  "
+            f"batch acc {step.stats.batch_accuracy:.3f}  "
+            f"val simple {100 * step.validation['simple']:.2f}%  "
+            f"{step.stats.examples_per_second:,.0f} ex/s",
             file=stream,
             flush=True,
         )
-    assert stats is not None
-    errors = trial.evaluate("train", "val", "test")
+
+    best = train_and_select(run, on_step=show)
+    errors = run.errors("train", "val", "test")
     print(
-        f"\n{config.loss} on {config.dataset}: errors in % after {trial.iteration} iterations "
-        f"({time.perf_counter() - started:.1f} s)"
+        f"\n{config.loss} on {config.dataset}: errors in % at iteration {best.iteration}, the best "
+        f"validation step of {config.iterations} iterations ({time.perf_counter() - started:.1f} s)"
     )
-    print(format_error_table(errors, 1.0 - stats.batch_accuracy))
+    print(format_error_table(errors, 1.0 - best.stats.batch_accuracy))
     if save:
-        print(f"saved trial state to {trial.save(save)}")
+        print(f"saved the state of iteration {best.iteration} to {run.save(save)}")
     return errors
 
 
@@ -94,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     save = args.pop("save")
     try:
-        run(TrialConfig(**args), save=save)
+        run(TrainingConfig(**args), save=save)
     except RepmetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -31,7 +31,7 @@ import numpy as np
 import optuna
 
 from repmet.catalogue import LOSSES, LossEntry
-from repmet.config import MIN_CLUSTERS_PER_BATCH, TrialConfig, largest_k, largest_m
+from repmet.config import MIN_CLUSTERS_PER_BATCH, TrainingConfig, largest_k, largest_m
 from repmet.errors import ConfigError
 from repmet.registry import Registry
 
@@ -287,7 +287,7 @@ class SearchSpace:
 
 def _seed_configuration(loss: str, context: SpaceContext) -> tuple[dict[str, Any], list[str]]:
     """The loss's defaults of every searchable parameter, clipped to ``context`` with notes."""
-    defaults = TrialConfig(loss=loss)
+    defaults = TrainingConfig(loss=loss)
     seed: dict[str, Any] = {name: getattr(defaults, name) for name in PARAMETER_ORDER}
     if context.model != "small-cnn":
         seed["embedding_dim"] = BACKBONE_BASELINE_EMBEDDING

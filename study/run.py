@@ -43,7 +43,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 
-from repmet.config import TrialConfig  # noqa: E402
+from repmet.config import TrainingConfig  # noqa: E402
 from repmet.errors import ConfigError, RepmetError  # noqa: E402
 from repmet.study_format import (  # noqa: E402
     MANIFEST_FILE,
@@ -202,7 +202,7 @@ def prepare(
 ) -> tuple[SpaceContext, StudySettings]:
     """Loads the data set (a bad name or a missing folder fails here, before Ray starts), derives
     the data context of the search space and, for a new study, its settings."""
-    from repmet.trial import load_splits  # imports torch: only once the cheap checks passed
+    from repmet.training import load_splits  # imports torch: only once the cheap checks passed
 
     if stored is not None:
         fixed = dict(stored.fixed)
@@ -210,7 +210,7 @@ def prepare(
     else:
         fixed = fixed_config(args, space)
         batch_budget = GPU_BATCH_BUDGET if args.gpus_per_trial > 0 else CPU_BATCH_BUDGET
-    config = TrialConfig.from_dict(fixed)
+    config = TrainingConfig.from_dict(fixed)
     splits = load_splits(config)
     labels = splits.train.labels.numpy()
     context = SpaceContext.from_labels(labels, model=config.model, batch_budget=batch_budget)
@@ -221,7 +221,7 @@ def prepare(
     baselines = {loss: space.baseline(loss, context) for loss in losses}
     counts = np.bincount(labels, minlength=splits.num_classes).tolist()
     for loss, baseline in baselines.items():
-        TrialConfig.from_dict({**fixed, **baseline.point, "loss": loss}).validate_against(counts)
+        TrainingConfig.from_dict({**fixed, **baseline.point, "loss": loss}).validate_against(counts)
     settings = StudySettings(
         space=space.name,
         losses=losses,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from repmet.catalogue import LOSSES, LossEntry
-from repmet.config import TrialConfig
+from repmet.config import TrainingConfig
 from repmet.errors import ConfigError
 from search_spaces import SEARCH_SPACES
 
@@ -30,9 +30,9 @@ def _plugin_environment() -> dict[str, str]:
 def test_every_list_of_losses_is_the_catalogue() -> None:
     assert SEARCH_SPACES.get("all").losses == tuple(LOSSES.in_order())
     for name in LOSSES.in_order():
-        assert TrialConfig(loss=name).loss_entry is LOSSES.get(name)
+        assert TrainingConfig(loss=name).loss_entry is LOSSES.get(name)
     with pytest.raises(ConfigError, match="loss = 'nope' is not one of: magnet, repmet-v1"):
-        TrialConfig(loss="nope")
+        TrainingConfig(loss="nope")
 
 
 def test_entry_module_must_name_a_class() -> None:

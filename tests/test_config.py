@@ -1,4 +1,4 @@
-"""TrialConfig validation: every bad value fails before training with a message naming the field,
+"""TrainingConfig validation: every bad value fails before training with a message naming the field,
 the value and the limit."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from repmet.config import FIELD_HELP, TrialConfig
+from repmet.config import FIELD_HELP, TrainingConfig
 from repmet.errors import ConfigError
 
 
 def test_defaults_are_the_2018_seed_values() -> None:
-    config = TrialConfig()
+    config = TrainingConfig()
     assert (config.m, config.d, config.k, config.alpha, config.sigma) == (12, 4, 3, 1.0, 0.5)
     assert config.batch_size == 48
 
@@ -40,41 +40,41 @@ def test_defaults_are_the_2018_seed_values() -> None:
 )
 def test_invalid_values_name_field_value_and_limit(changes: dict, fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(".", r"\.")):
-        TrialConfig(**changes)
+        TrainingConfig(**changes)
 
 
 def test_k_larger_than_smallest_class_is_rejected() -> None:
-    config = TrialConfig(k=5)
+    config = TrainingConfig(k=5)
     with pytest.raises(ConfigError, match=r"k = 5 exceeds the smallest .* \(class 1 has 4"):
         config.validate_against([10, 4, 12])
 
 
 def test_m_larger_than_available_clusters_is_rejected() -> None:
     # 3 classes x k=2 -> J = 6 clusters, at most J - k + 1 = 5 per batch
-    config = TrialConfig(k=2, m=6)
+    config = TrainingConfig(k=2, m=6)
     with pytest.raises(ConfigError, match=r"m = 6 exceeds .* J - k \+ 1 = 5"):
         config.validate_against([10, 10, 10])
-    TrialConfig(k=2, m=5).validate_against([10, 10, 10])
+    TrainingConfig(k=2, m=5).validate_against([10, 10, 10])
 
 
 def test_single_class_is_rejected() -> None:
     with pytest.raises(ConfigError, match="needs at least 2"):
-        TrialConfig(k=1, m=2).validate_against([50])
+        TrainingConfig(k=1, m=2).validate_against([50])
 
 
 def test_from_dict_round_trip_and_numpy_scalars() -> None:
-    config = TrialConfig(loss="magnet", alpha=2.5, k=2)
-    assert TrialConfig.from_dict(config.to_dict()) == config
-    assert TrialConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
-    from_numpy = TrialConfig.from_dict({"m": np.int64(8), "alpha": np.float64(0.25)})
+    config = TrainingConfig(loss="magnet", alpha=2.5, k=2)
+    assert TrainingConfig.from_dict(config.to_dict()) == config
+    assert TrainingConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    from_numpy = TrainingConfig.from_dict({"m": np.int64(8), "alpha": np.float64(0.25)})
     assert from_numpy.m == 8 and type(from_numpy.m) is int
     assert from_numpy.alpha == 0.25
 
 
 def test_from_dict_rejects_unknown_keys() -> None:
     with pytest.raises(ConfigError, match="unknown configuration fields: alhpa"):
-        TrialConfig.from_dict({"alhpa": 1.0})
+        TrainingConfig.from_dict({"alhpa": 1.0})
 
 
 def test_every_field_has_help() -> None:
-    assert set(FIELD_HELP) == set(TrialConfig.field_names())
+    assert set(FIELD_HELP) == set(TrainingConfig.field_names())

@@ -14,7 +14,7 @@ from repmet.evaluation import (
     assignment_accuracy,
     class_scores,
     compute_embeddings,
-    evaluate,
+    error_rates,
     predict,
     unsupervised_accuracy,
 )
@@ -117,12 +117,12 @@ def _gaussian_split(seed: int):
 
 def test_evaluate_on_known_gaussian_clusters_is_error_free() -> None:
     embeddings, labels, centroids, centroid_classes = _gaussian_split(2)
-    errors = evaluate(embeddings, labels, centroids, centroid_classes, variance=0.5, L=4)
+    errors = error_rates(embeddings, labels, centroids, centroid_classes, variance=0.5, L=4)
     assert errors == {"simple": 0.0, "magnet": 0.0, "repmet": 0.0, "unsupervised": 0.0}
     # Swapping the classes of two centroid pairs makes exactly those two classes wrong.
     swapped = centroid_classes.clone()
     swapped[[0, 1, 2, 3]] = swapped[[2, 3, 0, 1]]
-    errors = evaluate(embeddings, labels, centroids, swapped, variance=0.5, L=4)
+    errors = error_rates(embeddings, labels, centroids, swapped, variance=0.5, L=4)
     for method in METHODS:
         assert errors[method] == pytest.approx(0.4)
 
@@ -133,8 +133,8 @@ def test_chunked_evaluation_equals_one_block(monkeypatch: pytest.MonkeyPatch) ->
     labels = torch.randint(0, 4, (101,), generator=gen)
     centroids = torch.randn(12, 6, generator=gen)
     classes = torch.arange(12) // 3
-    whole = evaluate(embeddings, labels, centroids, classes, variance=0.7, L=5)
-    assert whole == evaluate(
+    whole = error_rates(embeddings, labels, centroids, classes, variance=0.7, L=5)
+    assert whole == error_rates(
         embeddings, labels, centroids, classes, variance=0.7, L=5, chunk_size=4
     )
     for method in METHODS:
@@ -144,7 +144,7 @@ def test_chunked_evaluation_equals_one_block(monkeypatch: pytest.MonkeyPatch) ->
         )
         torch.testing.assert_close(chunked, reference)
     monkeypatch.setattr(geometry, "DISTANCE_BLOCK_ELEMENTS", 30)  # 2 queries per block
-    assert whole == evaluate(embeddings, labels, centroids, classes, variance=0.7, L=5)
+    assert whole == error_rates(embeddings, labels, centroids, classes, variance=0.7, L=5)
 
 
 def test_assignment_accuracy_uses_the_best_one_to_one_mapping() -> None:

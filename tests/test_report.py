@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import os
@@ -26,9 +27,9 @@ from analysis.study_files import (
     read_trial,
 )
 from analysis.tables import loss_label, to_markdown
-from repmet.config import TrialConfig
+from repmet.config import TrainingConfig
 from repmet.study_format import ITERATION, SELECTION_METRIC
-from repmet.trial import Trial, load_splits
+from repmet.training import TrainingRun, load_splits
 
 ROOT = Path(__file__).resolve().parent.parent
 LOSSES = ("magnet", "repmet-v2")
@@ -133,7 +134,7 @@ def test_test_numbers_equal_a_fresh_evaluation_of_the_best_checkpoint(made, stud
             p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
         ]
         assert len(saved) == 1
-        fresh = Trial.load(saved[0], device="cpu").evaluate("test")["test"]
+        fresh = TrainingRun.load(saved[0], device="cpu").errors("test")["test"]
         for kind, error in fresh.items():
             assert float(by_loss[loss][f"{kind}_test"]) == pytest.approx(100 * error, abs=1e-3)
 
@@ -142,7 +143,7 @@ def test_raw_pixel_nearest_neighbour_matches_brute_force(made, study_dir) -> Non
     _, out = made
     row = next(r for r in csv.DictReader((out / "results.csv").open()) if r["loss"] == "raw-1nn")
     fixed = json.loads((study_dir / "study.json").read_text())["fixed"]
-    splits = load_splits(TrialConfig.from_dict(fixed))
+    splits = load_splits(TrainingConfig.from_dict(fixed))
     train = splits.train.evaluation_view()
     x = train.get_batch(torch.arange(len(train))).reshape(len(train), -1).double()
     y = train.labels
@@ -208,14 +209,21 @@ def test_repeats_report_mean_and_std_over_new_seeds(made, study_dir) -> None:
     assert report.repeats is not None and "N = 2" in report.repeats.caption
     rows = _markdown_rows(to_markdown(report.repeats.text()))
     assert all(PLUS_MINUS_CELL.match(cell) for loss in LOSSES for cell in rows[loss_label(loss)])
-    # Independent re-computation of the magnet row: seeds 1 and 2 of its best configuration.
+    # Independent re-computation of the magnet row: seeds 1 and 2 of its best configuration, each
+    # measured on the test split at its best validation step.
     trial_name, _, _ = _best_by_progress_csv(study_dir, "magnet")
     params = json.loads((study_dir / "magnet" / trial_name / "params.json").read_text())
     errors = []
     for seed in (1, 2):
-        trial = Trial(TrialConfig.from_dict({**params, "seed": seed}))
-        trial.train(trial.config.iterations)
-        errors.append(100 * trial.evaluate("test")["test"]["simple"])
+        run = TrainingRun(TrainingConfig.from_dict({**params, "seed": seed}))
+        best_error, best_state = float("inf"), None
+        while run.iteration < run.config.iterations:
+            run.train(min(run.config.eval_every, run.config.iterations - run.iteration))
+            error = run.errors("val")["val"]["simple"]
+            if error < best_error:
+                best_error, best_state = error, copy.deepcopy(run.measured_state())
+        run.load_measured_state(best_state)
+        errors.append(100 * run.errors("test")["test"]["simple"])
     repeated = next(
         r for r in csv.DictReader((out / "results_repeats.csv").open()) if r["loss"] == "magnet"
     )

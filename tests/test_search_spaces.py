@@ -8,7 +8,7 @@ import pytest
 from ray.tune.search.optuna import OptunaSearch
 
 from repmet.catalogue import LOSSES
-from repmet.config import TrialConfig
+from repmet.config import TrainingConfig
 from repmet.data import load_dataset
 from repmet.errors import ConfigError, UnknownNameError
 from search_spaces import SEARCH_SPACES, SearchSpace, SpaceContext
@@ -38,12 +38,12 @@ def context_from_counts(counts: tuple[int, ...], *, model: str = "small-cnn") ->
 
 def assert_feasible(point: dict, counts: tuple[int, ...]) -> None:
     """Reference check written from the spec: K <= smallest class, 2 <= M <= J - K + 1, M*D within
-    the budget; then the library's own TrialConfig must accept the point for these counts."""
+    the budget; then the library's own TrainingConfig must accept the point for these counts."""
     c, k, m, d = len(counts), point["k"], point["m"], point["d"]
     assert 1 <= k <= min(counts), point
     assert 2 <= m <= c * k - k + 1, point
     assert d >= 1 and m * d <= BATCH_BUDGET, point
-    TrialConfig.from_dict(point).validate_against(counts)
+    TrainingConfig.from_dict(point).validate_against(counts)
 
 
 def sample_points(space: SearchSpace, loss: str, context: SpaceContext, sampler) -> list[dict]:

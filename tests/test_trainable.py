@@ -41,7 +41,7 @@ def ray_session():
 @pytest.fixture
 def no_test_split(monkeypatch, digits):
     guarded = dataclasses.replace(digits, test=_ForbiddenSplit())
-    monkeypatch.setattr(metric_learning, "cached_splits", lambda config: guarded)
+    monkeypatch.setattr(metric_learning, "load_splits", lambda config, cached: guarded)
 
 
 def _trainable(config: dict, tmp_path: Path) -> MetricLearningTrainable:
@@ -79,7 +79,7 @@ def test_checkpoint_restores_identical_continuation(tmp_path) -> None:
 
     second = _trainable(SMALL, tmp_path / "b")
     second.restore(checkpoint)
-    assert second.trial.iteration == 5
+    assert second.run.iteration == 5
     assert [second.train()[layout.TRAIN_LOSS] for _ in range(2)] == expected
     saved = torch.load(tmp_path / "ckpt" / CHECKPOINT_FILE, weights_only=True)
     assert saved["iteration"] == 5

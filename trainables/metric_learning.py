@@ -1,14 +1,16 @@
 """The Ray Tune trainable of the suite.
 
 One parameterised class serves every loss: all losses share the same pipeline
-(:class:`repmet.trial.Trial` builds the network, the loss module, the optimisers, the cluster index
-and the sampler from ``config["loss"]``), so separate classes per loss family would only repeat it.
+(:class:`repmet.training.TrainingRun` builds the network, the loss module, the optimisers, the
+cluster index and the sampler from ``config["loss"]``), so separate classes per loss family would
+only repeat it.
 
-- ``setup`` turns the flat Tune config into a :class:`~repmet.config.TrialConfig` (unknown keys are
-  an error) and builds the trial; data sets are cached per worker process, so with
+- ``setup`` turns the flat Tune config into a :class:`~repmet.config.TrainingConfig` (unknown keys
+  are an error) and builds the run; data sets are cached per worker process, so with
   ``reuse_actors=True`` consecutive trials on a worker share one copy of the arrays.
-- ``step`` trains ``eval_every`` iterations, evaluates on the validation split and returns the
-  metrics of :mod:`repmet.study_format`. It never reads the test split.
+- ``step`` is one step of :mod:`repmet.schedule` (train ``eval_every`` iterations, measure on the
+  validation split) and returns the metrics of :mod:`repmet.study_format`. It never reads the
+  test split.
 - ``save_checkpoint`` / ``load_checkpoint`` write and read the full trial state
   (``trial.pt``, written atomically and read with ``weights_only=True``).
 - Each trial writes clean TensorBoard tags (``train/loss``, ``val/error_simple``, ...) against the
@@ -28,9 +30,9 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from repmet import study_format as layout
-from repmet.config import TrialConfig
-from repmet.data import DatasetSplits
-from repmet.trial import Trial, load_splits, read_state
+from repmet.config import TrainingConfig
+from repmet.schedule import next_step
+from repmet.training import TrainingRun, load_splits, read_state, use_threads
 
 #: Fault injection for resume tests: with both set, ``step`` raises once when the trial reaches
 #: ``REPMET_FAIL_AT_ITERATION`` iterations, after creating the file named by
@@ -38,20 +40,9 @@ from repmet.trial import Trial, load_splits, read_state
 FAIL_AT_ITERATION_ENV = "REPMET_FAIL_AT_ITERATION"
 FAIL_ONCE_FILE_ENV = "REPMET_FAIL_ONCE_FILE"
 
-_data_cache: dict[tuple[Any, ...], DatasetSplits] = {}
-
 
 class InjectedFailure(RuntimeError):
     """Raised by the fault injection hook; never raised in normal runs."""
-
-
-def cached_splits(config: TrialConfig) -> DatasetSplits:
-    """The data set of ``config``, loaded once per worker process."""
-    key = config.data_key()
-    if key not in _data_cache:
-        _data_cache.clear()  # one data set at a time per worker is enough
-        _data_cache[key] = load_splits(config)
-    return _data_cache[key]
 
 
 def _absolute_data_root(config: dict[str, Any]) -> dict[str, Any]:
@@ -68,8 +59,10 @@ class MetricLearningTrainable(tune.Trainable):
     """Trains one metric-learning configuration per Tune trial (any loss of ``repmet.losses``)."""
 
     def setup(self, config: dict[str, Any]) -> None:
-        self.trial_config = TrialConfig.from_dict(_absolute_data_root(dict(config)))
-        self.trial = Trial(self.trial_config, splits=cached_splits(self.trial_config))
+        self.training_config = TrainingConfig.from_dict(_absolute_data_root(dict(config)))
+        use_threads(self.training_config)
+        splits = load_splits(self.training_config, cached=True)
+        self.run = TrainingRun(self.training_config, splits=splits)
         self._open_writer()
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
@@ -78,13 +71,12 @@ class MetricLearningTrainable(tune.Trainable):
         return True
 
     def step(self) -> dict[str, Any]:
-        config = self.trial_config
-        chunk = min(config.eval_every, config.iterations - self.trial.iteration)
-        self._maybe_inject_failure(chunk)
-        stats = self.trial.train(chunk)
-        val_errors = self.trial.evaluate("val")["val"]
+        config = self.training_config
+        self._maybe_inject_failure(min(config.eval_every, config.iterations - self.run.iteration))
+        scheduled = next_step(self.run)
+        stats, val_errors = scheduled.stats, scheduled.validation
         result: dict[str, Any] = {
-            layout.ITERATION: self.trial.iteration,
+            layout.ITERATION: self.run.iteration,
             layout.TRAIN_LOSS: stats.loss,
             layout.TRAIN_BATCH_ACCURACY: stats.batch_accuracy,
             layout.SECONDS_PER_ITERATION: stats.seconds_per_iteration,
@@ -94,8 +86,8 @@ class MetricLearningTrainable(tune.Trainable):
         for tag in layout.ALL_METRICS:
             if tag == layout.ITERATION:  # the x axis of every curve, not a curve of its own
                 continue
-            self.writer.add_scalar(tag, result[tag], global_step=self.trial.iteration)
-        done = self.trial.iteration >= config.iterations
+            self.writer.add_scalar(tag, result[tag], global_step=self.run.iteration)
+        done = self.run.iteration >= config.iterations
         if done:
             self._write_projector()
         self.writer.flush()
@@ -104,12 +96,12 @@ class MetricLearningTrainable(tune.Trainable):
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         directory = Path(checkpoint_dir)
-        self.trial.save(directory / layout.CHECKPOINT_FILE)
+        self.run.save(directory / layout.CHECKPOINT_FILE)
 
     def load_checkpoint(self, checkpoint: str | dict[str, Any]) -> None:
         if isinstance(checkpoint, dict):
             raise TypeError("MetricLearningTrainable checkpoints are directories, not dicts")
-        self.trial.load_state_dict(read_state(Path(checkpoint) / layout.CHECKPOINT_FILE))
+        self.run.load_state_dict(read_state(Path(checkpoint) / layout.CHECKPOINT_FILE))
 
     def cleanup(self) -> None:
         writer = getattr(self, "writer", None)
@@ -123,18 +115,18 @@ class MetricLearningTrainable(tune.Trainable):
         self.writer = SummaryWriter(log_dir=os.path.join(self.logdir, layout.TENSORBOARD_DIR))
         hparam_values = {
             name: value if isinstance(value, (int, float, str, bool)) else str(value)
-            for name, value in self.trial_config.to_dict().items()
+            for name, value in self.training_config.to_dict().items()
         }
         placeholders = {tag: 0.0 for tag in layout.VAL_ERRORS.values()}
         for summary in hparams(hparam_values, placeholders):
             self.writer.file_writer.add_summary(summary)
 
     def _write_projector(self) -> None:
-        embeddings, labels = self.trial.embed("val")
-        names = self.trial.splits.class_names
+        embeddings, labels = self.run.embed("val")
+        names = self.run.splits.class_names
         metadata = [names[i] if names else str(i) for i in labels.tolist()]
         self.writer.add_embedding(
-            embeddings, metadata=metadata, global_step=self.trial.iteration, tag="val/embedding"
+            embeddings, metadata=metadata, global_step=self.run.iteration, tag="val/embedding"
         )
 
     def _maybe_inject_failure(self, chunk: int) -> None:
@@ -142,6 +134,6 @@ class MetricLearningTrainable(tune.Trainable):
         marker = os.environ.get(FAIL_ONCE_FILE_ENV)
         if not at or not marker or Path(marker).exists():
             return
-        if self.trial.iteration < int(at) <= self.trial.iteration + chunk:
+        if self.run.iteration < int(at) <= self.run.iteration + chunk:
             Path(marker).touch()
             raise InjectedFailure(f"injected failure before iteration {at}")

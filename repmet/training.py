@@ -1,14 +1,19 @@
-"""One trial end to end: data, network, loss, optimisers, cluster index and sampler, built from a
-:class:`~repmet.config.TrialConfig`, trained in chunks of iterations and evaluated on whole splits.
+"""One training run: data, network, loss, optimisers, cluster index and sampler, wired from a
+:class:`~repmet.config.TrainingConfig`, trained in chunks of iterations and measured on whole
+splits. :mod:`repmet.schedule` decides when to train and when to measure.
 
 The same object serves the plain command line (``python -m repmet.train``), the Ray Tune trainable
 and the report, which is why its state covers everything needed to continue bit for bit on CPU.
+A run never changes the process's random state or thread count: it draws from its own generators,
+and the entry points set the threads (:func:`use_threads`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import pickle
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,10 +24,10 @@ from typing import Any
 import torch
 
 from repmet.clusters import CLUSTER_SOURCES, ClusterIndex, LossTable
-from repmet.config import TrialConfig
+from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits, LabeledDataset, load_dataset
 from repmet.errors import ArgumentError, CheckpointError, ConfigError, TrainingDiverged
-from repmet.evaluation import compute_embeddings, evaluate
+from repmet.evaluation import compute_embeddings, error_rates
 from repmet.losses import build_loss
 from repmet.models import build_model
 from repmet.sampling import ClusterBatchSampler
@@ -33,7 +38,7 @@ STATE_FORMAT = 1
 
 @dataclass(frozen=True)
 class TrainStats:
-    """What :meth:`Trial.train` measured over its iterations."""
+    """What :meth:`TrainingRun.train` measured over its iterations."""
 
     iterations: int
     loss: float
@@ -51,8 +56,17 @@ class TrainStats:
 
 
 @dataclass(frozen=True)
-class Evaluation:
-    """What :meth:`Trial.evaluation` computed.
+class BestStep:
+    """The validation step of a run with the lowest selection error so far (see
+    :mod:`repmet.schedule`)."""
+
+    iteration: int
+    error: float
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What :meth:`TrainingRun.measure` computed.
 
     Attributes:
         errors: ``{split: {"simple": e, "magnet": e, "repmet": e, "unsupervised": e}}``.
@@ -76,9 +90,25 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_splits(config: TrialConfig) -> DatasetSplits:
-    """Loads the data set a configuration names (train, validation and test splits)."""
-    return load_dataset(
+def use_threads(config: TrainingConfig) -> None:
+    """Sets torch's CPU thread count to the configuration's (entry points call this: a thread
+    count is a property of the process, not of one run)."""
+    if config.num_threads is not None:
+        torch.set_num_threads(config.num_threads)
+
+
+#: The data sets loaded by :func:`load_splits` with ``cached=True``: one at a time, since a Ray
+#: worker runs the trials of one study and the report evaluates the losses of one study.
+_loaded: dict[tuple[Any, ...], DatasetSplits] = {}
+
+
+def load_splits(config: TrainingConfig, *, cached: bool = False) -> DatasetSplits:
+    """Loads the data set a configuration names (train, validation and test splits); with
+    ``cached``, the copy loaded last when the data fields are the same."""
+    key = config.data_key()
+    if cached and key in _loaded:
+        return _loaded[key]
+    splits = load_dataset(
         config.dataset,
         root=config.data_root,
         download=config.download,
@@ -87,9 +117,13 @@ def load_splits(config: TrialConfig) -> DatasetSplits:
         pretrained_normalization=config.pretrained,
         augment=config.augment,
     )
+    if cached:
+        _loaded.clear()
+        _loaded[key] = splits
+    return splits
 
 
-class Trial:
+class TrainingRun:
     """A training run of one configuration.
 
     Args:
@@ -102,7 +136,7 @@ class Trial:
 
     def __init__(
         self,
-        config: TrialConfig,
+        config: TrainingConfig,
         *,
         splits: DatasetSplits | None = None,
         state: dict[str, Any] | None = None,
@@ -113,33 +147,13 @@ class Trial:
         num_classes = self.splits.num_classes
         config.validate_against(torch.bincount(train_labels, minlength=num_classes).tolist())
 
-        if config.num_threads is not None:
-            torch.set_num_threads(config.num_threads)
         self.device = resolve_device(config.device)
-        # Network and representative initialisation draw from the global generator; everything
-        # afterwards (k-means, sampling) draws from the trial's own generator.
-        torch.manual_seed(config.seed)
+        # k-means and sampling draw from the run's generator. Initialisation and augmentation
+        # draw from torch's global generator (nn.init and torchvision know no other), so the run
+        # keeps a private copy of the global state and swaps it in while it uses it.
         self.generator = torch.Generator().manual_seed(config.seed)
-
-        channels, height, _ = self.splits.image_shape
-        self.model = build_model(
-            config.model,
-            embedding_dim=config.embedding_dim,
-            in_channels=channels,
-            image_size=height,
-            pretrained=config.pretrained,
-            weights=config.weights,
-            freeze_backbone=config.freeze_backbone,
-            normalize=config.normalize_embeddings,
-        ).to(self.device)
-        self.loss_fn = build_loss(
-            config.loss,
-            num_classes=num_classes,
-            k=config.k,
-            embedding_dim=config.embedding_dim,
-            alpha=config.alpha,
-            sigma=config.sigma,
-        ).to(self.device)
+        with self._own_global_random_state(seed=config.seed):
+            self.model, self.loss_fn = self._build_networks()
         self.optimizer = torch.optim.Adam(
             [p for p in self.model.parameters() if p.requires_grad],
             lr=config.lr,
@@ -155,10 +169,51 @@ class Trial:
         self.loss_table = LossTable(len(self.splits.train))
         self.sampler = ClusterBatchSampler(m=config.m, d=config.d, generator=self.generator)
         self.iteration = 0
+        self.best: BestStep | None = None
         if state is None:
             self.index = self._build_index(initial=True)
         else:
             self.load_state_dict(state)
+
+    def _build_networks(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        config = self.config
+        channels, height, _ = self.splits.image_shape
+        model = build_model(
+            config.model,
+            embedding_dim=config.embedding_dim,
+            in_channels=channels,
+            image_size=height,
+            pretrained=config.pretrained,
+            weights=config.weights,
+            freeze_backbone=config.freeze_backbone,
+            normalize=config.normalize_embeddings,
+        ).to(self.device)
+        loss = build_loss(
+            config.loss,
+            num_classes=self.splits.num_classes,
+            k=config.k,
+            embedding_dim=config.embedding_dim,
+            alpha=config.alpha,
+            sigma=config.sigma,
+        ).to(self.device)
+        return model, loss
+
+    @contextlib.contextmanager
+    def _own_global_random_state(self, *, seed: int | None = None) -> Iterator[None]:
+        """Runs the block on the run's copy of torch's global random state (seeded afresh when
+        ``seed`` is given) and keeps what the block left; the process's state is restored."""
+        cuda = self.device.type == "cuda"
+        devices = [self.device.index or 0] if cuda else []
+        with torch.random.fork_rng(devices=devices):
+            if seed is not None:
+                torch.manual_seed(seed)
+            else:
+                torch.set_rng_state(self._global_state)
+                if cuda:
+                    torch.cuda.set_rng_state(self._global_cuda_state, self.device)
+            yield
+            self._global_state = torch.get_rng_state()
+            self._global_cuda_state = torch.cuda.get_rng_state(self.device) if cuda else None
 
     # ------------------------------------------------------------------ training
 
@@ -167,6 +222,10 @@ class Trial:
         optimiser steps, loss-table update, and the scheduled index refresh."""
         if iterations < 1:
             raise ArgumentError(f"iterations = {iterations} must be >= 1")
+        with self._own_global_random_state():
+            return self._train(iterations)
+
+    def _train(self, iterations: int) -> TrainStats:
         train_set = self.splits.train
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         accuracy_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -280,23 +339,23 @@ class Trial:
             generator=generator,
         )
 
-    def evaluate(self, *splits: str) -> dict[str, dict[str, float]]:
+    def errors(self, *splits: str) -> dict[str, dict[str, float]]:
         """The simple, Magnet, RepMet and unsupervised errors (in [0, 1]) on each whole split.
 
         Returns:
             ``{split: {"simple": e, "magnet": e, "repmet": e, "unsupervised": e}}``.
         """
-        return self.evaluation(*splits).errors
+        return self.measure(*splits).errors
 
-    def evaluation(self, *splits: str) -> Evaluation:
-        """:meth:`evaluate`, keeping the embeddings and centroids it computed for callers that
-        also draw them."""
+    def measure(self, *splits: str) -> Measurement:
+        """Embeds each whole split (validation by default) and measures its errors, keeping the
+        embeddings and centroids for callers that also draw them."""
         splits = splits or ("val",)
         embedded = {split: self.embed(split) for split in dict.fromkeys(splits)}
         train_embeddings = embedded["train"][0] if "train" in embedded else None
         centroids, classes = self.centroids(train_embeddings)
         errors = {
-            split: evaluate(
+            split: error_rates(
                 embeddings,
                 labels,
                 centroids,
@@ -307,11 +366,33 @@ class Trial:
             )
             for split, (embeddings, labels) in embedded.items()
         }
-        return Evaluation(
+        return Measurement(
             errors=errors, embedded=embedded, centroids=centroids, centroid_classes=classes
         )
 
+    def record_validation(self, error: float) -> BestStep:
+        """Notes the selection error measured at the current iteration; returns the best step so
+        far (the earliest of equal errors)."""
+        if self.best is None or error < self.best.error:
+            self.best = BestStep(iteration=self.iteration, error=error)
+        return self.best
+
     # --------------------------------------------------------------------- state
+
+    def measured_state(self) -> dict[str, Any]:
+        """What a measurement reads: the iteration, the network and the loss's state (its
+        representatives or running variance). Not enough to train on; see :meth:`state_dict`."""
+        return {
+            "iteration": self.iteration,
+            "model": self.model.state_dict(),
+            "loss": self.loss_fn.state_dict(),
+        }
+
+    def load_measured_state(self, state: dict[str, Any]) -> None:
+        """Puts back a :meth:`measured_state`, to measure the run as it was then."""
+        self.iteration = int(state["iteration"])
+        self.model.load_state_dict(state["model"])
+        self.loss_fn.load_state_dict(state["loss"])
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit for bit: weights, representatives, both optimisers,
@@ -327,12 +408,13 @@ class Trial:
             "index": self.index.state_dict(),
             "loss_table": self.loss_table.state_dict(),
             "generator": self.generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": self._global_state,
+            "best": dataclasses.asdict(self.best) if self.best is not None else None,
         }
         if self.rep_optimizer is not None:
             state["rep_optimizer"] = self.rep_optimizer.state_dict()
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if self._global_cuda_state is not None:
+            state["cuda_rng"] = self._global_cuda_state
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -347,9 +429,17 @@ class Trial:
         self.index = ClusterIndex.from_state_dict(state["index"])
         self.loss_table.load_state_dict(state["loss_table"])
         self.generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self._global_state = state["torch_rng"]
+        best = state.get("best")  # format 1 did not record it
+        self.best = (
+            BestStep(iteration=int(best["iteration"]), error=float(best["error"])) if best else None
+        )
+        if self.device.type == "cuda" and "cuda_rng" in state:
+            cuda_state = state["cuda_rng"]
+            # Format 1 stored the states of every visible GPU.
+            if isinstance(cuda_state, list):
+                cuda_state = cuda_state[self.device.index or 0]
+            self._global_cuda_state = cuda_state
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Writes the state atomically (a temporary file renamed into place)."""
@@ -367,14 +457,22 @@ class Trial:
         *,
         splits: DatasetSplits | None = None,
         **overrides: Any,
-    ) -> Trial:
-        """Rebuilds a trial from :meth:`save`'s file; ``overrides`` change run-time fields such as
+    ) -> TrainingRun:
+        """Rebuilds a run from :meth:`save`'s file; ``overrides`` change run-time fields such as
         ``data_root`` or ``device`` (not the hyperparameters)."""
         state = read_state(path)
-        config = TrialConfig.from_dict({**state["config"], **overrides})
+        config = TrainingConfig.from_dict({**state["config"], **overrides})
         return cls(config, splits=splits, state=state)
 
 
 def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Reads a saved trial state with ``weights_only=True`` (no arbitrary code is unpickled)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Reads a saved run state with ``weights_only=True`` (no arbitrary code is unpickled).
+
+    Raises:
+        CheckpointError: a missing, truncated or foreign file.
+    """
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as error:
+        # torch.load reports a truncated or foreign file as one of these
+        raise CheckpointError(f"cannot read the run state {path}: {error}") from None

@@ -1,19 +1,19 @@
-"""The single-trial pipeline: state round trips, evaluation, end-to-end learning and the CLI."""
+"""The training run: state round trips, measurement, end-to-end learning and the CLI."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from repmet.config import TrialConfig
+from repmet.config import TrainingConfig
 from repmet.errors import ArgumentError, ConfigError
 from repmet.train import main as train_main
-from repmet.trial import Trial
+from repmet.training import TrainingRun
 
 ERROR_KEYS = {"simple", "magnet", "repmet", "unsupervised"}
 
 
-def _losses_per_iteration(trial: Trial, iterations: int) -> list[float]:
+def _losses_per_iteration(trial: TrainingRun, iterations: int) -> list[float]:
     return [trial.train(1).loss for _ in range(iterations)]
 
 
@@ -21,16 +21,16 @@ def _losses_per_iteration(trial: Trial, iterations: int) -> list[float]:
 def test_state_round_trip_continues_bit_for_bit(loss: str, digits, tmp_path) -> None:
     # refresh_every=4 puts index refreshes (k-means on the trial's generator) on both sides of the
     # save point, so the test also covers the index and generator state.
-    config = TrialConfig(loss=loss, iterations=20, refresh_every=4, m=6, d=4, k=2, seed=3)
-    uninterrupted = Trial(config, splits=digits)
+    config = TrainingConfig(loss=loss, iterations=20, refresh_every=4, m=6, d=4, k=2, seed=3)
+    uninterrupted = TrainingRun(config, splits=digits)
     expected = _losses_per_iteration(uninterrupted, 14)
 
-    first = Trial(config, splits=digits)
+    first = TrainingRun(config, splits=digits)
     before = _losses_per_iteration(first, 6)
     path = first.save(tmp_path / "trial.pt")
     _losses_per_iteration(first, 3)  # moves on past the save point; must not leak into the copy
 
-    resumed = Trial.load(path, splits=digits)
+    resumed = TrainingRun.load(path, splits=digits)
     assert resumed.iteration == 6
     after = _losses_per_iteration(resumed, 8)
     assert before + after == expected
@@ -40,37 +40,37 @@ def test_state_round_trip_continues_bit_for_bit(loss: str, digits, tmp_path) -> 
 
 
 def test_evaluation_does_not_change_the_course_of_training(digits) -> None:
-    config = TrialConfig(loss="magnet", iterations=10, refresh_every=3, m=4, d=4, k=2)
-    plain = Trial(config, splits=digits)
-    evaluated = Trial(config, splits=digits)
+    config = TrainingConfig(loss="magnet", iterations=10, refresh_every=3, m=4, d=4, k=2)
+    plain = TrainingRun(config, splits=digits)
+    evaluated = TrainingRun(config, splits=digits)
     expected = _losses_per_iteration(plain, 6)
     got = _losses_per_iteration(evaluated, 3)
-    evaluated.evaluate("train", "val")
+    evaluated.errors("train", "val")
     got += _losses_per_iteration(evaluated, 3)
     assert got == expected
 
 
 def test_evaluate_reports_four_errors_per_split(digits) -> None:
-    trial = Trial(TrialConfig(loss="repmet-v1", k=2, m=4), splits=digits)
-    errors = trial.evaluate("train", "val", "test")
+    trial = TrainingRun(TrainingConfig(loss="repmet-v1", k=2, m=4), splits=digits)
+    errors = trial.errors("train", "val", "test")
     assert set(errors) == {"train", "val", "test"}
     for values in errors.values():
         assert set(values) == ERROR_KEYS
         assert all(0.0 <= value <= 1.0 for value in values.values())
-    evaluation = trial.evaluation("train", "test")
-    assert evaluation.errors == {split: errors[split] for split in ("train", "test")}
-    assert torch.equal(evaluation.embedded["test"][0], trial.embed("test")[0])
-    assert torch.equal(evaluation.centroids, trial.centroids()[0])
+    measurement = trial.measure("train", "test")
+    assert measurement.errors == {split: errors[split] for split in ("train", "test")}
+    assert torch.equal(measurement.embedded["test"][0], trial.embed("test")[0])
+    assert torch.equal(measurement.centroids, trial.centroids()[0])
     with pytest.raises(ArgumentError, match="split = 'dev' is not one of"):
-        trial.evaluate("dev")
+        trial.errors("dev")
 
 
 @pytest.mark.parametrize("loss", ["magnet", "repmet-v2"])
 def test_training_learns_an_embedding_on_digits(loss: str, digits) -> None:
-    trial = Trial(TrialConfig(loss=loss, iterations=200), splits=digits)
-    untrained = trial.evaluate("val")["val"]["simple"]
+    trial = TrainingRun(TrainingConfig(loss=loss, iterations=200), splits=digits)
+    untrained = trial.errors("val")["val"]["simple"]
     stats = trial.train(200)
-    trained = trial.evaluate("val")["val"]["simple"]
+    trained = trial.errors("val")["val"]["simple"]
     assert stats.iterations == 200 and stats.examples_per_second > 0
     assert trained < 0.10
     assert trained < untrained / 2
@@ -79,7 +79,7 @@ def test_training_learns_an_embedding_on_digits(loss: str, digits) -> None:
 def test_infeasible_k_fails_before_training(digits) -> None:
     smallest = int(torch.bincount(digits.train.labels).min())
     with pytest.raises(ConfigError, match=f"k = {smallest + 1} exceeds the smallest"):
-        Trial(TrialConfig(k=smallest + 1), splits=digits)
+        TrainingRun(TrainingConfig(k=smallest + 1), splits=digits)
 
 
 def test_cli_prints_error_table(capsys) -> None:
@@ -99,7 +99,7 @@ def test_cli_bad_value_is_one_line_error(capsys) -> None:
 def test_nan_loss_stops_with_a_clear_error(digits) -> None:
     from repmet.errors import TrainingDiverged
 
-    trial = Trial(TrialConfig(loss="magnet", m=4, k=2), splits=digits)
+    trial = TrainingRun(TrainingConfig(loss="magnet", m=4, k=2), splits=digits)
     with torch.no_grad():
         trial.model.head.weight.fill_(float("nan"))
     with pytest.raises(TrainingDiverged, match="training diverged at iteration 1: the magnet loss"):
@@ -107,7 +107,7 @@ def test_nan_loss_stops_with_a_clear_error(digits) -> None:
 
 
 def test_refresh_and_evaluation_embed_without_augmentation() -> None:
-    trial = Trial(TrialConfig(loss="magnet", augment=True, m=4, k=2))
+    trial = TrainingRun(TrainingConfig(loss="magnet", augment=True, m=4, k=2))
     assert trial.splits.train.augmented
     first, _ = trial.embed("train")
     second, _ = trial.embed("train")
@@ -116,14 +116,14 @@ def test_refresh_and_evaluation_embed_without_augmentation() -> None:
 
 
 def test_loading_a_state_skips_the_initial_index_build(digits, tmp_path, monkeypatch) -> None:
-    trial = Trial(TrialConfig(loss="magnet", m=4, k=2), splits=digits)
+    trial = TrainingRun(TrainingConfig(loss="magnet", m=4, k=2), splits=digits)
     trial.train(3)
     path = trial.save(tmp_path / "trial.pt")
 
     def no_build(self, *, initial: bool):
         raise AssertionError("the initial index was built although a state replaces it")
 
-    monkeypatch.setattr(Trial, "_build_index", no_build)
-    loaded = Trial.load(path, splits=digits)
+    monkeypatch.setattr(TrainingRun, "_build_index", no_build)
+    loaded = TrainingRun.load(path, splits=digits)
     assert loaded.iteration == 3
     assert torch.equal(loaded.index.assignments, trial.index.assignments)
