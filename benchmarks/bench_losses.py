@@ -2,7 +2,7 @@
 
 Batch N = M * D = 12 * 4 = 48, C = 102 classes, K = 3 representatives per class (J = 306),
 E = 1024. The references are the ones the tests check the losses against
-(``tests/reference_losses.py``). Target: every vectorised loss at least 20x faster.
+(``repmet/testing/reference_losses.py``). Target: every vectorised loss at least 20x faster.
 
     python benchmarks/bench_losses.py [--repeats 20] [--reference-repeats 3] [--threads 2]
 """
@@ -12,20 +12,13 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from reference_losses import REPRESENTATIVE_REFERENCES, magnet_reference  # noqa: E402
-
-from repmet.losses import (  # noqa: E402
+from repmet.losses import (
     LossOutput,
     cluster_margin_loss,
     magnet_loss,
@@ -34,6 +27,7 @@ from repmet.losses import (  # noqa: E402
     repmet_v2_loss,
     repmet_v3_loss,
 )
+from repmet.testing.reference_losses import REPRESENTATIVE_REFERENCES, magnet_reference
 
 TARGET_SPEEDUP = 20.0
 PLAIN_LOSSES: dict[str, Callable[..., LossOutput]] = {

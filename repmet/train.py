@@ -16,20 +16,21 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from repmet.catalogue import LOSSES
+from repmet.cli import DefaultsHelpFormatter, OneLineArgumentParser, program_name, run_command
 from repmet.config import FIELD_HELP, TrainingConfig
-from repmet.errors import RepmetError
 from repmet.schedule import ScheduledStep, train_and_select
 from repmet.training import TrainingRun, use_threads
 
+PROG = program_name("python -m repmet.train")
 ERROR_KINDS: tuple[str, ...] = ("simple", "magnet", "repmet", "unsupervised")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """One flag per configuration field, typed from the dataclass annotations."""
-    parser = argparse.ArgumentParser(
-        prog="python -m repmet.train",
+    parser = OneLineArgumentParser(
+        prog=PROG,
         description="Train one metric-learning configuration and report its errors.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     hints = typing.get_type_hints(TrainingConfig)
     for field in dataclasses.fields(TrainingConfig):
@@ -100,17 +101,16 @@ def run(config: TrainingConfig, *, save: str | None = None, stream: TextIO = sys
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = vars(build_parser().parse_args(argv))
-    save = args.pop("save")
-    try:
+    """Trains the configuration the command line describes; returns the exit status
+    (:mod:`repmet.cli`)."""
+
+    def body() -> int:
+        args = vars(build_parser().parse_args(argv))
+        save = args.pop("save")
         run(TrainingConfig(**args), save=save)
-    except RepmetError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_command(PROG, body)
 
 
 if __name__ == "__main__":

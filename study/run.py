@@ -7,52 +7,38 @@ study in ``<study folder>/optuna.db``. The folder layout is described in :mod:`r
 
 from __future__ import annotations
 
+import argparse
+import logging
+import math
 import os
+import shlex
+import shutil
 import sys
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-# Set before Ray is imported: they silence banners and warnings that say nothing about the study
-# (the token-auth banner, usage-stats notice, and snapshot warnings of fast trials).
-QUIET_ENVIRONMENT = {
-    "RAY_AUTH_MODE": "disabled",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AIR_NEW_OUTPUT": "0",  # with RunConfig(verbose=0) the classic reporter prints nothing
-    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-}
-for _name, _value in QUIET_ENVIRONMENT.items():
-    os.environ.setdefault(_name, _value)
+import numpy as np
+import optuna
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-if __package__ in (None, ""):
-    # Run as a script without an installed package: make the project importable here and in the
-    # Ray workers this driver starts (they inherit the environment).
-    sys.path.insert(0, str(REPOSITORY))
-    os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(REPOSITORY), os.environ.get("PYTHONPATH")) if p
-    )
-
-import argparse  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import shlex  # noqa: E402
-import shutil  # noqa: E402
-import warnings  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-
-from repmet.config import TrainingConfig  # noqa: E402
-from repmet.errors import ConfigError, RepmetError  # noqa: E402
-from repmet.study_format import (  # noqa: E402
+from repmet.cli import (
+    DefaultsHelpFormatter,
+    OneLineArgumentParser,
+    UsageError,
+    program_name,
+    run_command,
+)
+from repmet.config import TrainingConfig
+from repmet.errors import ConfigError
+from repmet.study_format import (
     MANIFEST_FILE,
     SELECTION_METRIC,
     SELECTION_MODE,
     Manifest,
     StudySettings,
 )
-from search_spaces import (  # noqa: E402
+from search_spaces import (
     CPU_BATCH_BUDGET,
     GPU_BATCH_BUDGET,
     SEARCH_SPACES,
@@ -60,7 +46,16 @@ from search_spaces import (  # noqa: E402
     SpaceContext,
 )
 
-PROG = "study/run.py"
+PROG = program_name("study/run.py")
+
+#: Set before Ray is imported: they silence banners and warnings that say nothing about the study
+#: (the token-auth banner, usage-stats notice, and snapshot warnings of fast trials).
+QUIET_ENVIRONMENT = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AIR_NEW_OUTPUT": "0",  # with RunConfig(verbose=0) the classic reporter prints nothing
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
 
 #: ``--smoke`` shrinks the study to a quick end-to-end check (explicit options still win).
 SMOKE = {"num_samples": 2, "max_iterations": 20, "eval_every": 10}
@@ -68,30 +63,8 @@ SMOKE = {"num_samples": 2, "max_iterations": 20, "eval_every": 10}
 DEFAULT_MAX_FAILURES = 2
 
 
-class UsageError(RepmetError):
-    """A malformed command line (argparse's complaint, as one line)."""
-
-
-class QuietArgumentParser(argparse.ArgumentParser):
-    """An argument parser that raises instead of printing usage and exiting, so that every
-    command-line error ends as one line on stderr."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
-class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a flag's default only where it says something: not for unset values, switches that
-    are off, or help texts that already explain their default."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False) or "(default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = QuietArgumentParser(
+    parser = OneLineArgumentParser(
         prog=PROG,
         description="Search the hyperparameters of Magnet loss, RepMet and the cluster-margin loss "
         "with Ray Tune, Optuna (TPE) and ASHA. Each loss of the space gets its own Tune experiment "
@@ -138,14 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the study the command line describes; returns the exit status."""
+    """Runs the study the command line describes; returns the exit status (:mod:`repmet.cli`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def body() -> int:
         args = build_parser().parse_args(argv)
         return run(args, command=shlex.join(["python", PROG, *argv]))
-    except RepmetError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
+
+    return run_command(PROG, body)
 
 
 def run(args: argparse.Namespace, *, command: str) -> int:
@@ -170,6 +143,8 @@ def run(args: argparse.Namespace, *, command: str) -> int:
 
     # Ray (and the trainable, with it) is imported only once the command line has been checked,
     # so that --help and mistakes answer at once.
+    for name, value in QUIET_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     from study import tuning
 
     started_ray = tuning.connect(address=args.address, verbose=args.verbose)

@@ -19,7 +19,8 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from repmet.errors import ConfigError, RepmetError
+from repmet.cli import WorkFailed
+from repmet.errors import ConfigError
 from repmet.study_format import (
     FINISHED,
     INTERRUPTED,
@@ -39,7 +40,7 @@ ASHA_REDUCTION_FACTOR = 3
 CHECKPOINTS_KEPT = 1
 
 
-class StudyInterrupted(RepmetError):
+class StudyInterrupted(WorkFailed):
     """A study stopped before every trial of a loss finished; ``--resume`` continues it."""
 
 

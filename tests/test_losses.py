@@ -8,12 +8,6 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 import torch
-from reference_losses import (
-    REPRESENTATIVE_REFERENCES,
-    magnet_reference,
-    repmet_cvpr_cross_entropy_reference,
-    repmet_cvpr_hinge_reference,
-)
 from torch import Tensor
 
 from repmet.catalogue import LOSSES
@@ -32,6 +26,12 @@ from repmet.losses import (
     repmet_v3_loss,
 )
 from repmet.losses.base import masked_logsumexp, safe_sqrt
+from repmet.testing.reference_losses import (
+    REPRESENTATIVE_REFERENCES,
+    magnet_reference,
+    repmet_cvpr_cross_entropy_reference,
+    repmet_cvpr_hinge_reference,
+)
 
 REPRESENTATIVE_LOSSES: dict[str, Callable[..., LossOutput]] = {
     "repmet-v1": repmet_v1_loss,

@@ -255,10 +255,10 @@ def test_a_running_study_says_how_many_trials_finished(study_dir, tmp_path, caps
 
 
 def _fails_with(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    assert report_cli.main([*argv, "--no-plots", "--device", "cpu"]) == 1
+    assert report_cli.main([*argv, "--no-plots", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and "Traceback" not in "\n".join(err)
-    return err[-1]
+    assert len(err) == 1 and err[0].startswith("analysis/report.py: error: "), err
+    return err[0]
 
 
 def test_missing_manifest_is_one_line_from_the_command_line(study_dir, tmp_path) -> None:
@@ -274,7 +274,8 @@ def test_missing_manifest_is_one_line_from_the_command_line(study_dir, tmp_path)
     assert completed.returncode != 0
     assert "Traceback" not in completed.stderr
     lines = completed.stderr.strip().splitlines()
-    assert "study.json" in lines[-1] and lines[-1].startswith("error: ")
+    assert len(lines) == 1 and lines[0].startswith("analysis/report.py: error: ")
+    assert "study.json" in lines[0]
 
 
 def test_best_trial_without_checkpoints_is_named(study_dir, tmp_path, capsys) -> None:

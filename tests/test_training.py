@@ -93,7 +93,7 @@ def test_cli_prints_error_table(capsys) -> None:
 def test_cli_bad_value_is_one_line_error(capsys) -> None:
     assert train_main(["--sigma", "0", "--iterations", "1"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "error: sigma = 0.0 must be > 0"
+    assert err == "python -m repmet.train: error: sigma = 0.0 must be > 0"
 
 
 def test_nan_loss_stops_with_a_clear_error(digits) -> None:

@@ -1,0 +1,371 @@
+"""What the study report holds and how it is built: the selection of each loss's trial, its
+measurement on the whole train and test splits, baselines, repeats, tables and figures
+(``python analysis/report.py`` is the command that runs it)."""
+
+from __future__ import annotations
+
+import html
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analysis import plots
+from analysis.scores import (
+    CheckpointLoader,
+    Selection,
+    mean_std_errors,
+    percent_errors,
+    raw_nearest_neighbour_errors,
+    select_best,
+)
+from analysis.study_files import (
+    StudyFolder,
+    TrialStatus,
+)
+from analysis.tables import (
+    MISSING,
+    ResultsTable,
+    Row,
+    Stat,
+    TextTable,
+    loss_label,
+    to_html,
+    to_latex,
+    to_markdown,
+)
+from repmet.catalogue import LOSSES
+from repmet.config import TrainingConfig
+
+UNTRAINED_KEY = "untrained"
+RAW_KEY = "raw-1nn"
+
+
+@dataclass
+class Report:
+    """Everything the report writes, gathered before any file is written."""
+
+    study: StudyFolder
+    results: ResultsTable
+    repeats: ResultsTable | None
+    hyperparameters: TextTable
+    trials: TextTable
+    pictures: list[plots.Picture] = field(default_factory=list)
+    figure_notes: list[str] = field(default_factory=list)
+
+    def tables(self) -> list[TextTable]:
+        tables = [self.results.text()]
+        if self.repeats is not None:
+            tables.append(self.repeats.text())
+        return [*tables, self.hyperparameters, self.trials]
+
+    def markdown(self) -> str:
+        parts = [f"# Results of study {self.study.name}\n"]
+        parts += [to_markdown(table) for table in self.tables()]
+        if self.figure_notes:
+            parts.append(
+                "### Figures not drawn\n\n" + "\n".join(f"- {n}" for n in self.figure_notes)
+            )
+        return "\n".join(parts) + "\n"
+
+    def latex(self) -> str:
+        return "\n".join(to_latex(table) for table in self.tables())
+
+    def html(self) -> str:
+        title = html.escape(f"Results of study {self.study.name}")
+        body = [f"<h1>{title}</h1>"]
+        body += [to_html(table) for table in self.tables()]
+        if self.pictures:
+            body.append("<h2>Figures</h2>")
+        for picture in self.pictures:
+            alt = html.escape(picture.title)
+            body.append(
+                f'<figure><img src="{html.escape(picture.file)}" alt="{alt}">'
+                f"<figcaption>{alt}</figcaption></figure>"
+            )
+        if self.figure_notes:
+            items = "".join(f"<li>{html.escape(note)}</li>" for note in self.figure_notes)
+            body.append(f"<h3>Figures not drawn</h3><ul>{items}</ul>")
+        style = (
+            "body{font-family:sans-serif;margin:2em;max-width:1200px}"
+            "table{border-collapse:collapse;margin:1em 0}"
+            "td,th{border:1px solid #bbb;padding:.25em .6em;text-align:center}"
+            "caption{caption-side:top;text-align:left;padding:.3em 0}"
+            "figure{display:inline-block;margin:1em}img{max-width:100%}"
+            ".note{font-size:small;color:#444}"
+        )
+        return (
+            f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+            f"<style>{style}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+        )
+
+    def write(self, folder: Path, *, formats: str) -> list[Path]:
+        """Writes the selected table files and the HTML page; returns the paths written."""
+        folder.mkdir(parents=True, exist_ok=True)
+        files: dict[str, str] = {}
+        if formats in ("markdown", "all"):
+            files["results.md"] = self.markdown()
+        if formats in ("csv", "all"):
+            files["results.csv"] = self.results.csv()
+            if self.repeats is not None:
+                files["results_repeats.csv"] = self.repeats.csv()
+        if formats in ("latex", "all"):
+            files["results.tex"] = self.latex()
+        files["report.html"] = self.html()
+        written = []
+        for name, text in files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+            written.append(folder / name)
+        return written
+
+
+def progress_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def build_report(
+    study: StudyFolder,
+    *,
+    loader: CheckpointLoader,
+    folder: Path,
+    repeats: int = 0,
+    seed: int | None = None,
+    draw: bool = True,
+    tsne: bool = False,
+    progress: Callable[[str], None] = progress_to_stderr,
+) -> Report:
+    """Selects, evaluates and draws everything the report shows (figures go to ``folder``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    selections: dict[str, Selection] = {}
+    for loss, record in study.losses.items():
+        selection = select_best(record, metric=study.metric, mode=study.mode)
+        if selection is None:
+            notes.append(f"{loss}: no trial has reported {study.metric} yet")
+            continue
+        selections[loss] = selection
+        if selection.note:
+            notes.append(selection.note)
+    notes += [f"{loss}: not started yet" for loss in study.not_started]
+
+    pictures: list[plots.Picture] = []
+    figure_notes: list[str] = []
+    rows: list[Row] = []
+    # Every selected checkpoint is read before any work starts, so that a damaged folder ends the
+    # report with its one error line and nothing else.
+    runs = {loss: loader.load(selection) for loss, selection in selections.items()}
+    configs = {loss: run.config for loss, run in runs.items()}  # as stored in each checkpoint
+    for loss, run in runs.items():
+        selection = selections[loss]
+        progress(
+            f"evaluating {loss}: trial {selection.trial.name}, checkpoint at iteration "
+            f"{selection.checkpoint_iteration}"
+        )
+        measurement = run.measure("train", "test")
+        rows.append(Row(loss, loss_label(loss), percent_errors(measurement.errors)))
+        if draw:
+            embeddings, labels = measurement.embedded["test"]
+            file = f"embedding_{loss}.png"
+            plots.plot_embedding_map(
+                embeddings,
+                labels,
+                measurement.centroids,
+                measurement.centroid_classes,
+                title=loss_label(loss),
+                path=folder / file,
+                tsne=tsne,
+                seed=run.config.seed,
+                class_names=run.splits.class_names,
+            )
+            pictures.append(plots.Picture(title=f"{loss_label(loss)}: test embeddings", file=file))
+    if configs:
+        first = next(iter(configs))
+        rows += baseline_rows(first, configs[first], loader=loader, progress=progress)
+    for loss, config in configs.items():
+        if loss in LOSSES:
+            notes += LOSSES.get(loss).report_notes(config.to_dict())
+
+    results = ResultsTable(
+        title="Errors (%)",
+        rows=tuple(rows),
+        caption=results_caption(study, selections),
+        notes=tuple(notes),
+    )
+    repeated = None
+    if repeats:
+        repeated = repeat_table(configs, loader=loader, repeats=repeats, seed=seed)
+
+    if draw:
+        progress("drawing figures")
+        curves = "val_error_curves.png"
+        plots.plot_val_curves(study.losses, selections, metric=study.metric, path=folder / curves)
+        pictures.insert(0, plots.Picture(title="Validation error of every trial", file=curves))
+        for loss in study.losses:
+            views = plots.plot_optuna_views(study.optuna_path, loss, folder=folder)
+            pictures += views.pictures
+            figure_notes += views.notes
+
+    return Report(
+        study=study,
+        results=results,
+        repeats=repeated,
+        hyperparameters=hyperparameter_table(study, selections, configs),
+        trials=trial_count_table(study),
+        pictures=pictures,
+        figure_notes=figure_notes,
+    )
+
+
+def baseline_rows(
+    loss: str,
+    config: TrainingConfig,
+    *,
+    loader: CheckpointLoader,
+    progress: Callable[[str], None],
+) -> list[Row]:
+    """The untrained network (the best configuration of the first loss, not trained) and
+    1-nearest-neighbour on raw pixels (Simple column only)."""
+    progress(f"evaluating baselines: untrained network ({loss} configuration), raw 1-NN")
+    untrained = loader.build(config)
+    rows = [
+        Row(
+            UNTRAINED_KEY,
+            f"Untrained network ({loss_label(loss)} config)",
+            percent_errors(untrained.errors("train", "test")),
+        )
+    ]
+    train_error, test_error = raw_nearest_neighbour_errors(untrained.splits)
+    rows.append(
+        Row(
+            RAW_KEY,
+            "1-NN on raw pixels",
+            {"simple": (Stat(100.0 * train_error), Stat(100.0 * test_error))},
+        )
+    )
+    return rows
+
+
+def repeat_table(
+    configs: Mapping[str, TrainingConfig],
+    *,
+    loader: CheckpointLoader,
+    repeats: int,
+    seed: int | None,
+) -> ResultsTable:
+    """Each loss's best configuration trained ``repeats`` more times with seeds base+1..base+N."""
+    rows = []
+    bases = []
+    for loss, config in configs.items():
+        base = seed if seed is not None else config.seed
+        bases.append(base)
+        runs = loader.retrain(config, seeds=range(base + 1, base + repeats + 1))
+        rows.append(Row(loss, loss_label(loss), mean_std_errors(runs)))
+    seeds = ", ".join(sorted({f"{b + 1}..{b + repeats}" for b in bases}))
+    return ResultsTable(
+        title=f"Errors (%) of the best configurations re-trained, mean ± std over N = {repeats}",
+        rows=tuple(rows),
+        caption=(
+            f"Each loss's best configuration trained from scratch N = {repeats} times with seeds "
+            f"{seeds} for its configured iterations (same data split), evaluated at its best "
+            "validation step on the whole train (test) splits, as in the study; mean ± sample "
+            "standard deviation over the N runs."
+        ),
+    )
+
+
+def results_caption(study: StudyFolder, selections: Mapping[str, Selection]) -> str:
+    dataset = study.fixed.get("dataset") or _first_param(selections, "dataset") or "?"
+    progress = "; ".join(
+        f"{loss_label(loss)} {record.finished} of {record.planned} trials finished"
+        for loss, record in study.losses.items()
+    )
+    unfinished = any(record.finished < record.planned for record in study.losses.values())
+    state = "Study still running" if unfinished or study.not_started else "Study complete"
+    return (
+        f"Errors in percent as Train (Test) on the whole splits of {dataset}, from the checkpoint "
+        f"with the lowest validation error ({study.metric}) of each loss's best trial. "
+        f"{state}: {progress}."
+    )
+
+
+def searched_fields(study: StudyFolder, selection: Selection) -> set[str]:
+    """The fields the study searched for a loss: its catalogue entry's, or for a loss that is not
+    catalogued here, the sampled ones (in the trial's config but not the study's fixed settings)."""
+    if selection.loss in LOSSES:
+        return set(LOSSES.get(selection.loss).searched)
+    return set(selection.trial.params) - set(study.fixed) - {"loss"}
+
+
+def hyperparameter_table(
+    study: StudyFolder,
+    selections: Mapping[str, Selection],
+    configs: Mapping[str, TrainingConfig],
+) -> TextTable:
+    """The searched hyperparameters of each loss's selected trial, as stored in its checkpoint."""
+    searched = {loss: searched_fields(study, selection) for loss, selection in selections.items()}
+    names = [
+        name
+        for name in TrainingConfig.field_names()
+        if any(name in fields for fields in searched.values())
+    ]
+    rows = []
+    for loss, config in configs.items():
+        selection = selections[loss]
+        values = config.to_dict()
+        rows.append(
+            (
+                loss_label(loss),
+                selection.trial.name,
+                str(selection.checkpoint_iteration),
+                f"{100.0 * selection.best_value:.1f}",
+                *(
+                    _format_value(values[name]) if name in searched[loss] else MISSING
+                    for name in names
+                ),
+            )
+        )
+    return TextTable(
+        title="Selected hyperparameters",
+        header=("Loss", "Trial", "Checkpoint iteration", "Val. error (%)", *names),
+        rows=tuple(rows),
+        caption=(
+            "The searched hyperparameters of the trial in the results table, as stored in its "
+            f"checkpoint ({MISSING}: not searched for that loss)."
+        ),
+    )
+
+
+def trial_count_table(study: StudyFolder) -> TextTable:
+    """Per loss: trials run, finished (of planned), completed, stopped early, failed."""
+    rows = tuple(
+        (
+            loss_label(loss),
+            str(len(record.trials)),
+            f"{record.finished} of {record.planned}",
+            str(record.count(TrialStatus.COMPLETED)),
+            str(record.count(TrialStatus.STOPPED)),
+            str(record.count(TrialStatus.FAILED)),
+            str(record.count(TrialStatus.RUNNING)),
+        )
+        for loss, record in study.losses.items()
+    )
+    return TextTable(
+        title="Trials",
+        header=("Loss", "Run", "Finished", "Completed", "Stopped early", "Failed", "Running"),
+        rows=rows,
+        caption=(
+            "Stopped early: ended by the scheduler (ASHA) before the configured iterations; "
+            "running: no final result yet (still running, or interrupted)."
+        ),
+    )
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def _first_param(selections: Mapping[str, Selection], name: str) -> Any:
+    return next((s.trial.params.get(name) for s in selections.values()), None)
