@@ -13,6 +13,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from repmet.catalogue import LOSSES, LossEntry
@@ -33,6 +34,22 @@ DATA_FIELDS: tuple[str, ...] = (
 
 #: Upper bound on M*D: a batch larger than this is almost certainly a typo on the command line.
 MAX_BATCH_SIZE = 4096
+#: The validation metrics a run's best step can be selected by, with the better direction: the four
+#: errors of the spec and the retrieval and clustering metrics of :mod:`repmet.retrieval`.
+SELECTABLE_METRICS: Mapping[str, str] = MappingProxyType(
+    {
+        "error_simple": "min",
+        "error_magnet": "min",
+        "error_repmet": "min",
+        "error_unsupervised": "min",
+        "p_at_1": "max",
+        "r_precision": "max",
+        "map_at_r": "max",
+        "nmi": "max",
+        "ami": "max",
+    }
+)
+
 #: A batch holds its seed cluster and at least one impostor cluster (Magnet eq. 4 sums over them).
 MIN_CLUSTERS_PER_BATCH = 2
 
@@ -87,6 +104,7 @@ class TrainingConfig:
     iterations: int = 500
     eval_every: int = 100
     eval_batch_size: int = 512
+    select: str = "error_simple"
 
     # Execution.
     seed: int = 0
@@ -97,6 +115,7 @@ class TrainingConfig:
     def __post_init__(self) -> None:
         _require_choice("loss", self.loss, LOSSES.in_order())
         _require_choice("device", self.device, DEVICES)
+        _require_choice("select", self.select, tuple(SELECTABLE_METRICS))
         _require_positive_int("embedding_dim", self.embedding_dim)
         _require_positive_int(
             "m", self.m, minimum=MIN_CLUSTERS_PER_BATCH, why="a batch needs an impostor cluster"
@@ -250,6 +269,9 @@ FIELD_HELP: dict[str, str] = {
     "iterations": "training iterations",
     "eval_every": "evaluate on the validation split every this many iterations",
     "eval_batch_size": "batch size of evaluation and index refresh forward passes",
+    "select": "validation metric that selects the step standing for the run: "
+    + ", ".join(SELECTABLE_METRICS)
+    + " (errors: lower is better; the others: higher)",
     "seed": "seed of initialisation and batch sampling",
     "device": "cpu, cuda or auto",
     "amp": "bfloat16 mixed precision on GPU",

@@ -284,20 +284,26 @@ def assignment_accuracy(cluster_ids: Tensor, labels: Tensor) -> float:
     return float(table.numpy()[rows, cols].sum()) / labels.numel()
 
 
+def unsupervised_clusters(
+    embeddings: Tensor, labels: Tensor, *, seed: int = 0, restarts: int = UNSUPERVISED_RESTARTS
+) -> Tensor:
+    """``[N]`` clusters of k-means with C = number of distinct labels on the embeddings (spec,
+    accuracy 5), the run of lowest inertia of ``restarts`` (as scikit-learn's ``n_init``): a single
+    run can merge two classes into one cluster, which says more about its seeding than about the
+    embedding."""
+    num_classes = int(torch.unique(labels).numel())
+    generator = torch.Generator().manual_seed(seed)
+    return kmeans(
+        embeddings.detach(), num_classes, generator=generator, restarts=restarts
+    ).assignments
+
+
 def unsupervised_accuracy(
     embeddings: Tensor, labels: Tensor, *, seed: int = 0, restarts: int = UNSUPERVISED_RESTARTS
 ) -> float:
-    """k-means with C = number of distinct labels on the embeddings, then
-    :func:`assignment_accuracy` of the clusters against the labels.
-
-    k-means runs ``restarts`` times from different seedings and keeps the run of lowest inertia
-    (as scikit-learn's ``n_init``): a single run can merge two classes into one cluster and
-    report an error that says more about the seeding than about the embedding.
-    """
-    num_classes = int(torch.unique(labels).numel())
-    generator = torch.Generator().manual_seed(seed)
-    result = kmeans(embeddings.detach(), num_classes, generator=generator, restarts=restarts)
-    return assignment_accuracy(result.assignments, labels)
+    """:func:`assignment_accuracy` of the :func:`unsupervised_clusters` against the labels."""
+    clusters = unsupervised_clusters(embeddings, labels, seed=seed, restarts=restarts)
+    return assignment_accuracy(clusters, labels)
 
 
 def error_rates(
@@ -311,10 +317,12 @@ def error_rates(
     seed: int = 0,
     chunk_size: int | None = None,
     restarts: int = UNSUPERVISED_RESTARTS,
+    clusters: Tensor | None = None,
 ) -> dict[str, float]:
     """Errors (1 - accuracy, in [0, 1]) of a split under the keys "simple", "magnet", "repmet"
-    and "unsupervised". The three supervised rules share one distance block per chunk;
-    ``restarts`` goes to :func:`unsupervised_accuracy`."""
+    and "unsupervised". The three supervised rules share one distance block per chunk; the
+    unsupervised error scores ``clusters`` when the caller has them, else
+    :func:`unsupervised_clusters` (``seed``, ``restarts``)."""
     predictions = _per_chunk(
         embeddings,
         centroids,
@@ -330,7 +338,7 @@ def error_rates(
         method: 1.0 - float((predicted == labels).double().mean())
         for method, predicted in predictions.items()
     }
-    errors["unsupervised"] = 1.0 - unsupervised_accuracy(
-        embeddings, labels, seed=seed, restarts=restarts
-    )
+    if clusters is None:
+        clusters = unsupervised_clusters(embeddings, labels, seed=seed, restarts=restarts)
+    errors["unsupervised"] = 1.0 - assignment_accuracy(clusters, labels)
     return errors

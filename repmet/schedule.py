@@ -2,9 +2,10 @@
 the Ray Tune trainable and the report's repeats.
 
 A run trains ``eval_every`` iterations, is measured on the validation split, and so on until it has
-trained ``iterations``. The selection rule is the same everywhere: the step with the lowest
-validation error of :data:`SELECTION_ERROR` stands for the run (the earliest on ties), and that
-step's state is the one evaluated on the test split.
+trained ``iterations``. The selection rule is the same everywhere: the step with the best value of
+the configuration's ``select`` metric on validation stands for the run (the latest on ties, as a
+study keeps the latest of equal checkpoints), and that step's state is the one measured on the test
+split.
 """
 
 from __future__ import annotations
@@ -15,22 +16,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from repmet.errors import ArgumentError
-from repmet.training import TrainingRun, TrainStats
+from repmet.training import Measurement, TrainingRun, TrainStats
 
-#: The validation error that selects a run's best step (a key of ``TrainingRun.errors``).
-SELECTION_ERROR = "simple"
+
+def split_metrics(measurement: Measurement, split: str) -> dict[str, float]:
+    """Every metric of one measured split by its name in :data:`repmet.config.SELECTABLE_METRICS`
+    (``error_<kind>`` for the errors)."""
+    errors = {f"error_{kind}": value for kind, value in measurement.errors[split].items()}
+    return {**errors, **measurement.retrieval[split]}
 
 
 @dataclass(frozen=True)
 class ScheduledStep:
-    """One step of the schedule: what the run trained, its validation errors, and its best step
-    so far under the selection rule."""
+    """One step of the schedule: what the run trained, its validation metrics (by their names in
+    :data:`repmet.config.SELECTABLE_METRICS`), and its best step so far under the selection
+    rule."""
 
     iteration: int
     stats: TrainStats
     validation: dict[str, float]
     best_iteration: int
-    best_error: float
+    best_value: float
 
     @property
     def is_best(self) -> bool:
@@ -42,14 +48,14 @@ def next_step(run: TrainingRun) -> ScheduledStep:
     validation split."""
     config = run.config
     stats = run.train(min(config.eval_every, config.iterations - run.iteration))
-    validation = run.errors("val")["val"]
-    best = run.record_validation(validation[SELECTION_ERROR])
+    validation = split_metrics(run.measure("val"), "val")
+    best = run.record_validation(validation[config.select])
     return ScheduledStep(
         iteration=run.iteration,
         stats=stats,
         validation=validation,
         best_iteration=best.iteration,
-        best_error=best.error,
+        best_value=best.value,
     )
 
 

@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from repmet.config import SELECTABLE_METRICS
 from repmet.errors import ConfigError
 
 #: The version of this layout; a reader upgrades older manifests (:meth:`Manifest.from_dict`).
@@ -57,35 +58,47 @@ ERROR_FILES = ("error.txt", "error.pkl")
 ITERATION = "iteration"
 TRAIN_LOSS = "train/loss"
 TRAIN_BATCH_ACCURACY = "train/batch_accuracy"
-VAL_ERROR_SIMPLE = "val/error_simple"
-VAL_ERROR_MAGNET = "val/error_magnet"
-VAL_ERROR_REPMET = "val/error_repmet"
-VAL_ERROR_UNSUPERVISED = "val/error_unsupervised"
 SECONDS_PER_ITERATION = "time/seconds_per_iteration"
 EXAMPLES_PER_SECOND = "time/examples_per_second"
 
-#: Validation errors by accuracy type, as returned by ``repmet.training.TrainingRun.errors``.
+
+def validation_metric(name: str) -> str:
+    """``val/<name>``: the value of a metric of :data:`SELECTABLE_METRICS` at one step."""
+    return f"val/{name}"
+
+
+def best_metric(name: str) -> str:
+    """``val/best/<name>``: the best value of the metric over a trial's steps so far; the
+    objective of the search, of early stopping and of Tune's best result, so that all of them
+    judge a trial by the step the report evaluates."""
+    return f"val/best/{name}"
+
+
+#: Every validation metric a trial reports at each step.
+VALIDATION_METRICS: tuple[str, ...] = tuple(validation_metric(n) for n in SELECTABLE_METRICS)
+#: Validation errors by accuracy type (the keys of ``TrainingRun.errors``).
 VAL_ERRORS: Mapping[str, str] = {
-    "simple": VAL_ERROR_SIMPLE,
-    "magnet": VAL_ERROR_MAGNET,
-    "repmet": VAL_ERROR_REPMET,
-    "unsupervised": VAL_ERROR_UNSUPERVISED,
+    kind: validation_metric(f"error_{kind}")
+    for kind in ("simple", "magnet", "repmet", "unsupervised")
 }
+VAL_ERROR_SIMPLE = VAL_ERRORS["simple"]
 
-#: Hyperparameter search and ASHA select on this validation error. The test split is never used
-#: while searching: the report evaluates it once, from the best checkpoint.
-SELECTION_METRIC = VAL_ERROR_SIMPLE
-SELECTION_MODE = "min"
+#: What a study selects on unless told otherwise. The test split is never used while searching:
+#: the report evaluates it once, from the best checkpoint.
+DEFAULT_SELECT = "error_simple"
+SELECTION_METRIC = validation_metric(DEFAULT_SELECT)
+SELECTION_MODE = SELECTABLE_METRICS[DEFAULT_SELECT]
 
-#: Every metric a trial reports at each step.
+#: Every metric a trial reports at each step, besides ``best_metric`` of its selection metric.
 ALL_METRICS: tuple[str, ...] = (
     ITERATION,
     TRAIN_LOSS,
     TRAIN_BATCH_ACCURACY,
-    *VAL_ERRORS.values(),
+    *VALIDATION_METRICS,
     SECONDS_PER_ITERATION,
     EXAMPLES_PER_SECOND,
 )
+
 
 # ------------------------------------------------------------------------------ manifest
 
@@ -151,6 +164,18 @@ class StudySettings:
             raise ConfigError(f"--scheduler = {self.scheduler!r} is not one of: asha, none")
         if self.sampler not in ("tpe", "random"):
             raise ConfigError(f"--sampler = {self.sampler!r} is not one of: tpe, random")
+
+    @property
+    def select(self) -> str:
+        """The validation metric (a name of ``SELECTABLE_METRICS``) whose best step stands for a
+        trial."""
+        return self.metric.removeprefix("val/")
+
+    @property
+    def objective(self) -> str:
+        """What the search, early stopping and Tune's best result judge a trial by: the best value
+        of the selection metric over its steps so far."""
+        return best_metric(self.select)
 
     @property
     def iterations(self) -> int:

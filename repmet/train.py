@@ -82,7 +82,8 @@ def run(config: TrainingConfig, *, save: str | None = None, stream: TextIO = sys
         print(
             f"iter {step.iteration:>6}/{config.iterations}  loss {step.stats.loss:.4f}  "
             f"batch acc {step.stats.batch_accuracy:.3f}  "
-            f"val simple {100 * step.validation['simple']:.2f}%  "
+            f"val simple {100 * step.validation['error_simple']:.2f}%  "
+            f"MAP@R {step.validation['map_at_r']:.3f}  "
             f"{step.stats.examples_per_second:,.0f} ex/s",
             file=stream,
             flush=True,

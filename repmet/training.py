@@ -24,12 +24,13 @@ from typing import Any
 import torch
 
 from repmet.clusters import CLUSTER_SOURCES, ClusterIndex, LossTable
-from repmet.config import TrainingConfig
+from repmet.config import SELECTABLE_METRICS, TrainingConfig
 from repmet.data import DatasetSplits, LabeledDataset, load_dataset
 from repmet.errors import ArgumentError, CheckpointError, ConfigError, TrainingDiverged
-from repmet.evaluation import compute_embeddings, error_rates
+from repmet.evaluation import compute_embeddings, error_rates, unsupervised_clusters
 from repmet.losses import build_loss
 from repmet.models import build_model
+from repmet.retrieval import clustering_metrics, retrieval_metrics
 from repmet.sampling import ClusterBatchSampler
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -57,11 +58,11 @@ class TrainStats:
 
 @dataclass(frozen=True)
 class BestStep:
-    """The validation step of a run with the lowest selection error so far (see
+    """The validation step of a run with the best value of its selection metric so far (see
     :mod:`repmet.schedule`)."""
 
     iteration: int
-    error: float
+    value: float
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,15 @@ class Measurement:
 
     Attributes:
         errors: ``{split: {"simple": e, "magnet": e, "repmet": e, "unsupervised": e}}``.
+        retrieval: ``{split: {"p_at_1": p, "r_precision": r, "map_at_r": m, "nmi": n, "ami": a}}``
+            (:mod:`repmet.retrieval`; NMI and AMI of the unsupervised k-means clusters).
         embedded: ``{split: (embeddings, labels)}`` of every evaluated split.
         centroids: ``[J, E]`` centroids the errors were measured against.
         centroid_classes: ``[J]`` class of each centroid.
     """
 
     errors: dict[str, dict[str, float]]
+    retrieval: dict[str, dict[str, float]]
     embedded: dict[str, tuple[torch.Tensor, torch.Tensor]]
     centroids: torch.Tensor
     centroid_classes: torch.Tensor
@@ -354,27 +358,36 @@ class TrainingRun:
         embedded = {split: self.embed(split) for split in dict.fromkeys(splits)}
         train_embeddings = embedded["train"][0] if "train" in embedded else None
         centroids, classes = self.centroids(train_embeddings)
-        errors = {
-            split: error_rates(
+        errors, retrieval = {}, {}
+        for split, (embeddings, labels) in embedded.items():
+            clusters = unsupervised_clusters(embeddings, labels, seed=self.config.seed)
+            errors[split] = error_rates(
                 embeddings,
                 labels,
                 centroids,
                 classes,
                 variance=self.loss_fn.variance,
                 L=self.config.l_nearest,
-                seed=self.config.seed,
+                clusters=clusters,
             )
-            for split, (embeddings, labels) in embedded.items()
-        }
+            retrieval[split] = {
+                **retrieval_metrics(embeddings, labels),
+                **clustering_metrics(clusters, labels),
+            }
         return Measurement(
-            errors=errors, embedded=embedded, centroids=centroids, centroid_classes=classes
+            errors=errors,
+            retrieval=retrieval,
+            embedded=embedded,
+            centroids=centroids,
+            centroid_classes=classes,
         )
 
-    def record_validation(self, error: float) -> BestStep:
-        """Notes the selection error measured at the current iteration; returns the best step so
-        far (the earliest of equal errors)."""
-        if self.best is None or error < self.best.error:
-            self.best = BestStep(iteration=self.iteration, error=error)
+    def record_validation(self, value: float) -> BestStep:
+        """Notes the selection metric measured at the current iteration; returns the best step so
+        far (the latest of equal values, as a study keeps the latest of equal checkpoints)."""
+        sign = 1.0 if SELECTABLE_METRICS[self.config.select] == "min" else -1.0
+        if self.best is None or sign * value <= sign * self.best.value:
+            self.best = BestStep(iteration=self.iteration, value=value)
         return self.best
 
     # --------------------------------------------------------------------- state
@@ -432,7 +445,7 @@ class TrainingRun:
         self._global_state = state["torch_rng"]
         best = state.get("best")  # format 1 did not record it
         self.best = (
-            BestStep(iteration=int(best["iteration"]), error=float(best["error"])) if best else None
+            BestStep(iteration=int(best["iteration"]), value=float(best["value"])) if best else None
         )
         if self.device.type == "cuda" and "cuda_rng" in state:
             cuda_state = state["cuda_rng"]

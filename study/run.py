@@ -29,14 +29,14 @@ from repmet.cli import (
     program_name,
     run_command,
 )
-from repmet.config import TrainingConfig
+from repmet.config import SELECTABLE_METRICS, TrainingConfig
 from repmet.errors import ConfigError
 from repmet.study_format import (
+    DEFAULT_SELECT,
     MANIFEST_FILE,
-    SELECTION_METRIC,
-    SELECTION_MODE,
     Manifest,
     StudySettings,
+    validation_metric,
 )
 from search_spaces import (
     CPU_BATCH_BUDGET,
@@ -99,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-failures", type=int, default=DEFAULT_MAX_FAILURES, help="retries of a failed trial")
     add("--scheduler", default="asha", help="early stopping: asha, or none (every trial runs out)")
     add("--sampler", default="tpe", help="Optuna sampler: tpe, or random (a baseline for TPE)")
+    add(
+        "--select",
+        default=DEFAULT_SELECT,
+        choices=tuple(SELECTABLE_METRICS),
+        metavar="METRIC",
+        help="validation metric that selects each trial's best step and the best trial: "
+        + ", ".join(SELECTABLE_METRICS),
+    )
     add("--seed", type=int, default=0, help="seed of the TPE sampler and of every trial")
     add("--storage", default="results", help="folder holding study folders")
     add("--name", default=None, help="study folder name under --storage (default: the space)")
@@ -204,8 +212,8 @@ def prepare(
         num_samples=first_given(
             args.num_samples, SMOKE["num_samples"] if args.smoke else None, space.num_samples
         ),
-        metric=SELECTION_METRIC,
-        mode=SELECTION_MODE,
+        metric=validation_metric(args.select),
+        mode=SELECTABLE_METRICS[args.select],
         seed=args.seed,
         scheduler=args.scheduler,
         sampler=args.sampler,
@@ -242,6 +250,7 @@ def fixed_config(args: argparse.Namespace, space: SearchSpace) -> dict[str, Any]
     fixed["device"] = "cuda" if args.gpus_per_trial > 0 else "cpu"
     fixed["num_threads"] = max(1, math.floor(args.cpus_per_trial))
     fixed["seed"] = args.seed
+    fixed["select"] = args.select
     return fixed
 
 

@@ -185,12 +185,12 @@ def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
         trainable,
         param_space=dict(settings.fixed),
         tune_config=tune.TuneConfig(
-            metric=settings.metric,
+            metric=settings.objective,
             mode=settings.mode,
             search_alg=ResumableConcurrencyLimiter(
                 ResumableOptunaSearch(
                     space=SEARCH_SPACES.get(settings.space).objective(loss, study.context),
-                    metric=settings.metric,
+                    metric=settings.objective,
                     mode=settings.mode,
                     points_to_evaluate=[dict(settings.baseline[loss])],
                     sampler=sampler(settings),
@@ -275,10 +275,10 @@ def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
 def summarize(loss: str, results: tune.ResultGrid, settings: StudySettings) -> str:
     """One line per loss: trials run and the best configuration found."""
     try:
-        best = results.get_best_result(settings.metric, settings.mode, scope="all")
+        best = results.get_best_result(settings.objective, settings.mode, scope="last")
     except RuntimeError:
-        return f"{loss}: no trial reported {settings.metric}"
-    value = best.metrics_dataframe[settings.metric].agg(settings.mode)
+        return f"{loss}: no trial reported {settings.objective}"
+    value = best.metrics[settings.objective]
     searched = {k: v for k, v in best.config.items() if k in settings.baseline[loss]}
     shown = " ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in searched.items()

@@ -380,3 +380,23 @@ def test_latest_study_is_the_most_recently_modified(tmp_path) -> None:
     assert find_latest_study(tmp_path) == tmp_path / "new"
     with pytest.raises(StudyFolderError, match="no study folder"):
         find_latest_study(tmp_path / "not_a_study")
+
+
+def test_one_selection_rule_from_search_to_report(made, study_dir) -> None:
+    """Optuna's best value, Tune's best result and the report's validation error of the selected
+    trial are one number: the best step of the selected trial."""
+    import optuna
+
+    from repmet.study_format import best_metric
+
+    report, _ = made
+    study = read_study(study_dir)
+    shown = {row[0]: row[3] for row in report.hyperparameters.rows}  # label -> Val. error (%)
+    for loss in LOSSES:
+        selection = select_best(study.losses[loss], metric=study.metric, mode=study.mode)
+        storage = f"sqlite:///{study_dir / 'optuna.db'}"
+        best = optuna.load_study(study_name=loss, storage=storage).best_trial
+        assert best.value == pytest.approx(selection.best_value, abs=1e-12)
+        last = selection.trial.steps[-1].metrics
+        assert last[best_metric("error_simple")] == pytest.approx(selection.best_value, abs=1e-12)
+        assert shown[loss_label(loss)] == f"{100 * selection.best_value:.1f}"

@@ -74,19 +74,20 @@ class MetricLearningTrainable(tune.Trainable):
         config = self.training_config
         self._maybe_inject_failure(min(config.eval_every, config.iterations - self.run.iteration))
         scheduled = next_step(self.run)
-        stats, val_errors = scheduled.stats, scheduled.validation
+        stats = scheduled.stats
         result: dict[str, Any] = {
             layout.ITERATION: self.run.iteration,
             layout.TRAIN_LOSS: stats.loss,
             layout.TRAIN_BATCH_ACCURACY: stats.batch_accuracy,
             layout.SECONDS_PER_ITERATION: stats.seconds_per_iteration,
             layout.EXAMPLES_PER_SECOND: stats.examples_per_second,
+            layout.best_metric(config.select): scheduled.best_value,
         }
-        result.update({layout.VAL_ERRORS[kind]: error for kind, error in val_errors.items()})
-        for tag in layout.ALL_METRICS:
-            if tag == layout.ITERATION:  # the x axis of every curve, not a curve of its own
-                continue
-            self.writer.add_scalar(tag, result[tag], global_step=self.run.iteration)
+        for name, value in scheduled.validation.items():
+            result[layout.validation_metric(name)] = value
+        for tag, value in result.items():
+            if tag != layout.ITERATION:  # the x axis of every curve, not a curve of its own
+                self.writer.add_scalar(tag, value, global_step=self.run.iteration)
         done = self.run.iteration >= config.iterations
         if done:
             self._write_projector()
@@ -117,7 +118,7 @@ class MetricLearningTrainable(tune.Trainable):
             name: value if isinstance(value, (int, float, str, bool)) else str(value)
             for name, value in self.training_config.to_dict().items()
         }
-        placeholders = {tag: 0.0 for tag in layout.VAL_ERRORS.values()}
+        placeholders = {tag: 0.0 for tag in layout.VALIDATION_METRICS}
         for summary in hparams(hparam_values, placeholders):
             self.writer.file_writer.add_summary(summary)
 

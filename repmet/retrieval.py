@@ -1,0 +1,90 @@
+"""The field's retrieval and clustering metrics (Musgrave, Belongie and Lim, "A Metric Learning
+Reality Check", ECCV 2020): precision at 1, R-precision, MAP@R, and NMI and AMI of a k-means
+clustering.
+
+Every query retrieves from the same split with itself left out, by squared Euclidean distance (the
+same order as the Euclidean distance). R is the number of other examples of the query's class;
+a query whose class has no other example has nothing to retrieve and is not counted. Queries are
+processed in blocks, so memory stays bounded on large splits; the tests check the numbers against
+pytorch-metric-learning's ``AccuracyCalculator``.
+"""
+
+from __future__ import annotations
+
+import torch
+from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
+from torch import Tensor
+
+from repmet import geometry
+from repmet.errors import ArgumentError
+
+#: The metrics of :func:`retrieval_metrics`, in table order; every one is better when higher.
+RETRIEVAL_METRICS: tuple[str, ...] = ("p_at_1", "r_precision", "map_at_r")
+#: The clustering metrics of :func:`clustering_metrics`; better when higher.
+CLUSTERING_METRICS: tuple[str, ...] = ("nmi", "ami")
+
+
+def retrieval_metrics(
+    embeddings: Tensor, labels: Tensor, *, chunk_size: int | None = None
+) -> dict[str, float]:
+    """Precision at 1, R-precision and MAP@R of a split retrieving from itself.
+
+    For a query with R other examples of its class and relevance rel(i) of its i-th neighbour:
+    P@1 = rel(1); R-precision = sum_{i <= R} rel(i) / R; MAP@R = sum_{i <= R} P(i) rel(i) / R with
+    P(i) the precision of the first i neighbours. Each is averaged over the counted queries.
+
+    Returns:
+        ``{"p_at_1": p, "r_precision": r, "map_at_r": m}`` in [0, 1]; NaN when no query counts.
+    """
+    if embeddings.dim() != 2 or labels.shape != embeddings.shape[:1]:
+        raise ArgumentError(
+            f"embeddings {tuple(embeddings.shape)} and labels {tuple(labels.shape)} must be "
+            "[N, E] and [N]"
+        )
+    points = embeddings.detach().float()
+    points = points - points.mean(dim=0, keepdim=True)  # see repmet.geometry: rounding only
+    labels = labels.long()
+    _, class_index = torch.unique(labels, return_inverse=True)
+    counts = torch.bincount(class_index)
+    relevant = counts[class_index] - 1  # R of every query
+    largest = int(relevant.max()) if relevant.numel() else 0
+    if largest == 0:
+        return dict.fromkeys(RETRIEVAL_METRICS, float("nan"))
+    norms = geometry.squared_norms(points)
+    if chunk_size is None:
+        chunk_size = geometry.rows_per_block(points.shape[0], geometry.DISTANCE_BLOCK_ELEMENTS)
+    totals = torch.zeros(len(RETRIEVAL_METRICS), dtype=torch.float64)
+    ranks = torch.arange(1, largest + 1, dtype=torch.float64)
+    for block in geometry.row_blocks(points.shape[0], chunk_size):
+        distances = geometry.expanded_squared_distances(
+            points[block], points, point_norms=norms[block], centre_norms=norms
+        )
+        rows = torch.arange(distances.shape[0])
+        distances[rows, rows + block.start] = torch.inf  # a query never retrieves itself
+        # A stable sort breaks distance ties by example index, as a reproducible choice.
+        order = torch.sort(distances, dim=1, stable=True).indices[:, :largest]
+        hits = (labels[order] == labels[block, None]).double()  # rel(i), [B, largest]
+        r = relevant[block].double()
+        within = ranks[None, :] <= r[:, None]
+        hits_within = hits * within
+        precision_at_i = hits_within.cumsum(dim=1) / ranks[None, :]
+        counted = r > 0
+        safe_r = r.clamp_min(1.0)
+        totals += torch.stack(
+            [
+                hits[:, 0][counted].sum(),
+                (hits_within.sum(dim=1) / safe_r)[counted].sum(),
+                ((precision_at_i * hits_within).sum(dim=1) / safe_r)[counted].sum(),
+            ]
+        )
+    queries = int((relevant > 0).sum())
+    return {name: float(t) / queries for name, t in zip(RETRIEVAL_METRICS, totals, strict=True)}
+
+
+def clustering_metrics(cluster_ids: Tensor, labels: Tensor) -> dict[str, float]:
+    """Normalised and adjusted mutual information between a clustering and the labels."""
+    clusters, classes = cluster_ids.cpu().numpy(), labels.cpu().numpy()
+    return {
+        "nmi": float(normalized_mutual_info_score(classes, clusters)),
+        "ami": float(adjusted_mutual_info_score(classes, clusters)),
+    }
