@@ -1,0 +1,70 @@
+"""Retrieval and clustering metrics against pytorch-metric-learning's AccuracyCalculator (an
+independent implementation of Musgrave et al., 2020) and against hand-counted cases."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pytorch_metric_learning.distances import LpDistance
+from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+from pytorch_metric_learning.utils.inference import CustomKNN
+
+from repmet.retrieval import clustering_metrics, retrieval_metrics
+
+PML_NAMES = {
+    "p_at_1": "precision_at_1",
+    "r_precision": "r_precision",
+    "map_at_r": "mean_average_precision_at_r",
+    "nmi": "NMI",
+    "ami": "AMI",
+}
+
+
+def _pml(embeddings: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    calculator = AccuracyCalculator(
+        include=("precision_at_1", "r_precision", "mean_average_precision_at_r"),
+        knn_func=CustomKNN(LpDistance(normalize_embeddings=False)),
+        device=torch.device("cpu"),
+    )
+    return calculator.get_accuracy(embeddings, labels, embeddings, labels, ref_includes_query=True)
+
+
+@pytest.mark.parametrize(("seed", "classes", "spread"), [(0, 7, 0.7), (1, 3, 2.0), (2, 12, 0.3)])
+def test_retrieval_matches_pytorch_metric_learning(seed: int, classes: int, spread: float) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, classes, (240,), generator=gen)
+    embeddings = torch.randn(240, 8, generator=gen) + spread * labels[:, None].float()
+    ours = retrieval_metrics(embeddings, labels)
+    reference = _pml(embeddings, labels)
+    for name in ("p_at_1", "r_precision", "map_at_r"):
+        assert ours[name] == pytest.approx(reference[PML_NAMES[name]], abs=1e-9), name
+    assert retrieval_metrics(embeddings, labels, chunk_size=7) == pytest.approx(ours, abs=1e-12)
+
+
+def test_retrieval_counts_by_hand() -> None:
+    # 1-D points; class 0 at 0, 1, 10 and class 1 at 2, 11. Neighbours of 0 are 1 (hit), 2 (miss):
+    # R = 2 for class 0, R = 1 for class 1.
+    points = torch.tensor([[0.0], [1.0], [10.0], [2.0], [11.0]])
+    labels = torch.tensor([0, 0, 0, 1, 1])
+    metrics = retrieval_metrics(points, labels)
+    # P@1 per query: 0->1 hit, 1->0 hit, 10->11 miss, 2->1 miss, 11->10 miss.
+    assert metrics["p_at_1"] == pytest.approx(2 / 5)
+    # R-precision: 0 -> {1, 2}: 1/2; 1 -> {0, 2}: 1/2; 10 -> {11, 2}: 0; 2 -> {1}: 0; 11 -> {10}: 0.
+    assert metrics["r_precision"] == pytest.approx((0.5 + 0.5) / 5)
+    # MAP@R: 0 -> (1/1 * 1) / 2; 1 -> (1/1) / 2; the rest 0.
+    assert metrics["map_at_r"] == pytest.approx((0.5 + 0.5) / 5)
+
+
+def test_singleton_classes_are_not_counted() -> None:
+    points = torch.tensor([[0.0], [0.1], [5.0]])
+    metrics = retrieval_metrics(points, torch.tensor([0, 0, 1]))
+    assert metrics["p_at_1"] == 1.0 and metrics["map_at_r"] == 1.0
+    alone = retrieval_metrics(points, torch.tensor([0, 1, 2]))
+    assert all(value != value for value in alone.values())  # NaN: nothing to retrieve
+
+
+def test_clustering_metrics_of_a_perfect_and_a_random_clustering() -> None:
+    labels = torch.tensor([0, 0, 1, 1, 2, 2] * 20)
+    assert clustering_metrics(labels + 5, labels) == pytest.approx({"nmi": 1.0, "ami": 1.0})
+    shuffled = labels[torch.randperm(labels.numel(), generator=torch.Generator().manual_seed(0))]
+    assert clustering_metrics(shuffled, labels)["ami"] == pytest.approx(0.0, abs=0.05)
