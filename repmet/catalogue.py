@@ -210,6 +210,29 @@ register(
 )
 
 
+register(
+    LossEntry(
+        name="softmax",
+        label="Softmax (cross-entropy baseline)",
+        module="repmet.losses.softmax:SoftmaxLoss",
+        summary="softmax cross-entropy of a linear classifier on the embedding, the baseline of "
+        "both papers",
+        clusters="k-means",
+        batches="uniform",
+        # K sets the clusters its Magnet and RepMet accuracies are measured with; M * D is its
+        # batch size.
+        searched=("k", "m", "d", "embedding_dim", "lr", "weight_decay"),
+        # The index only feeds neighbourhood batches, so it is never rebuilt.
+        defaults={"refresh_every": 0, "weight_decay": 1e-4},
+        notes=(
+            "{label}: a linear classifier on the embedding trained with cross-entropy on uniform "
+            "batches of m x d = {m} x {d} examples; its accuracies are measured on the "
+            "embedding alone, against per-class k-means centroids and their fitted variance.",
+        ),
+    )
+)
+
+
 def import_plugins() -> list[str]:
     """Imports the modules named in ``$REPMET_PLUGINS``, which register their own losses with
     :func:`register`; returns their names."""

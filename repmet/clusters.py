@@ -7,6 +7,7 @@ Layout everywhere: cluster (or representative) j belongs to class ``j // k``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +53,8 @@ class ClusterIndex:
         self.member_order = torch.argsort(self.assignments, stable=True)
         self._sizes = torch.bincount(self.assignments, minlength=self.num_clusters)
         self.member_offsets = torch.cumsum(self._sizes, 0) - self._sizes
+        #: sum_n d(x_n, c_{a(n)}) when the index was fitted by k-means, else None.
+        self.inertia: float | None = None
 
     @property
     def num_clusters(self) -> int:
@@ -67,10 +70,21 @@ class ClusterIndex:
         num_classes: int,
         k: int,
         generator: torch.Generator,
+        restarts: int = 1,
     ) -> ClusterIndex:
-        """Magnet-style index: k-means with k clusters on every class's embeddings."""
-        result = kmeans(embeddings, k, groups=labels, num_groups=num_classes, generator=generator)
-        return cls(result.centroids, result.assignments, num_classes=num_classes, k=k)
+        """Magnet-style index: k-means with k clusters on every class's embeddings (each class
+        keeping its best of ``restarts`` runs). ``inertia`` holds the sum of squared distances."""
+        result = kmeans(
+            embeddings,
+            k,
+            groups=labels,
+            num_groups=num_classes,
+            generator=generator,
+            restarts=restarts,
+        )
+        index = cls(result.centroids, result.assignments, num_classes=num_classes, k=k)
+        index.inertia = float(result.inertia.sum())
+        return index
 
     @classmethod
     def from_representatives(
@@ -185,6 +199,28 @@ class LossTable:
         self.losses = losses.to(torch.float32).clone()
 
 
+#: k-means runs per class for evaluation centroids; each class keeps its run of lowest inertia, so
+#: that an evaluation does not depend on one seeding.
+EVALUATION_RESTARTS = 10
+
+
+@dataclass(frozen=True)
+class EvaluationCentroids:
+    """What evaluation measures a split against (spec: "Centroids for evaluation").
+
+    Attributes:
+        centroids: ``[J, E]``.
+        classes: ``[J]`` class of each centroid.
+        fitted_variance: sigma^2 = sum_n d(x_n, c_{a(n)}) / (N - 1) of the training embeddings
+            around k-means centroids (the Magnet paper's eq. 5 over the whole split), for losses
+            without a variance of their own; None for learned representatives.
+    """
+
+    centroids: Tensor
+    classes: Tensor
+    fitted_variance: float | None = None
+
+
 class ClusterSource(ABC):
     """Where a loss's clusters come from (the ``clusters`` field of its catalogue entry)."""
 
@@ -219,8 +255,8 @@ class ClusterSource(ABC):
         num_classes: int,
         k: int,
         generator: torch.Generator,
-    ) -> tuple[Tensor, Tensor]:
-        """``([J, E] centroids, [J] classes)`` that evaluation measures against."""
+    ) -> EvaluationCentroids:
+        """What evaluation measures against."""
 
 
 class KMeansClusters(ClusterSource):
@@ -256,13 +292,20 @@ class KMeansClusters(ClusterSource):
         num_classes: int,
         k: int,
         generator: torch.Generator,
-    ) -> tuple[Tensor, Tensor]:
+    ) -> EvaluationCentroids:
         if embeddings is None:
             raise ArgumentError("k-means evaluation centroids need the training embeddings")
         index = ClusterIndex.fit(
-            embeddings, labels, num_classes=num_classes, k=k, generator=generator
+            embeddings,
+            labels,
+            num_classes=num_classes,
+            k=k,
+            generator=generator,
+            restarts=EVALUATION_RESTARTS,
         )
-        return index.centroids, index.centroid_classes
+        assert index.inertia is not None
+        variance = index.inertia / max(embeddings.shape[0] - 1, 1)
+        return EvaluationCentroids(index.centroids, index.centroid_classes, variance)
 
 
 class LearnedRepresentatives(ClusterSource):
@@ -303,8 +346,10 @@ class LearnedRepresentatives(ClusterSource):
         num_classes: int,
         k: int,
         generator: torch.Generator,
-    ) -> tuple[Tensor, Tensor]:
-        return loss.representatives.detach().float().cpu(), loss.representative_classes.cpu()
+    ) -> EvaluationCentroids:
+        return EvaluationCentroids(
+            loss.representatives.detach().float().cpu(), loss.representative_classes.cpu()
+        )
 
 
 #: The cluster source of each value of a catalogue entry's ``clusters``.

@@ -32,6 +32,21 @@ DATA_FIELDS: tuple[str, ...] = (
     "augment",
 )
 
+#: Fields whose default depends on the loss: a catalogue entry's ``defaults`` replace these
+#: global ones, and a value given explicitly replaces both.
+LOSS_DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "normalize_embeddings": False,
+        "alpha": 1.0,
+        "sigma": 0.5,
+        "normalize_representatives": False,
+        "refresh_every": 100,
+        "lr": 1e-3,
+        "rep_lr": 1e-3,
+        "weight_decay": 0.0,
+    }
+)
+
 #: Upper bound on M*D: a batch larger than this is almost certainly a typo on the command line.
 MAX_BATCH_SIZE = 4096
 #: The validation metrics a run's best step can be selected by, with the better direction: the four
@@ -85,22 +100,22 @@ class TrainingConfig:
     weights: str | None = None
     freeze_backbone: bool = False
     embedding_dim: int = 64
-    normalize_embeddings: bool | None = None
+    normalize_embeddings: bool | None = None  # None: the loss's default (LOSS_DEFAULTS)
 
     # The loss and the cluster-neighbourhood sampler.
-    alpha: float = 1.0
-    sigma: float = 0.5
+    alpha: float | None = None
+    sigma: float | None = None
     m: int = 12
     d: int = 4
     k: int = 3
     l_nearest: int = 128
-    normalize_representatives: bool = False
-    refresh_every: int = 100
+    normalize_representatives: bool | None = None
+    refresh_every: int | None = None
 
     # Optimisation.
-    lr: float = 1e-3
-    rep_lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: float | None = None
+    rep_lr: float | None = None
+    weight_decay: float | None = None
     iterations: int = 500
     eval_every: int = 100
     eval_batch_size: int = 512
@@ -114,6 +129,7 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         _require_choice("loss", self.loss, LOSSES.in_order())
+        self._resolve_loss_defaults()
         _require_choice("device", self.device, DEVICES)
         _require_choice("select", self.select, tuple(SELECTABLE_METRICS))
         _require_positive_int("embedding_dim", self.embedding_dim)
@@ -143,6 +159,19 @@ class TrainingConfig:
             )
         if self.pretrained and self.model == "small-cnn":
             raise ConfigError("pretrained=True needs an ImageNet backbone (resnet18 or resnet50)")
+
+    def _resolve_loss_defaults(self) -> None:
+        """Fills every field left at None with the loss's default, else the global one: the
+        stored configuration always says what was trained."""
+        entry = self.loss_entry
+        unknown = sorted(set(entry.defaults) - set(LOSS_DEFAULTS))
+        if unknown:
+            raise ConfigError(
+                f"loss {self.loss!r} has defaults for fields without a per-loss default: {unknown}"
+            )
+        for name, fallback in LOSS_DEFAULTS.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, entry.defaults.get(name, fallback))
 
     @property
     def loss_entry(self) -> LossEntry:
@@ -254,7 +283,7 @@ FIELD_HELP: dict[str, str] = {
     "weights": "file with backbone weights (a torchvision state_dict)",
     "freeze_backbone": "train only the embedding layer",
     "embedding_dim": "embedding size E",
-    "normalize_embeddings": "L2-normalise embeddings (default: on for ResNets, off for small-cnn)",
+    "normalize_embeddings": "L2-normalise embeddings (default: the loss's)",
     "alpha": "margin alpha of the loss",
     "sigma": "sigma of the RepMet-style and cluster-margin losses",
     "m": "M: clusters per batch",

@@ -1,8 +1,8 @@
 """Embedding networks by name: a backbone followed by a linear embedding layer.
 
 ``build_model("small-cnn", embedding_dim=..., in_channels=..., image_size=...)`` returns a module
-mapping images [B, C, H, W] to embeddings [B, E]. The ResNets L2-normalise their embeddings by
-default, as the 2018 RepMet code did; the small CNN does not.
+mapping images [B, C, H, W] to embeddings [B, E], L2-normalised when the caller asks: whether to
+normalise is a choice of the loss (its catalogue entry's default), not of the network.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ class ModelSpec:
     Attributes:
         build_backbone: ``(in_channels, image_size) -> (module, feature_dim)``; the module maps
             [B, C, H, W] to features [B, feature_dim] and starts from a random initialisation.
-        normalize: whether embeddings are L2-normalised unless the caller says otherwise.
         pretrained: loads ImageNet weights into the backbone, or None when the family has none.
         fold_stem: for RGB families (built with 3 channels so that RGB weights load), turns the
             stem into one taking the given number of channels; None builds for the input's
@@ -42,7 +41,6 @@ class ModelSpec:
     """
 
     build_backbone: Callable[[int, int], tuple[nn.Module, int]]
-    normalize: bool
     pretrained: Callable[[nn.Module], None] | None = None
     fold_stem: Callable[[nn.Module, int], None] | None = None
 
@@ -155,9 +153,7 @@ def _resnet_spec(name: str, factory: Callable[..., tv_models.ResNet], weights: o
 
     MODELS.add(
         name,
-        ModelSpec(
-            build_backbone, normalize=True, pretrained=load_pretrained, fold_stem=_adapt_stem
-        ),
+        ModelSpec(build_backbone, pretrained=load_pretrained, fold_stem=_adapt_stem),
     )
 
 
@@ -180,7 +176,7 @@ def _load_weights_file(backbone: nn.Module, path: Path) -> None:
     _load_backbone_state(backbone, state, source=f"the weights in {path}")
 
 
-MODELS.add("small-cnn", ModelSpec(_small_cnn, normalize=False))
+MODELS.add("small-cnn", ModelSpec(_small_cnn))
 _resnet_spec("resnet18", tv_models.resnet18, tv_models.ResNet18_Weights.IMAGENET1K_V1)
 _resnet_spec("resnet50", tv_models.resnet50, tv_models.ResNet50_Weights.IMAGENET1K_V2)
 
@@ -199,7 +195,7 @@ def build_model(
     pretrained: bool = False,
     weights: str | os.PathLike | None = None,
     freeze_backbone: bool = False,
-    normalize: bool | None = None,
+    normalize: bool = False,
 ) -> EmbeddingNet:
     """Builds the named embedding network, mapping [B, in_channels, H, W] to [B, embedding_dim].
 
@@ -212,7 +208,7 @@ def build_model(
         weights: a state_dict file for the backbone to start from instead (a classifier in it is
             ignored); giving it implies ``pretrained``.
         freeze_backbone: train only the embedding layer.
-        normalize: L2-normalise embeddings; None takes the model's default (ResNets: True).
+        normalize: L2-normalise the embeddings (a choice of the loss, see repmet.catalogue).
 
     Raises:
         UnknownNameError: ``name`` is not registered.
@@ -238,6 +234,6 @@ def build_model(
         backbone,
         feature_dim,
         embedding_dim=embedding_dim,
-        normalize=spec.normalize if normalize is None else normalize,
+        normalize=normalize,
         freeze_backbone=freeze_backbone,
     )

@@ -136,3 +136,34 @@ class ClusterBatchSampler:
                 f"this sampler has m = {self.m}, d = {self.d}."
             )
         self.generator.set_state(state["generator_state"])
+
+
+class UniformBatchSampler:
+    """Draws M * D training examples uniformly without replacement (the whole split when it is
+    smaller): the batches of a classification loss, which needs no cluster neighbourhoods.
+
+    Args:
+        m, d: the batch holds ``m * d`` examples, as a neighbourhood batch would.
+        generator: the only source of randomness.
+    """
+
+    def __init__(self, *, m: int, d: int, generator: torch.Generator) -> None:
+        if m < 1 or d < 1:
+            raise ArgumentError(f"m = {m} and d = {d} must be at least 1.")
+        self.batch_size = m * d
+        self.generator = generator
+
+    def sample(
+        self, index: ClusterIndex, loss_table: LossTable, centers: Tensor | None = None
+    ) -> ClusterBatch:
+        """Draws one batch; ``cluster_ids`` are the rows' clusters in ``index``."""
+        count = index.assignments.shape[0]
+        rows = torch.randperm(count, generator=self.generator)[: self.batch_size]
+        return ClusterBatch(indices=rows, cluster_ids=index.assignments[rows])
+
+
+#: The batch sampler of each value of a catalogue entry's ``batches``.
+BATCH_SAMPLERS: dict[str, type[ClusterBatchSampler] | type[UniformBatchSampler]] = {
+    "neighbourhood": ClusterBatchSampler,
+    "uniform": UniformBatchSampler,
+}

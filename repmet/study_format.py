@@ -4,7 +4,7 @@ reads it; none of them spells a file or metric name of its own.
 
 This module imports neither torch nor Ray, so that reading a study folder needs neither.
 
-Study folder layout (``FORMAT_VERSION`` 1)::
+Study folder layout (``FORMAT_VERSION`` 2)::
 
     <storage>/<name>/
         study.json                  the manifest (:class:`Manifest`), rewritten atomically
@@ -13,7 +13,7 @@ Study folder layout (``FORMAT_VERSION`` 1)::
             tuner.pkl, experiment_state-*.json, searcher-state-*.pkl, search_gen_state-*.json
                                     Tune's own state, used by ``--resume``
             trial_<NNN>_<trial id>/ one folder per trial, NNN = creation order (001 = baseline)
-                params.json         the trial config: a flat TrainingConfig dict (fixed + sampled)
+                params.json         the whole TrainingConfig of the trial (defaults included)
                 result.json         one JSON object per step (every ``eval_every`` iterations)
                                     with the metrics below, Tune's ``training_iteration``, ``done``
                 progress.csv        the same rows as CSV
@@ -38,8 +38,10 @@ from typing import Any
 from repmet.config import SELECTABLE_METRICS
 from repmet.errors import ConfigError
 
-#: The version of this layout; a reader upgrades older manifests (:meth:`Manifest.from_dict`).
-FORMAT_VERSION = 1
+#: The version of this layout. Version 1 had no ``val/best/...`` metric, partial ``params.json``
+#: files (the sampled fields and the study's fixed settings only) and checkpoints of run-state
+#: format 1. The analysis reads both; only the current version can be resumed.
+FORMAT_VERSION = 2
 
 # ----------------------------------------------------------------------------- file names
 
@@ -229,6 +231,7 @@ class Manifest:
     started: str
     finished: str | None
     status: dict[str, str]
+    version: int = FORMAT_VERSION
 
     @classmethod
     def create(cls, folder: Path, settings: StudySettings, *, command: str) -> Manifest:
@@ -257,6 +260,7 @@ class Manifest:
             started=str(values.get("started", "")),
             finished=values.get("finished"),
             status={loss: str(values["status"].get(loss, PENDING)) for loss in values["losses"]},
+            version=int(values.get("version", 1)),
         )
 
     def set_status(self, loss: str, status: str) -> None:
@@ -267,7 +271,7 @@ class Manifest:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "version": FORMAT_VERSION,
+            "version": self.version,
             **self.settings.to_dict(),
             "status": dict(self.status),
             "started": self.started,

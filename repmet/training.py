@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from repmet.clusters import CLUSTER_SOURCES, ClusterIndex, LossTable
+from repmet.clusters import CLUSTER_SOURCES, ClusterIndex, EvaluationCentroids, LossTable
 from repmet.config import SELECTABLE_METRICS, TrainingConfig
 from repmet.data import DatasetSplits, LabeledDataset, load_dataset
 from repmet.errors import ArgumentError, CheckpointError, ConfigError, TrainingDiverged
@@ -31,10 +31,12 @@ from repmet.evaluation import compute_embeddings, error_rates, unsupervised_clus
 from repmet.losses import build_loss
 from repmet.models import build_model
 from repmet.retrieval import clustering_metrics, retrieval_metrics
-from repmet.sampling import ClusterBatchSampler
+from repmet.sampling import BATCH_SAMPLERS
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-STATE_FORMAT = 1
+#: The layout of a saved run state. Format 1 left ``normalize_embeddings`` at None for "the
+#: network's default" (ResNets normalised, the small CNN did not); format 2 stores what was used.
+STATE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,8 @@ class TrainingRun:
         with self._own_global_random_state(seed=config.seed):
             self.model, self.loss_fn = self._build_networks()
         self.optimizer = torch.optim.Adam(
-            [p for p in self.model.parameters() if p.requires_grad],
+            [p for p in self.model.parameters() if p.requires_grad]
+            + self.loss_fn.network_parameters(),
             lr=config.lr,
             weight_decay=config.weight_decay,
         )
@@ -171,7 +174,9 @@ class TrainingRun:
             else None
         )
         self.loss_table = LossTable(len(self.splits.train))
-        self.sampler = ClusterBatchSampler(m=config.m, d=config.d, generator=self.generator)
+        self.sampler = BATCH_SAMPLERS[self.entry.batches](
+            m=config.m, d=config.d, generator=self.generator
+        )
         self.iteration = 0
         self.best: BestStep | None = None
         if state is None:
@@ -321,9 +326,7 @@ class TrainingRun:
             )
         return embeddings.float(), labels
 
-    def centroids(
-        self, train_embeddings: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def centroids(self, train_embeddings: torch.Tensor | None = None) -> EvaluationCentroids:
         """The centroids used for evaluation (spec), as the loss's cluster source says: per-class
         k-means of the current training embeddings for magnet, the learned representatives
         otherwise.
@@ -357,16 +360,19 @@ class TrainingRun:
         splits = splits or ("val",)
         embedded = {split: self.embed(split) for split in dict.fromkeys(splits)}
         train_embeddings = embedded["train"][0] if "train" in embedded else None
-        centroids, classes = self.centroids(train_embeddings)
+        reference = self.centroids(train_embeddings)
+        variance = self.loss_fn.variance
+        if variance is None:
+            variance = reference.fitted_variance
         errors, retrieval = {}, {}
         for split, (embeddings, labels) in embedded.items():
             clusters = unsupervised_clusters(embeddings, labels, seed=self.config.seed)
             errors[split] = error_rates(
                 embeddings,
                 labels,
-                centroids,
-                classes,
-                variance=self.loss_fn.variance,
+                reference.centroids,
+                reference.classes,
+                variance=variance,
                 L=self.config.l_nearest,
                 clusters=clusters,
             )
@@ -378,8 +384,8 @@ class TrainingRun:
             errors=errors,
             retrieval=retrieval,
             embedded=embedded,
-            centroids=centroids,
-            centroid_classes=classes,
+            centroids=reference.centroids,
+            centroid_classes=reference.classes,
         )
 
     def record_validation(self, value: float) -> BestStep:
@@ -432,7 +438,9 @@ class TrainingRun:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("format") != STATE_FORMAT:
-            raise CheckpointError(f"unsupported trial state format {state.get('format')!r}")
+            raise CheckpointError(
+                f"run state format {state.get('format')!r}; read saved states with read_state"
+            )
         self.iteration = int(state["iteration"])
         self.model.load_state_dict(state["model"])
         self.loss_fn.load_state_dict(state["loss"])
@@ -479,13 +487,24 @@ class TrainingRun:
 
 
 def read_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Reads a saved run state with ``weights_only=True`` (no arbitrary code is unpickled).
+    """Reads a saved run state with ``weights_only=True`` (no arbitrary code is unpickled),
+    upgraded to the current format.
 
     Raises:
-        CheckpointError: a missing, truncated or foreign file.
+        CheckpointError: a missing, truncated or foreign file, or a format this version does not
+            know.
     """
     try:
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
     except (OSError, EOFError, RuntimeError, pickle.UnpicklingError) as error:
         # torch.load reports a truncated or foreign file as one of these
         raise CheckpointError(f"cannot read the run state {path}: {error}") from None
+    if not isinstance(state, dict) or state.get("format") not in (1, STATE_FORMAT):
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path} is not a run state of a known format (found {found!r})")
+    if state["format"] == 1:
+        config = dict(state["config"])
+        if config.get("normalize_embeddings") is None:
+            config["normalize_embeddings"] = config.get("model", "small-cnn") != "small-cnn"
+        state = {**state, "config": config, "format": STATE_FORMAT}
+    return state

@@ -144,6 +144,7 @@ DEFAULT_RANGES: Mapping[str, FloatRange | Choice] = MappingProxyType(
         "sigma": FloatRange(0.1, 2.0),
         "rep_lr": FloatRange(1e-4, 1e-1),
         "alpha": FloatRange(0.05, 5.0),
+        "weight_decay": FloatRange(1e-6, 1e-2),
     }
 )
 #: The order of suggestions (K before M before D: see the module). Every searchable field is here.

@@ -33,6 +33,7 @@ from repmet.config import SELECTABLE_METRICS, TrainingConfig
 from repmet.errors import ConfigError
 from repmet.study_format import (
     DEFAULT_SELECT,
+    FORMAT_VERSION,
     MANIFEST_FILE,
     Manifest,
     StudySettings,
@@ -139,6 +140,12 @@ def run(args: argparse.Namespace, *, command: str) -> int:
         if not (folder / MANIFEST_FILE).is_file():
             raise ConfigError(f"cannot resume: there is no study at {folder}")
         stored = Manifest.read(folder)
+        if stored.version != FORMAT_VERSION:
+            raise ConfigError(
+                f"the study at {folder} was written in study format {stored.version} by an earlier "
+                f"release (this one writes format {FORMAT_VERSION}); its report can still be "
+                "made, but it cannot be resumed: start a new study"
+            )
         stored.command = command
     elif folder.exists() and not args.overwrite:
         raise ConfigError(

@@ -20,6 +20,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from repmet.cli import WorkFailed
+from repmet.config import TrainingConfig
 from repmet.errors import ConfigError
 from repmet.study_format import (
     FINISHED,
@@ -183,7 +184,8 @@ def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
         optuna.delete_study(study_name=loss, storage=storage)
     tuner = tune.Tuner(
         trainable,
-        param_space=dict(settings.fixed),
+        # The whole configuration, so that params.json says everything the trial trained with.
+        param_space=TrainingConfig.from_dict({**settings.fixed, "loss": loss}).to_dict(),
         tune_config=tune.TuneConfig(
             metric=settings.objective,
             mode=settings.mode,

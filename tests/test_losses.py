@@ -385,6 +385,7 @@ ALL_NAMES = sorted(
         "repmet-cvpr",
         "cluster-margin",
         "cluster-margin-v1",
+        "softmax",
     ]
 )
 
@@ -393,8 +394,28 @@ def test_catalogue_names_and_modules_fit_their_entries() -> None:
     assert LOSSES.names() == ALL_NAMES
     for name in ALL_NAMES:
         module = build_loss(name, num_classes=3, k=2, embedding_dim=4, alpha=1.0)
-        assert LOSSES.get(name).learns_representatives == (name != "magnet")
+        assert LOSSES.get(name).learns_representatives == (name not in ("magnet", "softmax"))
         assert isinstance(module, RepresentativeLoss) == LOSSES.get(name).learns_representatives
+
+
+def test_softmax_is_cross_entropy_of_a_linear_classifier_on_the_embedding() -> None:
+    gen = torch.Generator().manual_seed(3)
+    embeddings = torch.randn(12, 4, generator=gen, dtype=torch.float64)
+    labels = torch.randint(0, 3, (12,), generator=gen)
+    loss = build_loss("softmax", num_classes=3, k=2, embedding_dim=4, alpha=1.0).double()
+    weight, bias = loss.classifier.weight, loss.classifier.bias
+    out = loss(embeddings, labels, torch.zeros(12, dtype=torch.long))
+    logits = embeddings @ weight.T + bias
+    log_softmax = logits - logits.exp().sum(dim=1, keepdim=True).log()
+    reference = -log_softmax[torch.arange(12), labels]
+    torch.testing.assert_close(out.per_example, reference)
+    assert float(out.batch_accuracy) == float((logits.argmax(dim=1) == labels).float().mean())
+    # The classifier trains with the network; no variance of its own, so evaluation fits one.
+    assert {id(p) for p in loss.network_parameters()} == {id(weight), id(bias)}
+    assert loss.variance is None
+    for name in ("magnet", "repmet-v1"):
+        other = build_loss(name, num_classes=3, k=2, embedding_dim=4, alpha=1.0)
+        assert other.network_parameters() == [] and other.variance is not None
 
 
 def test_unknown_loss_name_lists_choices() -> None:

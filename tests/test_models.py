@@ -28,18 +28,20 @@ def test_small_cnn_embeds_small_images(in_channels: int, image_size: int) -> Non
 @pytest.mark.parametrize(
     ("name", "in_channels"), [("resnet18", 3), ("resnet18", 1), ("resnet50", 3)]
 )
-def test_resnets_give_unit_norm_embeddings_by_default(name: str, in_channels: int) -> None:
-    model = build_model(name, embedding_dim=16, in_channels=in_channels, image_size=32).eval()
+def test_resnets_give_unit_norm_embeddings_when_asked(name: str, in_channels: int) -> None:
+    model = build_model(
+        name, embedding_dim=16, in_channels=in_channels, image_size=32, normalize=True
+    ).eval()
     with torch.no_grad():
         embeddings = model(torch.randn(3, in_channels, 32, 32))
     assert embeddings.shape == (3, 16) and model.normalize is True
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(3))
 
 
-def test_normalize_overrides_the_model_default() -> None:
+def test_normalisation_is_the_callers_choice_for_every_network() -> None:
     small = build_model("small-cnn", embedding_dim=8, in_channels=1, image_size=8, normalize=True)
     torch.testing.assert_close(small(torch.randn(4, 1, 8, 8)).norm(dim=1), torch.ones(4))
-    resnet = build_model("resnet18", embedding_dim=8, in_channels=3, image_size=32, normalize=False)
+    resnet = build_model("resnet18", embedding_dim=8, in_channels=3, image_size=32)
     assert resnet.normalize is False
 
 

@@ -7,7 +7,7 @@ import torch
 
 from repmet.clusters import ClusterIndex, LossTable
 from repmet.errors import ArgumentError
-from repmet.sampling import ClusterBatchSampler
+from repmet.sampling import ClusterBatchSampler, UniformBatchSampler
 
 # 4 classes x k = 2 clusters; cluster 5 is empty, clusters 1 and 7 are smaller than D = 3.
 SIZES = [5, 1, 6, 3, 8, 0, 4, 2]
@@ -132,3 +132,16 @@ def test_too_few_non_empty_impostors_are_taken_again_nearest_first() -> None:
         assert torch.equal(index.assignments[batch.indices], batch.cluster_ids)
         expected = _expected_impostors(index, int(blocks[0, 0]), index.centroids, count=8)
         assert blocks[1:, 0].tolist() == expected
+
+
+def test_uniform_batches_are_distinct_examples_drawn_evenly() -> None:
+    index = _index()
+    sampler = UniformBatchSampler(m=3, d=2, generator=torch.Generator().manual_seed(0))
+    counts = torch.zeros(sum(SIZES))
+    for _ in range(3000):
+        batch = sampler.sample(index, LossTable(sum(SIZES)))
+        assert batch.indices.shape == (6,) and batch.indices.unique().numel() == 6
+        assert torch.equal(batch.cluster_ids, index.assignments[batch.indices])
+        counts += torch.bincount(batch.indices, minlength=sum(SIZES))
+    expected = 3000 * 6 / sum(SIZES)
+    assert float((counts - expected).abs().max()) < 0.15 * expected

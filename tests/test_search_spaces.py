@@ -60,17 +60,19 @@ def sample_points(space: SearchSpace, loss: str, context: SpaceContext, sampler)
 
 
 def test_registry_names() -> None:
-    assert SEARCH_SPACES.names() == ["all", "cluster-margin", "magnet", "repmet"]
+    assert SEARCH_SPACES.names() == ["all", "cluster-margin", "magnet", "repmet", "softmax"]
     with pytest.raises(UnknownNameError, match="magnet"):
         SEARCH_SPACES.get("nope")
 
 
 def test_space_losses() -> None:
     assert set(SEARCH_SPACES.get("all").losses) == set(LOSSES.names())
-    repmet_losses = ("repmet-v1", "repmet-v2", "repmet-v3", "repmet-cvpr")
+    repmet_losses = ("repmet-v1", "repmet-v2", "repmet-v3", "repmet-cvpr", "softmax")
     assert SEARCH_SPACES.get("repmet").losses == repmet_losses
-    assert SEARCH_SPACES.get("cluster-margin").losses == ("cluster-margin", "cluster-margin-v1")
-    assert SEARCH_SPACES.get("magnet").losses == ("magnet",)
+    margin = ("cluster-margin", "cluster-margin-v1", "softmax")
+    assert SEARCH_SPACES.get("cluster-margin").losses == margin
+    assert SEARCH_SPACES.get("magnet").losses == ("magnet", "softmax")
+    assert SEARCH_SPACES.get("softmax").losses == ("softmax",)
     budgets = {SEARCH_SPACES.get(name).num_samples for name in SEARCH_SPACES}
     assert budgets == {16}
 
@@ -111,6 +113,7 @@ def test_searched_parameters_per_loss() -> None:
     expected = {
         "magnet": common | {"alpha"},
         "repmet-v2": common | representatives,  # alpha cannot change a gradient there
+        "softmax": {"k", "m", "d", "embedding_dim", "lr", "weight_decay"},
     }
     for loss in space.losses:
         wanted = expected.get(loss, common | representatives | {"alpha"})

@@ -140,7 +140,16 @@ def test_rerun_refuses_and_leaves_the_folder_untouched(two_loss_study, capsys) -
 def test_resume_after_injected_failure_finishes_without_redoing_trials(ray_local, tmp_path) -> None:
     storage, marker = tmp_path / "studies", tmp_path / "failed-once"
     common = ["--storage", str(storage), "--name", "resume"]
-    args = ["--space", "magnet", "--num-samples", "2", "--max-iterations", "30"]
+    args = [
+        "--space",
+        "magnet",
+        "--losses",
+        "magnet",
+        "--num-samples",
+        "2",
+        "--max-iterations",
+        "30",
+    ]
     args += ["--eval-every", "10", "--scheduler", "none", "--max-failures", "0"]
     args += ["--max-concurrent", "1"]
     # The first trial fails once on its way to iteration 20 (after its checkpoint at 10); the
@@ -263,7 +272,7 @@ def test_smoke_study_on_a_separate_ray_head(tmp_path) -> None:
         )
         assert started.returncode == 0, started.stderr
         result = run_cli(
-            "--space", "magnet", "--smoke", "--address", f"127.0.0.1:{port}",
+            "--space", "magnet", "--losses", "magnet", "--smoke", "--address", f"127.0.0.1:{port}",
             "--storage", str(tmp_path),
         )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr

@@ -63,9 +63,14 @@ class ClusterLoss(nn.Module):
         raise NotImplementedError
 
     @property
-    def variance(self) -> float:
-        """sigma^2 for evaluation."""
+    def variance(self) -> float | None:
+        """sigma^2 for evaluation; None when the loss has none and evaluation fits one."""
         return self.sigma**2
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained with the network, by its optimiser (a classifier head). The
+        representatives have an optimiser of their own and are not among them."""
+        return [p for name, p in self.named_parameters() if name != "representatives"]
 
     def extra_repr(self) -> str:
         return (
