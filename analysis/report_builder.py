@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +14,10 @@ from typing import Any
 from analysis import plots
 from analysis.scores import (
     CheckpointLoader,
+    Scores,
     Selection,
-    mean_std_errors,
-    percent_errors,
+    mean_std_cells,
+    percent_cells,
     raw_nearest_neighbour_errors,
     select_best,
 )
@@ -25,7 +26,10 @@ from analysis.study_files import (
     TrialStatus,
 )
 from analysis.tables import (
+    ERROR_KINDS,
+    METRIC_NAMES,
     MISSING,
+    RETRIEVAL_COLUMNS,
     ResultsTable,
     Row,
     Stat,
@@ -35,8 +39,9 @@ from analysis.tables import (
     to_latex,
     to_markdown,
 )
+from analysis.verdict import CONFIDENCE, verdict
 from repmet.catalogue import LOSSES
-from repmet.config import TrainingConfig
+from repmet.config import SELECTABLE_METRICS, TrainingConfig
 
 UNTRAINED_KEY = "untrained"
 RAW_KEY = "raw-1nn"
@@ -48,16 +53,21 @@ class Report:
 
     study: StudyFolder
     results: ResultsTable
-    repeats: ResultsTable | None
+    retrieval: ResultsTable
+    repeats: Repeats | None
     hyperparameters: TextTable
     trials: TextTable
     pictures: list[plots.Picture] = field(default_factory=list)
     figure_notes: list[str] = field(default_factory=list)
 
     def tables(self) -> list[TextTable]:
-        tables = [self.results.text()]
+        tables = [self.results.text(), self.retrieval.text()]
         if self.repeats is not None:
-            tables.append(self.repeats.text())
+            tables += [
+                self.repeats.verdict,
+                self.repeats.errors.text(),
+                self.repeats.retrieval.text(),
+            ]
         return [*tables, self.hyperparameters, self.trials]
 
     def markdown(self) -> str:
@@ -108,8 +118,10 @@ class Report:
             files["results.md"] = self.markdown()
         if formats in ("csv", "all"):
             files["results.csv"] = self.results.csv()
+            files["retrieval.csv"] = self.retrieval.csv()
             if self.repeats is not None:
-                files["results_repeats.csv"] = self.repeats.csv()
+                files["results_repeats.csv"] = self.repeats.errors.csv()
+                files["retrieval_repeats.csv"] = self.repeats.retrieval.csv()
         if formats in ("latex", "all"):
             files["results.tex"] = self.latex()
         files["report.html"] = self.html()
@@ -152,6 +164,7 @@ def build_report(
     pictures: list[plots.Picture] = []
     figure_notes: list[str] = []
     rows: list[Row] = []
+    retrieval_rows: list[Row] = []
     # Every selected checkpoint is read before any work starts, so that a damaged folder ends the
     # report with its one error line and nothing else.
     runs = {loss: loader.load(selection) for loss, selection in selections.items()}
@@ -163,7 +176,9 @@ def build_report(
             f"{selection.checkpoint_iteration}"
         )
         measurement = run.measure("train", "test")
-        rows.append(Row(loss, loss_label(loss), percent_errors(measurement.errors)))
+        rows.append(Row(loss, loss_label(loss), percent_cells(measurement.errors, ERROR_KINDS)))
+        retrieval = percent_cells(measurement.retrieval, tuple(RETRIEVAL_COLUMNS))
+        retrieval_rows.append(Row(loss, loss_label(loss), retrieval))
         if draw:
             embeddings, labels = measurement.embedded["test"]
             file = f"embedding_{loss}.png"
@@ -192,9 +207,21 @@ def build_report(
         caption=results_caption(study, selections),
         notes=tuple(notes),
     )
+    retrieval_table = ResultsTable(
+        title="Retrieval and clustering (%)",
+        rows=tuple(retrieval_rows),
+        caption=(
+            "Precision at 1, R-precision and MAP@R of each split retrieving from itself (Musgrave "
+            "et al., ECCV 2020), and NMI and AMI of the k-means clustering behind the unsupervised "
+            "error, in percent as Train (Test), from the same checkpoints; higher is better."
+        ),
+        columns=RETRIEVAL_COLUMNS,
+    )
     repeated = None
     if repeats:
-        repeated = repeat_table(configs, loader=loader, repeats=repeats, seed=seed)
+        repeated = repeat_tables(
+            configs, loader=loader, repeats=repeats, seed=seed, select=study.select
+        )
 
     if draw:
         progress("drawing figures")
@@ -209,6 +236,7 @@ def build_report(
     return Report(
         study=study,
         results=results,
+        retrieval=retrieval_table,
         repeats=repeated,
         hyperparameters=hyperparameter_table(study, selections, configs),
         trials=trial_count_table(study),
@@ -232,7 +260,7 @@ def baseline_rows(
         Row(
             UNTRAINED_KEY,
             f"Untrained network ({loss_label(loss)} config)",
-            percent_errors(untrained.errors("train", "test")),
+            percent_cells(untrained.errors("train", "test"), ERROR_KINDS),
         )
     ]
     train_error, test_error = raw_nearest_neighbour_errors(untrained.splits)
@@ -246,30 +274,111 @@ def baseline_rows(
     return rows
 
 
-def repeat_table(
+@dataclass(frozen=True)
+class Repeats:
+    """The best configurations trained again with new seeds: the verdict and the mean ± sd tables
+    of the errors and of the retrieval metrics."""
+
+    verdict: TextTable
+    errors: ResultsTable
+    retrieval: ResultsTable
+
+
+def repeat_tables(
     configs: Mapping[str, TrainingConfig],
     *,
     loader: CheckpointLoader,
     repeats: int,
     seed: int | None,
-) -> ResultsTable:
+    select: str,
+) -> Repeats:
     """Each loss's best configuration trained ``repeats`` more times with seeds base+1..base+N."""
-    rows = []
+    runs: dict[str, list[Scores]] = {}
     bases = []
     for loss, config in configs.items():
         base = seed if seed is not None else config.seed
         bases.append(base)
-        runs = loader.retrain(config, seeds=range(base + 1, base + repeats + 1))
-        rows.append(Row(loss, loss_label(loss), mean_std_errors(runs)))
+        runs[loss] = loader.retrain(config, seeds=range(base + 1, base + repeats + 1))
     seeds = ", ".join(sorted({f"{b + 1}..{b + repeats}" for b in bases}))
-    return ResultsTable(
+    caption = (
+        f"Each loss's best configuration trained from scratch N = {repeats} times with seeds "
+        f"{seeds} for its configured iterations (same data split), measured at its best "
+        "validation step on the whole train (test) splits, as in the study; mean ± sample "
+        "standard deviation over the N runs."
+    )
+    errors = ResultsTable(
         title=f"Errors (%) of the best configurations re-trained, mean ± std over N = {repeats}",
+        rows=tuple(
+            Row(loss, loss_label(loss), mean_std_cells([r.errors for r in scores], ERROR_KINDS))
+            for loss, scores in runs.items()
+        ),
+        caption=caption,
+    )
+    kinds = tuple(RETRIEVAL_COLUMNS)
+    retrieval = ResultsTable(
+        title=f"Retrieval and clustering (%) re-trained, mean ± std over N = {repeats}",
+        rows=tuple(
+            Row(loss, loss_label(loss), mean_std_cells([r.retrieval for r in scores], kinds))
+            for loss, scores in runs.items()
+        ),
+        caption=caption,
+        columns=RETRIEVAL_COLUMNS,
+    )
+    return Repeats(verdict=verdict_table(runs, select=select), errors=errors, retrieval=retrieval)
+
+
+def test_value(scores: Scores, metric: str) -> float:
+    """A selectable metric (``error_simple``, ``map_at_r``, ...) of a run on the test split."""
+    if metric.startswith("error_"):
+        return scores.errors["test"][metric.removeprefix("error_")]
+    return scores.retrieval["test"][metric]
+
+
+def verdict_table(runs: Mapping[str, Sequence[Scores]], *, select: str) -> TextTable:
+    """The losses ranked by the study's selection metric on the test split, with mean ± sd and
+    95% confidence intervals, and the losses each cannot be told apart from; MAP@R beside it."""
+    metrics = [select] + (["map_at_r"] if select != "map_at_r" else [])
+    verdicts = {
+        metric: verdict(
+            {
+                loss: [100.0 * test_value(s, metric) for s in scores]
+                for loss, scores in runs.items()
+            },
+            metric=metric,
+            lower_is_better=SELECTABLE_METRICS[metric] == "min",
+        )
+        for metric in metrics
+    }
+    primary = verdicts[select]
+    rows = []
+    for rank, loss in enumerate(primary.ranking, start=1):
+        cells = [str(rank), loss_label(loss)]
+        for metric in metrics:
+            spread = verdicts[metric].spreads[loss]
+            cells += [
+                f"{spread.mean:.2f} ± {spread.sd:.2f}",
+                f"[{spread.low:.2f}, {spread.high:.2f}]",
+            ]
+        tied = primary.indistinguishable(loss)
+        cells.append(", ".join(loss_label(other) for other in tied) if tied else "none")
+        rows.append(tuple(cells))
+    header = ["Rank", "Loss"]
+    for metric in metrics:
+        name = METRIC_NAMES.get(metric, metric)
+        header += [f"{name} (%)", "95% CI"]
+    header.append("Not significantly different from")
+    n = next(iter(primary.spreads.values())).n if primary.spreads else 0
+    return TextTable(
+        title=f"Verdict on the test split, N = {n} runs per loss",
+        header=tuple(header),
         rows=tuple(rows),
         caption=(
-            f"Each loss's best configuration trained from scratch N = {repeats} times with seeds "
-            f"{seeds} for its configured iterations (same data split), evaluated at its best "
-            "validation step on the whole train (test) splits, as in the study; mean ± sample "
-            "standard deviation over the N runs."
+            f"Losses ranked by the mean test {METRIC_NAMES.get(select, select)} of their "
+            "re-trained runs (the metric the study selected on), with mean ± sample standard "
+            "deviation "
+            f"and the {CONFIDENCE:.0%} Student-t confidence interval of the mean. The last column "
+            f"lists the losses whose difference from this one is not significant (Welch's t-test, "
+            f"Holm-adjusted over all pairs, level {1 - CONFIDENCE:.2f}): their order is noise."
         ),
     )
 

@@ -18,7 +18,7 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from analysis.study_files import LossFolder, ReportedStep, StudyFolderError, TrialFolder
-from analysis.tables import ERROR_KINDS, SplitStats, Stat
+from analysis.tables import SplitStats, Stat
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits, LabeledDataset
 from repmet.errors import CheckpointError
@@ -137,7 +137,7 @@ class CheckpointLoader:
         """A fresh, untrained run of a configuration."""
         return TrainingRun(config, splits=load_splits(config, cached=True))
 
-    def retrain(self, config: TrainingConfig, *, seeds: Sequence[int]) -> list[Errors]:
+    def retrain(self, config: TrainingConfig, *, seeds: Sequence[int]) -> list[Scores]:
         """Trains the configuration once per seed by the same schedule and selection rule as the
         study (the data split stays fixed: it depends on ``split_seed`` only) and measures the
         best validation step of each run."""
@@ -146,19 +146,29 @@ class CheckpointLoader:
             self.progress(f"re-training {config.loss} with seed {seed}")
             run = self.build(config.replace(seed=seed))
             train_and_select(run)
-            runs.append(run.errors("train", "test"))
+            measurement = run.measure("train", "test")
+            runs.append(Scores(errors=measurement.errors, retrieval=measurement.retrieval))
         return runs
 
 
-def percent_errors(errors: Errors) -> dict[str, SplitStats]:
-    """``TrainingRun.errors("train", "test")`` as table cells in percent."""
+@dataclass(frozen=True)
+class Scores:
+    """What one run measured on the train and test splits: ``{split: {kind: value}}`` for the
+    errors and for the retrieval metrics, each in [0, 1]."""
+
+    errors: Errors
+    retrieval: Errors
+
+
+def percent_cells(values: Errors, kinds: Sequence[str]) -> dict[str, SplitStats]:
+    """``{split: {kind: value}}`` of the train and test splits as table cells in percent."""
     return {
-        kind: (Stat(100.0 * errors["train"][kind]), Stat(100.0 * errors["test"][kind]))
-        for kind in ERROR_KINDS
+        kind: (Stat(100.0 * values["train"][kind]), Stat(100.0 * values["test"][kind]))
+        for kind in kinds
     }
 
 
-def mean_std_errors(runs: Sequence[Errors]) -> dict[str, SplitStats]:
+def mean_std_cells(runs: Sequence[Errors], kinds: Sequence[str]) -> dict[str, SplitStats]:
     """Mean and sample standard deviation (0 for a single run) over repeated runs, in percent."""
 
     def stat(values: list[float]) -> Stat:
@@ -170,7 +180,7 @@ def mean_std_errors(runs: Sequence[Errors]) -> dict[str, SplitStats]:
             stat([100.0 * run["train"][kind] for run in runs]),
             stat([100.0 * run["test"][kind] for run in runs]),
         )
-        for kind in ERROR_KINDS
+        for kind in kinds
     }
 
 

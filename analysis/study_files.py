@@ -153,6 +153,11 @@ class StudyFolder:
         return str(self.manifest.get("mode", SELECTION_MODE))
 
     @property
+    def select(self) -> str:
+        """The selection metric's name in ``repmet.config.SELECTABLE_METRICS``."""
+        return self.metric.removeprefix("val/")
+
+    @property
     def optuna_path(self) -> Path:
         return self.path / OPTUNA_FILE
 

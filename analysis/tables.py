@@ -16,12 +16,25 @@ from dataclasses import dataclass, field
 from repmet.catalogue import LOSSES
 
 #: Accuracy types in column order (the keys of ``TrainingRun.errors``), with headers.
-ERROR_KINDS: tuple[str, ...] = ("simple", "magnet", "repmet", "unsupervised")
-KIND_HEADERS: Mapping[str, str] = {
+ERROR_COLUMNS: Mapping[str, str] = {
     "simple": "Simple Error",
     "magnet": "Magnet Error",
     "repmet": "RepMet Error",
     "unsupervised": "Unsup. Error",
+}
+ERROR_KINDS: tuple[str, ...] = tuple(ERROR_COLUMNS)
+#: Retrieval and clustering metrics in column order (the keys of ``Measurement.retrieval``).
+RETRIEVAL_COLUMNS: Mapping[str, str] = {
+    "p_at_1": "P@1",
+    "r_precision": "R-Prec",
+    "map_at_r": "MAP@R",
+    "nmi": "NMI",
+    "ami": "AMI",
+}
+#: How a selectable metric (``repmet.config.SELECTABLE_METRICS``) is called in captions.
+METRIC_NAMES: Mapping[str, str] = {
+    **{f"error_{kind}": header.lower() for kind, header in ERROR_COLUMNS.items()},
+    **RETRIEVAL_COLUMNS,
 }
 SPLIT_HEADER = "Train (Test)"
 MISSING = "-"
@@ -53,10 +66,10 @@ SplitStats = tuple[Stat | None, Stat | None]
 class Row:
     key: str  # loss name or baseline id, the CSV's first column
     label: str
-    errors: Mapping[str, SplitStats]
+    values: Mapping[str, SplitStats]  # by column key
 
     def cell(self, kind: str) -> str:
-        train, test = self.errors.get(kind, (None, None))
+        train, test = self.values.get(kind, (None, None))
         if train is None and test is None:
             return MISSING
         return (
@@ -79,19 +92,21 @@ class TextTable:
 
 @dataclass(frozen=True)
 class ResultsTable:
-    """Errors in percent per loss (and baselines), as Train (Test) for each accuracy type."""
+    """Numbers in percent per loss (and baselines), as Train (Test) for each column: the errors
+    (:data:`ERROR_COLUMNS`, the default) or the retrieval metrics (:data:`RETRIEVAL_COLUMNS`)."""
 
     title: str
     rows: tuple[Row, ...]
     caption: str = ""
     notes: tuple[str, ...] = field(default=())
+    columns: Mapping[str, str] = field(default_factory=lambda: ERROR_COLUMNS)
 
     def text(self) -> TextTable:
         return TextTable(
             title=self.title,
-            header=("Loss", *(KIND_HEADERS[k] for k in ERROR_KINDS)),
-            subheader=("", *(SPLIT_HEADER for _ in ERROR_KINDS)),
-            rows=tuple((row.label, *(row.cell(k) for k in ERROR_KINDS)) for row in self.rows),
+            header=("Loss", *self.columns.values()),
+            subheader=("", *(SPLIT_HEADER for _ in self.columns)),
+            rows=tuple((row.label, *(row.cell(k) for k in self.columns)) for row in self.rows),
             caption=self.caption,
             notes=self.notes,
         )
@@ -102,10 +117,10 @@ class ResultsTable:
         with_std = any(
             stat is not None and stat.std is not None
             for row in self.rows
-            for pair in row.errors.values()
+            for pair in row.values.values()
             for stat in pair
         )
-        columns = [f"{kind}_{split}" for kind in ERROR_KINDS for split in ("train", "test")]
+        columns = [f"{kind}_{split}" for kind in self.columns for split in ("train", "test")]
         header = ["loss", "label"]
         for column in columns:
             header += [column, f"{column}_std"] if with_std else [column]
@@ -114,8 +129,8 @@ class ResultsTable:
         writer.writerow(header)
         for row in self.rows:
             values: list[str] = [row.key, row.label]
-            for kind in ERROR_KINDS:
-                for stat in row.errors.get(kind, (None, None)):
+            for kind in self.columns:
+                for stat in row.values.get(kind, (None, None)):
                     values.append(f"{stat.mean:.4f}" if stat is not None else "")
                     if with_std:
                         std = stat.std if stat is not None else None

@@ -100,7 +100,8 @@ def _best_by_progress_csv(study_dir: Path, loss: str) -> tuple[str, int, float]:
 
 def test_table_has_every_loss_row_with_eight_numbers_in_percent(made) -> None:
     report, out = made
-    rows = _markdown_rows((out / "results.md").read_text())
+    rows = _markdown_rows(to_markdown(report.results.text()))
+    assert to_markdown(report.results.text()) in (out / "results.md").read_text()
     for loss in LOSSES:
         cells = rows[loss_label(loss)]
         assert len(cells) == 4
@@ -187,7 +188,8 @@ def test_csv_and_latex_hold_every_row(made) -> None:
         "Untrained network (Magnet Loss config)",
         "1-NN on raw pixels",
     ]
-    assert latex.count(r"\begin{tabular}") == 4  # results, repeats, hyperparameters, trials
+    # errors, retrieval, verdict, repeated errors, repeated retrieval, hyperparameters, trials
+    assert latex.count(r"\begin{tabular}") == 7
     assert r"$\pm$" in latex
 
 
@@ -206,8 +208,8 @@ def test_html_page_links_every_png_and_they_exist(made) -> None:
 
 def test_repeats_report_mean_and_std_over_new_seeds(made, study_dir) -> None:
     report, out = made
-    assert report.repeats is not None and "N = 2" in report.repeats.caption
-    rows = _markdown_rows(to_markdown(report.repeats.text()))
+    assert report.repeats is not None and "N = 2" in report.repeats.errors.caption
+    rows = _markdown_rows(to_markdown(report.repeats.errors.text()))
     assert all(PLUS_MINUS_CELL.match(cell) for loss in LOSSES for cell in rows[loss_label(loss)])
     # Independent re-computation of the magnet row: seeds 1 and 2 of its best configuration, each
     # measured on the test split at its best validation step.
@@ -248,7 +250,7 @@ def test_a_running_study_says_how_many_trials_finished(study_dir, tmp_path, caps
     assert "RepMet.v2 1 of 2 trials finished" in captured.out
     assert "Magnet Loss 2 of 2 trials finished" in captured.out
     assert "evaluating magnet" in captured.err and "evaluating repmet-v2" in captured.err
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.csv", "retrieval.csv"]
 
 
 # ----------------------------------------------------------------- corrupt or partial folders
@@ -400,3 +402,34 @@ def test_one_selection_rule_from_search_to_report(made, study_dir) -> None:
         last = selection.trial.steps[-1].metrics
         assert last[best_metric("error_simple")] == pytest.approx(selection.best_value, abs=1e-12)
         assert shown[loss_label(loss)] == f"{100 * selection.best_value:.1f}"
+
+
+def test_retrieval_table_equals_a_fresh_measurement_of_the_best_checkpoint(made, study_dir):
+    report, out = made
+    by_loss = {row["loss"]: row for row in csv.DictReader((out / "retrieval.csv").open())}
+    for loss in LOSSES:
+        trial, iteration, _ = _best_by_progress_csv(study_dir, loss)
+        checkpoints = sorted((study_dir / loss / trial).glob("checkpoint_*/trial.pt"))
+        saved = [
+            p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
+        ]
+        fresh = TrainingRun.load(saved[0], device="cpu").measure("test").retrieval["test"]
+        for name in ("p_at_1", "r_precision", "map_at_r", "nmi", "ami"):
+            assert float(by_loss[loss][f"{name}_test"]) == pytest.approx(
+                100 * fresh[name], abs=1e-3
+            )
+    header = report.retrieval.text().header
+    assert header == ("Loss", "P@1", "R-Prec", "MAP@R", "NMI", "AMI")
+
+
+def test_verdict_ranks_the_repeated_losses_with_intervals(made) -> None:
+    report, _ = made
+    verdict = report.repeats.verdict
+    assert verdict.header[:4] == ("Rank", "Loss", "simple error (%)", "95% CI")
+    assert [row[0] for row in verdict.rows] == ["1", "2"]
+    assert {row[1] for row in verdict.rows} == {loss_label(loss) for loss in LOSSES}
+    means = [float(row[2].split(" ± ")[0]) for row in verdict.rows]
+    assert means == sorted(means)
+    for row in verdict.rows:
+        low, high = (float(x) for x in row[3].strip("[]").split(", "))
+        assert low <= float(row[2].split(" ± ")[0]) <= high
