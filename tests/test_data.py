@@ -9,6 +9,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import urllib.error
 import zipfile
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from repmet.data import (
     default_data_root,
     load_dataset,
 )
+from repmet.data.distorted import CANVAS_SIDE, COPIES, distort_digits, group_split
 from repmet.data.problems import download_or_explain
 from repmet.data.splits import stratified_split
 from repmet.data.transforms import RandomShift
@@ -211,6 +213,88 @@ def test_random_shift_returns_a_window_of_the_edge_padded_image() -> None:
         assert any(torch.equal(image, window) for window in windows)
     with pytest.raises(ArgumentError, match="max_shift"):
         RandomShift(0)
+
+
+# --- digits-distorted ------------------------------------------------------------------------
+
+
+def _digit_sources() -> tuple[torch.Tensor, np.ndarray]:
+    bunch = load_digits()
+    return torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1), bunch.target
+
+
+def test_digits_distorted_shapes_counts_and_class_balance() -> None:
+    splits = load_dataset("digits-distorted")
+    assert (splits.name, splits.num_classes, splits.image_shape) == (
+        "digits-distorted",
+        10,
+        (1, CANVAS_SIDE, CANVAS_SIDE),
+    )
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (4308, 1440, 1440)
+    assert splits.class_names == tuple(str(d) for d in range(10))
+    _, targets = _digit_sources()
+    class_sizes = np.bincount(targets, minlength=10) * COPIES
+    for split, fraction in ((splits.train, 0.6), (splits.val, 0.2), (splits.test, 0.2)):
+        assert isinstance(split, InMemoryDataset) and not split.augmented
+        assert split.images.shape[1:] == (1, CANVAS_SIDE, CANVAS_SIDE)
+        counts = torch.bincount(split.labels, minlength=10).numpy()
+        # Stratified by source image: every class within one source (COPIES images) of its share.
+        np.testing.assert_allclose(counts, fraction * class_sizes, atol=COPIES)
+        assert (counts % COPIES == 0).all()
+
+
+def test_digits_distorted_splits_by_source_image() -> None:
+    _, targets = _digit_sources()
+    for seed in (0, 3):
+        parts = group_split(targets, copies=COPIES, seed=seed, dataset="digits-distorted")
+        sources = [part // COPIES for part in parts]
+        # All copies of a source stay together, and no source is in two splits.
+        for source in sources:
+            assert (np.bincount(source)[np.unique(source)] == COPIES).all()
+        assert not set(sources[0]) & set(sources[1])
+        assert not set(sources[0]) & set(sources[2])
+        assert not set(sources[1]) & set(sources[2])
+        everything = np.sort(np.concatenate(parts))
+        assert np.array_equal(everything, np.arange(len(targets) * COPIES))
+        # The sources are split exactly as the plain digits set splits them.
+        plain_split = stratified_split(targets, seed=seed, dataset="digits")
+        for part, plain in zip(sources, plain_split, strict=True):
+            assert np.array_equal(np.unique(part), plain)
+
+
+def test_digits_distorted_images_are_fixed_and_only_the_split_follows_the_seed() -> None:
+    sources, targets = _digit_sources()
+    raw = distort_digits(sources)
+    assert torch.equal(raw, distort_digits(sources))  # same generator seed, same images
+    for seed in (0, 1):
+        splits = load_dataset("digits-distorted", seed=seed)
+        train, val, test = group_split(targets, copies=COPIES, seed=seed, dataset="d")
+        train_pixels = raw[torch.from_numpy(train)]
+        mean, std = train_pixels.mean(), train_pixels.std()
+        for split, index in ((splits.train, train), (splits.val, val), (splits.test, test)):
+            expected = (raw[torch.from_numpy(index)] - mean) / std
+            torch.testing.assert_close(split.images, expected, atol=1e-5, rtol=1e-5)
+            assert torch.equal(split.labels, torch.from_numpy(targets[index // COPIES]))
+    first, other = (load_dataset("digits-distorted", seed=s) for s in (0, 1))
+    assert not torch.equal(first.test.labels, other.test.labels)
+
+
+def test_distortions_differ_between_copies_and_stay_in_range() -> None:
+    sources, _ = _digit_sources()
+    started = time.perf_counter()
+    images = distort_digits(sources)
+    assert time.perf_counter() - started < 2.0
+    assert images.shape == (len(sources) * COPIES, 1, CANVAS_SIDE, CANVAS_SIDE)
+    assert images.dtype == torch.float32
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0
+    copies = images.view(len(sources), COPIES, -1)
+    # Every pair of copies of a source differs clearly (distinct warps and noise).
+    gaps = (copies[:, :, None] - copies[:, None]).abs().mean(-1)
+    off_diagonal = gaps[:, ~torch.eye(COPIES, dtype=torch.bool)]
+    assert float(off_diagonal.min()) > 0.02
+    # Another generator seed gives other images; copies=1 gives one image per source.
+    assert not torch.equal(distort_digits(sources[:5], seed=1), distort_digits(sources[:5]))
+    assert distort_digits(sources[:5], copies=1).shape == (5, 1, CANVAS_SIDE, CANVAS_SIDE)
 
 
 # --- arrays (.npz) ---------------------------------------------------------------------------
@@ -879,7 +963,8 @@ def test_unknown_data_set_lists_the_choices() -> None:
         load_dataset("cifar-1000")
     for name in DATASETS.names():
         assert name in str(caught.value)
-    assert set(NAMED_SETS) | {"digits", "folder", "arrays"} == set(DATASETS.names())
+    expected = set(NAMED_SETS) | {"digits", "digits-distorted", "folder", "arrays"}
+    assert expected == set(DATASETS.names())
 
 
 def test_image_size_must_be_positive() -> None:

@@ -1,10 +1,11 @@
 """Labelled image data sets by name: ``load_dataset("digits")`` returns a :class:`DatasetSplits`.
 
-Registered sets: ``digits`` (default, bundled with scikit-learn), ``mnist``, ``fashion-mnist``,
+Registered sets: ``digits`` (default, bundled with scikit-learn), ``digits-distorted`` (the same
+digits, distorted; :mod:`repmet.data.distorted`), ``mnist``, ``fashion-mnist``,
 ``arrays`` (an ``.npz``), ``flowers102``, ``oxford-pet``, ``stanford-dogs`` and ``folder``.
 """
 
-from repmet.data import in_memory, photos  # noqa: F401  (registers the data sets)
+from repmet.data import distorted, in_memory, photos  # noqa: F401  (registers the data sets)
 from repmet.data.datasets import DatasetSplits, FileDataset, InMemoryDataset, LabeledDataset
 from repmet.data.registry import DATASETS, DataRequest, default_data_root, load_dataset
 
