@@ -127,8 +127,14 @@ def register(entry: LossEntry) -> LossEntry:
 
 
 _REPRESENTATIVE_SEARCH = (
-    "k", "m", "d", "embedding_dim", "lr", "refresh_every", "sigma", "rep_lr", "alpha",
+    "k", "m", "d", "embedding_dim", "normalize_embeddings", "lr", "refresh_every", "sigma",
+    "rep_lr", "alpha",
 )  # fmt: skip
+#: Squared distances against a fixed sigma only mean something at a fixed scale: unnormalised, a
+#: network meets every margin by growing its embeddings while the representatives, one parameter
+#: each, cannot follow, and they stop being class modes. The RepMet paper and its code work on the
+#: unit sphere; on it sigma = 0.5 is a fixed temperature (log-densities 2 (cos - 1) in [-8, 0]).
+_ON_THE_SPHERE = {"normalize_embeddings": True, "normalize_representatives": True}
 
 register(
     LossEntry(
@@ -138,7 +144,21 @@ register(
         summary="Magnet loss (Rippel et al., ICLR 2016, eq. 4-5): batch cluster means, batch "
         "variance",
         clusters="k-means",
-        searched=("k", "m", "d", "embedding_dim", "lr", "refresh_every", "alpha"),
+        searched=(
+            "k",
+            "m",
+            "d",
+            "embedding_dim",
+            "normalize_embeddings",
+            "lr",
+            "refresh_every",
+            "alpha",
+        ),  # fmt: skip
+        # Its variance is the batch's own, so the loss does not depend on the embedding scale; but
+        # its hinge saturates early on easy data, and the margin alpha sets how much is learnt
+        # before it does (3 was best on digits and digits-distorted over 12 seeds).
+        ranges={"alpha": (0.5, 10.0)},
+        defaults={"alpha": 3.0},
     )
 )
 register(
@@ -148,6 +168,7 @@ register(
         module="repmet.losses.modules:RepMetV1Loss",
         summary="RepMet v1 (2018 code): nearest own representative against all others",
         clusters="representatives",
+        defaults=_ON_THE_SPHERE,
         searched=_REPRESENTATIVE_SEARCH,
     )
 )
@@ -158,6 +179,7 @@ register(
         module="repmet.losses.modules:RepMetV2Loss",
         summary="RepMet v2 (2018 code): -log of the own-class share of the mixture, plus alpha",
         clusters="representatives",
+        defaults=_ON_THE_SPHERE,
         # [-log(own / all) + alpha]_+ has a log term that is never negative: the hinge is always
         # active and alpha shifts the loss by a constant without changing a gradient.
         searched=tuple(name for name in _REPRESENTATIVE_SEARCH if name != "alpha"),
@@ -175,6 +197,7 @@ register(
         module="repmet.losses.modules:RepMetV3Loss",
         summary="RepMet v3 (2018 code): -log of own-class over other-class mixture mass",
         clusters="representatives",
+        defaults=_ON_THE_SPHERE,
         searched=_REPRESENTATIVE_SEARCH,
     )
 )
@@ -185,6 +208,7 @@ register(
         module="repmet.losses.modules:RepMetCVPRLoss",
         summary="RepMet as published (Karlinsky et al., CVPR 2019, eq. 3-5)",
         clusters="representatives",
+        defaults=_ON_THE_SPHERE,
         searched=_REPRESENTATIVE_SEARCH,
     )
 )
@@ -195,6 +219,7 @@ register(
         module="repmet.losses.modules:ClusterMarginLoss",
         summary="cluster-margin loss ('My Loss' of the 2018 code) on squared distances",
         clusters="representatives",
+        defaults=_ON_THE_SPHERE,
         searched=_REPRESENTATIVE_SEARCH,
     )
 )
@@ -205,6 +230,10 @@ register(
         module="repmet.losses.modules:ClusterMarginV1Loss",
         summary="cluster-margin loss on plain Euclidean distances",
         clusters="representatives",
+        # Plain distances on the unit sphere are at most 2: a margin of 1 would keep the hinge on
+        # for every example.
+        ranges={"alpha": (0.05, 2.0)},
+        defaults={**_ON_THE_SPHERE, "alpha": 0.5},
         searched=_REPRESENTATIVE_SEARCH,
     )
 )
@@ -221,7 +250,7 @@ register(
         batches="uniform",
         # K sets the clusters its Magnet and RepMet accuracies are measured with; M * D is its
         # batch size.
-        searched=("k", "m", "d", "embedding_dim", "lr", "weight_decay"),
+        searched=("k", "m", "d", "embedding_dim", "normalize_embeddings", "lr", "weight_decay"),
         # The index only feeds neighbourhood batches, so it is never rebuilt.
         defaults={"refresh_every": 0, "weight_decay": 1e-4},
         notes=(

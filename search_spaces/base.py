@@ -139,6 +139,7 @@ class Choice:
 #: its loss (``(low, high)`` for a :class:`FloatRange`, the values for a :class:`Choice`).
 DEFAULT_RANGES: Mapping[str, FloatRange | Choice] = MappingProxyType(
     {
+        "normalize_embeddings": Choice((True, False)),
         "lr": FloatRange(1e-4, 1e-2),
         "refresh_every": Choice((0, 25, 50, 100, 200)),
         "sigma": FloatRange(0.1, 2.0),
@@ -176,8 +177,10 @@ def suggest(trial: optuna.Trial, name: str, searched: FloatRange | Choice) -> No
         trial.suggest_categorical(name, searched.values)
 
 
-def define_loss(trial: optuna.Trial, *, entry: LossEntry, context: SpaceContext) -> None:
-    """Suggests the fields ``entry.searched`` in :data:`PARAMETER_ORDER`."""
+def define_loss(trial: optuna.Trial, *, entry: LossEntry, context: SpaceContext) -> dict[str, Any]:
+    """Suggests the fields ``entry.searched`` in :data:`PARAMETER_ORDER`; returns the fields that
+    follow from them: learned representatives live on the unit sphere exactly when the embeddings
+    do (the representative losses compare the two by squared distance)."""
     searched = set(entry.searched)
     if {"k", "m", "d"} & searched:
         suggest_clusters(trial, context)
@@ -186,6 +189,9 @@ def define_loss(trial: optuna.Trial, *, entry: LossEntry, context: SpaceContext)
     for name in DEFAULT_RANGES:
         if name in searched:
             suggest(trial, name, loss_range(entry, name))
+    if entry.learns_representatives and "normalize_embeddings" in trial.params:
+        return {"normalize_representatives": trial.params["normalize_embeddings"]}
+    return {}
 
 
 def check_searched(entry: LossEntry) -> None:
@@ -211,8 +217,8 @@ class LossObjective:
     context: SpaceContext
 
     def __call__(self, trial: optuna.Trial) -> dict[str, Any]:
-        define_loss(trial, entry=LOSSES.get(self.loss), context=self.context)
-        return {"loss": self.loss}
+        following = define_loss(trial, entry=LOSSES.get(self.loss), context=self.context)
+        return {**following, "loss": self.loss}
 
 
 @dataclass(frozen=True)

@@ -108,30 +108,33 @@ def test_random_sampling_reaches_the_feasible_boundary() -> None:
 def test_searched_parameters_per_loss() -> None:
     context = context_from_counts((50,) * 10)
     space = SEARCH_SPACES.get("all")
-    common = {"k", "m", "d", "embedding_dim", "lr", "refresh_every"}
+    common = {"k", "m", "d", "embedding_dim", "normalize_embeddings", "lr", "refresh_every"}
     representatives = {"sigma", "rep_lr"}
     expected = {
         "magnet": common | {"alpha"},
         "repmet-v2": common | representatives,  # alpha cannot change a gradient there
-        "softmax": {"k", "m", "d", "embedding_dim", "lr", "weight_decay"},
+        "softmax": {"k", "m", "d", "embedding_dim", "normalize_embeddings", "lr", "weight_decay"},
     }
     for loss in space.losses:
         wanted = expected.get(loss, common | representatives | {"alpha"})
         assert set(space.baseline(loss, context).point) == wanted, loss
 
 
-def test_baseline_is_the_2018_seed_configuration_on_digits(digits_counts) -> None:
+def test_baseline_is_each_losss_default_configuration_on_digits(digits_counts) -> None:
+    """The first trial of every search is the loss's default configuration (the 2018 seed values
+    K = 3, M = 12, D = 4 with the loss's own margin, sigma and normalisation)."""
     space = SEARCH_SPACES.get("all")
-    seed_values = {"k": 3, "m": 12, "d": 4, "alpha": 1.0, "sigma": 0.5}
     for model, embedding in (("small-cnn", 64), ("resnet18", 1024)):
         context = context_from_counts(digits_counts, model=model)
         for loss in space.losses:
             baseline = space.baseline(loss, context)
+            defaults = TrainingConfig(loss=loss).to_dict()
             assert baseline.notes == ()
             assert baseline.point["embedding_dim"] == embedding
-            for name, value in seed_values.items():
-                if name in baseline.point:
-                    assert baseline.point[name] == value, (loss, name)
+            assert (baseline.point["k"], baseline.point["m"], baseline.point["d"]) == (3, 12, 4)
+            for name, value in baseline.point.items():
+                if name != "embedding_dim":
+                    assert value == defaults[name], (loss, name)
 
 
 def test_baseline_is_clipped_to_a_tiny_data_set_with_notes() -> None:
@@ -165,10 +168,15 @@ def test_baseline_is_the_first_trial_of_ray_optuna_search(space_name, digits_cou
             sampler=optuna.samplers.TPESampler(seed=0),
         )
         first = searcher.suggest("trial-1")
-        assert first == {**baseline.point, "loss": loss}
+        following = {}
+        if LOSSES.get(loss).learns_representatives:  # representatives follow the embeddings
+            following = {"normalize_representatives": baseline.point["normalize_embeddings"]}
+        assert first == {**baseline.point, **following, "loss": loss}
         second = searcher.suggest("trial-2")
         assert second != first
         assert_feasible(second, digits_counts)
+        if following:
+            assert second["normalize_representatives"] == second["normalize_embeddings"]
 
 
 def test_context_validation() -> None:
