@@ -346,6 +346,7 @@ def verdict_table(runs: Mapping[str, Sequence[Scores]], *, select: str) -> TextT
             },
             metric=metric,
             lower_is_better=SELECTABLE_METRICS[metric] == "min",
+            bounds=(0.0, 100.0),
         )
         for metric in metrics
     }
@@ -376,7 +377,8 @@ def verdict_table(runs: Mapping[str, Sequence[Scores]], *, select: str) -> TextT
             f"Losses ranked by the mean test {METRIC_NAMES.get(select, select)} of their "
             "re-trained runs (the metric the study selected on), with mean ± sample standard "
             "deviation "
-            f"and the {CONFIDENCE:.0%} Student-t confidence interval of the mean. The last column "
+            f"and the {CONFIDENCE:.0%} Student-t confidence interval of the mean (clipped to "
+            "[0, 100]). The last column "
             f"lists the losses whose difference from this one is not significant (Welch's t-test, "
             f"Holm-adjusted over all pairs, level {1 - CONFIDENCE:.2f}): their order is noise."
         ),

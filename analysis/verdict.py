@@ -33,14 +33,19 @@ class Spread:
     n: int
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> Spread:
+    def of(cls, values: Sequence[float], *, bounds: tuple[float, float] | None = None) -> Spread:
+        """The spread of ``values``; ``bounds`` (e.g. 0 and 100 for a percentage) clip the
+        interval to the values the metric can take."""
         n = len(values)
         mean = statistics.fmean(values)
         sd = statistics.stdev(values) if n > 1 else 0.0
         if n < 2:
             return cls(mean, sd, math.nan, math.nan, n)
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, df=n - 1) * sd / math.sqrt(n)
-        return cls(mean, sd, mean - half, mean + half, n)
+        low, high = mean - half, mean + half
+        if bounds is not None:
+            low, high = max(low, bounds[0]), min(high, bounds[1])
+        return cls(mean, sd, low, high, n)
 
 
 def welch_p_value(a: Sequence[float], b: Sequence[float]) -> float:
@@ -93,11 +98,15 @@ class Verdict:
 
 
 def verdict(
-    samples: Mapping[str, Sequence[float]], *, metric: str, lower_is_better: bool
+    samples: Mapping[str, Sequence[float]],
+    *,
+    metric: str,
+    lower_is_better: bool,
+    bounds: tuple[float, float] | None = None,
 ) -> Verdict:
     """Ranks the losses of ``samples`` (loss -> the metric of each repeated run) by their mean and
-    tests every pair."""
-    spreads = {loss: Spread.of(values) for loss, values in samples.items()}
+    tests every pair; ``bounds`` clip the confidence intervals (see :meth:`Spread.of`)."""
+    spreads = {loss: Spread.of(values, bounds=bounds) for loss, values in samples.items()}
     sign = 1.0 if lower_is_better else -1.0
     ranking = tuple(sorted(samples, key=lambda loss: sign * spreads[loss].mean))
     raw = {(a, b): welch_p_value(samples[a], samples[b]) for a, b in combinations(ranking, 2)}

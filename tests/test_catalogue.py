@@ -61,7 +61,17 @@ def test_a_plugin_loss_is_searched_by_a_study_and_reported(tmp_path: Path) -> No
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = json.loads((tmp_path / "plugin" / "study.json").read_text())
     assert manifest["losses"] == ["throwaway"]
-    assert set(manifest["baseline"]["throwaway"]) == {"k", "m", "d", "lr", "alpha"}
+    assert set(manifest["baseline"]["throwaway"]) == {
+        "k",
+        "m",
+        "d",
+        "normalize_embeddings",
+        "lr",
+        "alpha",
+    }
+    for params in (tmp_path / "plugin" / "throwaway").glob("*/params.json"):
+        config = json.loads(params.read_text())
+        assert config["normalize_representatives"] == config["normalize_embeddings"]
 
     report = [sys.executable, str(ROOT / "analysis" / "report.py"), str(tmp_path / "plugin")]
     done = subprocess.run(

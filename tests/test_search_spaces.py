@@ -108,10 +108,10 @@ def test_random_sampling_reaches_the_feasible_boundary() -> None:
 def test_searched_parameters_per_loss() -> None:
     context = context_from_counts((50,) * 10)
     space = SEARCH_SPACES.get("all")
-    common = {"k", "m", "d", "embedding_dim", "normalize_embeddings", "lr", "refresh_every"}
+    common = {"k", "m", "d", "embedding_dim", "lr", "refresh_every"}
     representatives = {"sigma", "rep_lr"}
     expected = {
-        "magnet": common | {"alpha"},
+        "magnet": common | {"normalize_embeddings", "alpha"},
         "repmet-v2": common | representatives,  # alpha cannot change a gradient there
         "softmax": {"k", "m", "d", "embedding_dim", "normalize_embeddings", "lr", "weight_decay"},
     }
@@ -169,7 +169,8 @@ def test_baseline_is_the_first_trial_of_ray_optuna_search(space_name, digits_cou
         )
         first = searcher.suggest("trial-1")
         following = {}
-        if LOSSES.get(loss).learns_representatives:  # representatives follow the embeddings
+        searched_normalisation = "normalize_embeddings" in baseline.point
+        if LOSSES.get(loss).learns_representatives and searched_normalisation:
             following = {"normalize_representatives": baseline.point["normalize_embeddings"]}
         assert first == {**baseline.point, **following, "loss": loss}
         second = searcher.suggest("trial-2")

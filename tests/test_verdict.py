@@ -50,3 +50,8 @@ def test_verdict_ranks_by_mean_and_ties_what_noise_cannot_separate() -> None:
     assert result.indistinguishable("bad") == ("noisy",)
     higher = verdict(samples, metric="map_at_r", lower_is_better=False)
     assert higher.ranking == ("bad", "noisy", "good")
+
+
+def test_intervals_are_clipped_to_what_the_metric_can_take() -> None:
+    spread = Spread.of([0.0, 0.28, 1.1], bounds=(0.0, 100.0))
+    assert spread.low == 0.0 and spread.high > 1.1

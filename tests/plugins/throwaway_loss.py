@@ -31,7 +31,8 @@ ENTRY = register(
         module=f"{__name__}:NearestMarginLoss",
         summary="a test-only margin on the nearest representatives",
         clusters="representatives",
-        searched=("k", "m", "d", "lr", "alpha"),
+        # Normalisation searched for a representative loss: the representatives must follow.
+        searched=("k", "m", "d", "normalize_embeddings", "lr", "alpha"),
         ranges={"alpha": (0.1, 1.0)},
         notes=("{label}: a plugin loss with alpha = {alpha:g}.",),
     )
