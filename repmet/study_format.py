@@ -91,6 +91,12 @@ DEFAULT_SELECT = "error_simple"
 SELECTION_METRIC = validation_metric(DEFAULT_SELECT)
 SELECTION_MODE = SELECTABLE_METRICS[DEFAULT_SELECT]
 
+#: Set (to the reason, one line) in the last result of a trial that failed because of its own
+#: configuration (``repmet.errors.TrialFailed``: its loss diverged, ...): the trial ends at once,
+#: without retries, is recorded as failed (in Tune's results, as FAIL in Optuna, in the report's
+#: trial table), and the study goes on with the next trial.
+TRIAL_FAILED = "trial_failed"
+
 #: Every metric a trial reports at each step, besides ``best_metric`` of its selection metric.
 ALL_METRICS: tuple[str, ...] = (
     ITERATION,
