@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import models as tv_models
 
 from repmet.errors import ArgumentError, ConfigError, DataNotFoundError
 from repmet.registry import Registry
@@ -130,24 +129,33 @@ def _adapt_stem(resnet: nn.Module, in_channels: int) -> None:
     resnet.conv1 = adapted
 
 
-def _resnet_spec(name: str, factory: Callable[..., tv_models.ResNet], weights: object) -> None:
-    """Registers a torchvision ResNet whose classifier is replaced by the embedding layer."""
+def _resnet_spec(name: str, weights: str) -> None:
+    """Registers torchvision's ResNet ``name`` (its classifier replaced by the embedding layer)
+    and its ImageNet ``weights`` (an attribute path in ``torchvision.models``). torchvision is
+    imported when a ResNet is built: it takes longer to import than the rest of the suite, and a
+    small-CNN run never needs it."""
 
     def build_backbone(in_channels: int, image_size: int) -> tuple[nn.Module, int]:
-        resnet = factory(weights=None)
+        from torchvision import models
+
+        resnet = getattr(models, name)(weights=None)
         feature_dim = resnet.fc.in_features
         resnet.fc = nn.Identity()
         return resnet, feature_dim
 
     def load_pretrained(resnet: nn.Module) -> None:
+        from torchvision import models
+
+        enum_name, _, member = weights.partition(".")
+        imagenet = getattr(getattr(models, enum_name), member)
         try:
-            state = weights.get_state_dict(progress=False)
+            state = imagenet.get_state_dict(progress=False)
         except Exception as error:  # noqa: BLE001 - offline, blocked or corrupt: same remedy
-            cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+            cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(imagenet.url).name
             reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise DataNotFoundError(
                 f"pretrained ImageNet weights for {name} are not available ({reason}); put "
-                f"{weights.url} at {cache} or pass weights=PATH (--weights) to a state_dict file"
+                f"{imagenet.url} at {cache} or pass weights=PATH to a state_dict file"
             ) from None
         _load_backbone_state(resnet, state, source=f"torchvision's {name} weights")
 
@@ -177,8 +185,8 @@ def _load_weights_file(backbone: nn.Module, path: Path) -> None:
 
 
 MODELS.add("small-cnn", ModelSpec(_small_cnn))
-_resnet_spec("resnet18", tv_models.resnet18, tv_models.ResNet18_Weights.IMAGENET1K_V1)
-_resnet_spec("resnet50", tv_models.resnet50, tv_models.ResNet50_Weights.IMAGENET1K_V2)
+_resnet_spec("resnet18", "ResNet18_Weights.IMAGENET1K_V1")
+_resnet_spec("resnet50", "ResNet50_Weights.IMAGENET1K_V2")
 
 
 def _check_positive(field: str, value: int) -> None:

@@ -939,7 +939,7 @@ def test_a_failed_download_is_one_line_with_the_source(
     def offline(url: str, **_: object) -> None:
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.setattr("repmet.data.photos.download_and_extract_archive", offline)
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", offline)
     with pytest.raises(DataNotFoundError) as caught:
         load_dataset("stanford-dogs", root=tmp_path, download=True)
     message = str(caught.value)

@@ -73,3 +73,13 @@ def test_the_contract_loads_neither_ray_nor_torch() -> None:
 def test_the_analysis_does_not_load_ray() -> None:
     loaded = _modules_loaded_by("import analysis.report, analysis.study_files, analysis.scores")
     assert "ray" not in loaded
+
+
+def test_a_small_cnn_run_on_in_memory_data_does_not_import_torchvision() -> None:
+    # torchvision takes longer to import than the rest of a trial's worker; only photo sets and
+    # ResNets need it.
+    statement = (
+        "from repmet.config import TrainingConfig; from repmet.training import TrainingRun; "
+        "TrainingRun(TrainingConfig(iterations=1)).train(1)"
+    )
+    assert "torchvision" not in _modules_loaded_by(statement)

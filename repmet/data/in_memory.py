@@ -10,7 +10,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
-from torchvision.datasets import MNIST, FashionMNIST
 
 from repmet.data.datasets import DatasetSplits, InMemoryDataset
 from repmet.data.problems import (
@@ -104,11 +103,15 @@ def digits(request: DataRequest) -> DatasetSplits:
     )
 
 
-def _register_mnist_family(name: str, source: type[MNIST]) -> None:
-    """Registers an MNIST-format set read with torchvision from ``root/<Class>/raw``."""
+def _register_mnist_family(name: str, class_name: str) -> None:
+    """Registers an MNIST-format set read with torchvision's ``class_name`` from
+    ``root/<class_name>/raw`` (torchvision is imported when the set is loaded, not before)."""
 
     def factory(request: DataRequest) -> DatasetSplits:
         """Official training set minus its last twelfth (validation), official test set."""
+        from torchvision import datasets
+
+        source = getattr(datasets, class_name)
         base = request.root or default_data_root()
         raw = base / source.__name__ / "raw"
         files = [Path(url).stem for url, _ in source.resources]  # the unpacked idx files
@@ -168,8 +171,8 @@ def _register_mnist_family(name: str, source: type[MNIST]) -> None:
     DATASETS.add(name, factory)
 
 
-_register_mnist_family("mnist", MNIST)
-_register_mnist_family("fashion-mnist", FashionMNIST)
+_register_mnist_family("mnist", "MNIST")
+_register_mnist_family("fashion-mnist", "FashionMNIST")
 
 
 # How each array of an ``arrays`` .npz must be stored: numpy dtype kinds, and the advice when not.

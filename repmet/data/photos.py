@@ -2,7 +2,8 @@
 any ImageFolder-style directory.
 
 Each set is read by a small reader of its official on-disk layout; torchvision (or the archive
-URL) is used only to download. torchvision's own ``Flowers102`` insists on the MD5 sums of the
+URL) is used only to download, and imported only by the factories (it is slow to import, and the
+in-memory sets never need it). torchvision's own ``Flowers102`` insists on the MD5 sums of the
 label files, so reading the layout ourselves keeps hand-placed or re-packed copies usable.
 """
 
@@ -16,9 +17,6 @@ import numpy as np
 import torch
 from scipy.io import loadmat
 from scipy.io.matlab import MatReadError
-from torchvision.datasets import Flowers102, OxfordIIITPet
-from torchvision.datasets.folder import IMG_EXTENSIONS
-from torchvision.datasets.utils import download_and_extract_archive
 
 from repmet.data.datasets import DatasetSplits, FileDataset
 from repmet.data.problems import (
@@ -105,6 +103,8 @@ def _mat_vectors(path: Path, fields: Sequence[str], *, source: str) -> list[np.n
 @DATASETS.register("flowers102")
 def flowers102(request: DataRequest) -> DatasetSplits:
     """Oxford Flowers 102 with its official train/val/test split (``seed`` is unused)."""
+    from torchvision.datasets import Flowers102
+
     data_root = request.root or default_data_root()
     base = data_root / "flowers-102"
     if request.download:
@@ -165,6 +165,8 @@ def _read_pet_list(path: Path) -> list[tuple[str, str]]:
 @DATASETS.register("oxford-pet")
 def oxford_pet(request: DataRequest) -> DatasetSplits:
     """Oxford-IIIT Pet breeds: official test set; validation carved from trainval by ``seed``."""
+    from torchvision.datasets import OxfordIIITPet
+
     data_root = request.root or default_data_root()
     base = data_root / "oxford-iiit-pet"
     annotations = base / "annotations"
@@ -201,6 +203,8 @@ def oxford_pet(request: DataRequest) -> DatasetSplits:
 
 
 def _download_dogs(base: Path) -> None:
+    from torchvision.datasets.utils import download_and_extract_archive
+
     for archive in DOGS_ARCHIVES:
         download_and_extract_archive(DOGS_URL + archive, download_root=str(base))
 
@@ -250,6 +254,8 @@ def _image_files(folder: Path) -> list[Path]:
     Hidden entries are skipped: a macOS ``._photo.jpg`` resource fork or a ``.ipynb_checkpoints``
     folder is not an image, and would otherwise fail to decode in the middle of training.
     """
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
     found = []
     for directory, subfolders, files in os.walk(folder, followlinks=True):
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
@@ -280,6 +286,8 @@ def folder(request: DataRequest) -> DatasetSplits:
     files = {name: _image_files(root / name) for name in classes}
     empty = [name for name in classes if not files[name]]
     if empty:
+        from torchvision.datasets.folder import IMG_EXTENSIONS
+
         raise DataError(
             f"image folder {root} has class folders without images: {name_list(empty)} "
             f"(image files end in {', '.join(IMG_EXTENSIONS)}); add images or remove the folders"

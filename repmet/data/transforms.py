@@ -11,7 +11,6 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision import transforms
 
 from repmet.errors import ArgumentError
 
@@ -53,7 +52,10 @@ def photo_transforms(
     image_size: int, *, pretrained_normalization: bool, augment: bool
 ) -> tuple[Transform, Transform | None]:
     """The evaluation transform (resize shorter side, centre crop) and, when ``augment``, the
-    training transform (random resized crop, horizontal flip), both ending in normalisation."""
+    training transform (random resized crop, horizontal flip), both ending in normalisation.
+    torchvision is imported here: the in-memory sets never need it."""
+    from torchvision import transforms
+
     if pretrained_normalization:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
