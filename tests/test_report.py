@@ -1,5 +1,6 @@
-"""The study report on a tiny real study (2 losses x 2 trials on digits, made once per module by
-``study/run.py``) and on corrupted copies of it, plus file-level checks of the selection rules."""
+"""The study report on a tiny real study (2 losses x 2 trials on digits, made once per session by
+``study/run.py``: the ``study_dir`` and ``made`` fixtures of conftest.py) and on corrupted copies
+of it, plus file-level checks of the selection rules."""
 
 from __future__ import annotations
 
@@ -32,38 +33,9 @@ from repmet.study_format import ITERATION, SELECTION_METRIC
 from repmet.training import TrainingRun, load_splits
 
 ROOT = Path(__file__).resolve().parent.parent
-LOSSES = ("magnet", "repmet-v2")
+LOSSES = ("magnet", "repmet-v2")  # the tiny study's (conftest.TINY_STUDY_LOSSES)
 CELL = re.compile(r"^(\d+\.\d) \((\d+\.\d)\)$")
 PLUS_MINUS_CELL = re.compile(r"^\d+\.\d ± \d+\.\d \(\d+\.\d ± \d+\.\d\)$")
-
-
-def _make_study(storage: Path) -> Path:
-    """Two losses, two trials each, 20 iterations on digits, made by the study driver."""
-    import ray
-
-    from study.run import main as run_study
-
-    if not ray.is_initialized():  # shared with the other Ray tests; the driver reuses it
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    argv = ["--space", "all", "--losses", ",".join(LOSSES), "--smoke", "--storage", str(storage)]
-    argv += ["--name", "tiny", "--scheduler", "none", "--max-concurrent", "1"]
-    assert run_study(argv) == 0
-    return storage / "tiny"
-
-
-@pytest.fixture(scope="module")
-def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make_study(tmp_path_factory.mktemp("studies"))
-
-
-@pytest.fixture(scope="module")
-def made(study_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The report of the pristine study: figures, all formats, two repeats."""
-    out = tmp_path_factory.mktemp("report")
-    args = report_cli.parse_args(
-        [str(study_dir), "--device", "cpu", "--out", str(out), "--repeats", "2"]
-    )
-    return report_cli.run(args), out
 
 
 def _copy(study_dir: Path, tmp_path: Path) -> Path:
