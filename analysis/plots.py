@@ -108,6 +108,11 @@ def grid(count: int, columns: int = 3) -> tuple[int, int]:
     return math.ceil(count / columns), columns
 
 
+def panel_title(label: str, detail: str) -> str:
+    """``label (detail)``, on two lines when one would crowd the panel next to it."""
+    return f"{label} ({detail})" if len(label) + len(detail) <= 30 else f"{label}\n({detail})"
+
+
 def metric_name(select: str) -> str:
     """``validation simple error`` for ``error_simple``, ``validation MAP@R`` for ``map_at_r``."""
     return f"validation {METRIC_NAMES.get(select, select)}"
@@ -353,7 +358,7 @@ def plot_val_curves(
                     zorder=3 if chosen else 2,
                     label=f"selected: {trial.name}" if chosen else None,
                 )
-            axis.set_title(f"{loss_label(loss)} ({len(record.trials)} trials)")
+            axis.set_title(panel_title(loss_label(loss), f"{len(record.trials)} trials"))
             axis.set_xlabel("iteration")
             axis.grid(alpha=0.3)
             percent_axis(axis, values, errors=errors)

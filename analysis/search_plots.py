@@ -36,6 +36,7 @@ from analysis.plots import (
     grid,
     lower_is_better,
     metric_name,
+    panel_title,
     percent_axis,
     save,
 )
@@ -105,9 +106,7 @@ def read_searches(storage: Path, losses: Sequence[str]) -> tuple[dict[str, Searc
         names = set(optuna.study.get_all_study_names(storage=database))
         for loss in losses:
             if loss not in names:
-                failures.setdefault(f"{storage.name} holds no study named after it", []).append(
-                    loss
-                )
+                failures.setdefault(f"{storage.name} has no study of that name", []).append(loss)
                 continue
             try:
                 study = optuna.load_study(study_name=loss, storage=database)
@@ -376,9 +375,8 @@ def plot_history(searches: Sequence[Search], *, select: str, path: Path) -> None
                     label="failed",
                     clip_on=False,
                 )
-            title = f"{loss_label(search.loss)} ({len(completed)} trials"
-            title += f", {len(failed)} failed)" if failed else ")"
-            axis.set_title(title)
+            detail = f"{len(completed)} trials" + (f", {len(failed)} failed" if failed else "")
+            axis.set_title(panel_title(loss_label(search.loss), detail))
             axis.set_xlabel("Optuna trial number")
             axis.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))
             axis.grid(alpha=0.3)
@@ -453,7 +451,7 @@ def plot_importances(
                 axis.text(share + 1, y, text, va="center", fontsize=8.5)
             axis.set_xlim(0, min(100.0, max(shares) * 1.2 + 5))
             axis.xaxis.set_major_formatter(PERCENT)
-            axis.set_title(f"{loss_label(loss)} ({counts.get(loss, 0)} trials)")
+            axis.set_title(panel_title(loss_label(loss), f"{counts.get(loss, 0)} trials"))
             axis.set_xlabel("importance")
             axis.grid(axis="x", alpha=0.3)
             axis.set_axisbelow(True)
