@@ -295,16 +295,12 @@ def build_report(
 
 
 def embedding_caption(*, tsne: bool, representatives: bool) -> str:
-    stars = "its learned representatives" if representatives else "the per-class k-means "
-    if not representatives:
-        stars += "centroids of its training embeddings"
+    stars = "learned representatives" if representatives else "per-class k-means centroids"
     return (
-        f"The test split embedded by the evaluated checkpoint and projected to 2-D by "
-        f"{'t-SNE' if tsne else 'PCA'}, points coloured and named by class; the stars are "
-        f"{stars}, the centres the errors are measured against, each in its class's colour and "
-        "joined to the middle of its class's points. The title counts the stars whose nearest "
-        "test example, in the full embedding space, is of their own class: the 2-D map can put "
-        "a star among another class's points that it is not near."
+        f"Test embeddings ({'t-SNE' if tsne else 'PCA'}), coloured and named by class; stars: "
+        f"the {stars} the errors are measured against, in their class's colour and joined to the "
+        "middle of its points. The title counts the stars nearest to their own class in the full "
+        "embedding space, which the 2-D map only approximates."
     )
 
 
