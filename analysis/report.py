@@ -3,8 +3,9 @@
 For every loss of a study it takes the trial with the lowest validation error, evaluates that
 trial's best checkpoint on the whole train and test splits and writes the results table (Markdown
 to stdout and ``results.md``, ``results.csv``, ``results.tex``), next to baselines (the untrained
-network and 1-nearest-neighbour on raw pixels), the selected hyperparameters, the trial counts, and
-figures (validation curves, Optuna views, embedding maps) gathered on ``report.html``.
+network and 1-nearest-neighbour on raw pixels), the study's settings, warnings when its numbers
+cannot mean much, the selected hyperparameters, the trial counts, and figures (a loss comparison,
+validation curves, views of the Optuna searches, embedding maps) gathered on ``report.html``.
 
 It reads only files, so a study folder copied to another machine works (``--data-root`` points at
 the data there), and so does a study that is still running (the caption says how far each loss

@@ -4,14 +4,14 @@ measurement on the whole train and test splits, baselines, repeats, tables and f
 
 from __future__ import annotations
 
-import html
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analysis import plots
+from analysis import plots, search_plots
+from analysis.page import render_page
 from analysis.scores import (
     CheckpointLoader,
     Scores,
@@ -25,6 +25,7 @@ from analysis.study_files import (
     StudyFolder,
     TrialStatus,
 )
+from analysis.study_summary import Baseline, settings_table, study_warnings
 from analysis.tables import (
     ERROR_KINDS,
     METRIC_NAMES,
@@ -35,13 +36,14 @@ from analysis.tables import (
     Stat,
     TextTable,
     loss_label,
-    to_html,
     to_latex,
     to_markdown,
 )
-from analysis.verdict import CONFIDENCE, verdict
+from analysis.verdict import CONFIDENCE, Spread, verdict
 from repmet.catalogue import LOSSES
 from repmet.config import SELECTABLE_METRICS, TrainingConfig
+from repmet.data import DatasetSplits
+from search_spaces.spaces import REFERENCE
 
 UNTRAINED_KEY = "untrained"
 RAW_KEY = "raw-1nn"
@@ -57,6 +59,8 @@ class Report:
     repeats: Repeats | None
     hyperparameters: TextTable
     trials: TextTable
+    settings: TextTable | None = None
+    warnings: list[str] = field(default_factory=list)
     pictures: list[plots.Picture] = field(default_factory=list)
     figure_notes: list[str] = field(default_factory=list)
 
@@ -68,10 +72,16 @@ class Report:
                 self.repeats.errors.text(),
                 self.repeats.retrieval.text(),
             ]
+        if self.settings is not None:
+            tables.append(self.settings)
         return [*tables, self.hyperparameters, self.trials]
 
     def markdown(self) -> str:
         parts = [f"# Results of study {self.study.name}\n"]
+        if self.warnings:
+            parts.append(
+                "\n".join(f"> **Warning.** {line}  " for line in self.warnings).rstrip() + "\n"
+            )
         parts += [to_markdown(table) for table in self.tables()]
         if self.figure_notes:
             parts.append(
@@ -80,35 +90,15 @@ class Report:
         return "\n".join(parts) + "\n"
 
     def latex(self) -> str:
-        return "\n".join(to_latex(table) for table in self.tables())
+        # The settings are sentences, not numbers: a paper states them in its text.
+        tables = [table for table in self.tables() if table is not self.settings]
+        return "\n".join(to_latex(table) for table in tables)
 
-    def html(self) -> str:
-        title = html.escape(f"Results of study {self.study.name}")
-        body = [f"<h1>{title}</h1>"]
-        body += [to_html(table) for table in self.tables()]
-        if self.pictures:
-            body.append("<h2>Figures</h2>")
-        for picture in self.pictures:
-            alt = html.escape(picture.title)
-            body.append(
-                f'<figure><img src="{html.escape(picture.file)}" alt="{alt}">'
-                f"<figcaption>{alt}</figcaption></figure>"
-            )
-        if self.figure_notes:
-            items = "".join(f"<li>{html.escape(note)}</li>" for note in self.figure_notes)
-            body.append(f"<h3>Figures not drawn</h3><ul>{items}</ul>")
-        style = (
-            "body{font-family:sans-serif;margin:2em;max-width:1200px}"
-            "table{border-collapse:collapse;margin:1em 0}"
-            "td,th{border:1px solid #bbb;padding:.25em .6em;text-align:center}"
-            "caption{caption-side:top;text-align:left;padding:.3em 0}"
-            "figure{display:inline-block;margin:1em}img{max-width:100%}"
-            ".note{font-size:small;color:#444}"
-        )
-        return (
-            f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{style}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
-        )
+    def html(self, folder: Path | None = None) -> str:
+        """The report page: warnings, contents, the results, the settings, the tables behind
+        them and the figures, each section linked from the contents (``folder`` holds the
+        pictures, whose pixel sizes go into the page)."""
+        return render_page(self, folder)
 
     def write(self, folder: Path, *, formats: str) -> list[Path]:
         """Writes the selected table files and the HTML page; returns the paths written."""
@@ -124,7 +114,7 @@ class Report:
                 files["retrieval_repeats.csv"] = self.repeats.retrieval.csv()
         if formats in ("latex", "all"):
             files["results.tex"] = self.latex()
-        files["report.html"] = self.html()
+        files["report.html"] = self.html(folder)
         written = []
         for name, text in files.items():
             (folder / name).write_text(text, encoding="utf-8")
@@ -165,10 +155,12 @@ def build_report(
     figure_notes: list[str] = []
     rows: list[Row] = []
     retrieval_rows: list[Row] = []
+    test_values: dict[str, float] = {}
     # Every selected checkpoint is read before any work starts, so that a damaged folder ends the
     # report with its one error line and nothing else.
     runs = {loss: loader.load(selection) for loss, selection in selections.items()}
     configs = {loss: run.config for loss, run in runs.items()}  # as stored in each checkpoint
+    splits: DatasetSplits | None = next(iter(runs.values())).splits if runs else None
     for loss, run in runs.items():
         selection = selections[loss]
         progress(
@@ -179,9 +171,12 @@ def build_report(
         rows.append(Row(loss, loss_label(loss), percent_cells(measurement.errors, ERROR_KINDS)))
         retrieval = percent_cells(measurement.retrieval, tuple(RETRIEVAL_COLUMNS))
         retrieval_rows.append(Row(loss, loss_label(loss), retrieval))
+        scores = Scores(errors=measurement.errors, retrieval=measurement.retrieval)
+        test_values[loss] = 100.0 * test_value(scores, study.select)
         if draw:
             embeddings, labels = measurement.embedded["test"]
             file = f"embedding_{loss}.png"
+            entry = LOSSES.get(loss) if loss in LOSSES else None
             plots.plot_embedding_map(
                 embeddings,
                 labels,
@@ -192,11 +187,26 @@ def build_report(
                 tsne=tsne,
                 seed=run.config.seed,
                 class_names=run.splits.class_names,
+                representatives=entry is None or entry.learns_representatives,
             )
-            pictures.append(plots.Picture(title=f"{loss_label(loss)}: test embeddings", file=file))
+            pictures.append(
+                plots.Picture(
+                    title=f"{loss_label(loss)}: test embeddings",
+                    file=file,
+                    section="embeddings",
+                    caption=embedding_caption(
+                        tsne=tsne,
+                        representatives=entry is None or entry.learns_representatives,
+                    ),
+                )
+            )
+    baselines: list[Baseline] = []
     if configs:
         first = next(iter(configs))
-        rows += baseline_rows(first, configs[first], loader=loader, progress=progress)
+        baseline_table, baselines = baseline_rows(
+            first, configs[first], loader=loader, progress=progress, select=study.select
+        )
+        rows += baseline_table
     for loss, config in configs.items():
         if loss in LOSSES:
             notes += LOSSES.get(loss).report_notes(config.to_dict())
@@ -223,16 +233,38 @@ def build_report(
             configs, loader=loader, repeats=repeats, seed=seed, select=study.select
         )
 
-    if draw:
+    if draw and test_values:
         progress("drawing figures")
+        file = "loss_comparison.png"
+        plots.plot_loss_comparison(
+            comparison_scores(test_values, repeated, select=study.select),
+            select=study.select,
+            baselines={b.label: b.value for b in baselines},
+            path=folder / file,
+        )
+        pictures.insert(0, comparison_picture(file, study.select, repeated, baselines))
+    if draw:
         curves = "val_error_curves.png"
         plots.plot_val_curves(study.losses, selections, metric=study.metric, path=folder / curves)
-        pictures.insert(0, plots.Picture(title="Validation error of every trial", file=curves))
-        for loss in study.losses:
-            views = plots.plot_optuna_views(study.optuna_path, loss, folder=folder)
-            pictures += views.pictures
-            figure_notes += views.notes
+        pictures.insert(
+            0,
+            plots.Picture(
+                title=f"Validation curves: {plots.metric_name(study.select)} of every trial",
+                file=curves,
+                section="curves",
+                caption="Every trial of each loss over its training iterations (trials stopped "
+                "early end early); the trial the results table evaluates is drawn in red.",
+            ),
+        )
+        views = search_plots.plot_search_views(
+            study.optuna_path, list(study.losses), select=study.select, folder=folder
+        )
+        pictures += views.pictures
+        figure_notes += views.notes
+        for note in views.notes:
+            progress(note)
 
+    untrained = baselines[0] if baselines else None
     return Report(
         study=study,
         results=results,
@@ -240,8 +272,85 @@ def build_report(
         repeats=repeated,
         hyperparameters=hyperparameter_table(study, selections, configs),
         trials=trial_count_table(study),
+        settings=settings_table(
+            study,
+            config=next(iter(configs.values()), None),
+            splits=splits,
+            searched=sorted(
+                {f for selection in selections.values() for f in searched_fields(study, selection)}
+            ),
+            repeats=repeats,
+            repeat_seeds=repeated.seeds if repeated is not None else "",
+        ),
+        warnings=study_warnings(
+            study,
+            select=study.select,
+            test_values=test_values,
+            untrained=untrained,
+            repeats=repeats,
+        ),
         pictures=pictures,
         figure_notes=figure_notes,
+    )
+
+
+def embedding_caption(*, tsne: bool, representatives: bool) -> str:
+    stars = "learned representatives" if representatives else "per-class k-means centroids"
+    return (
+        f"Test embeddings ({'t-SNE' if tsne else 'PCA'}), coloured and named by class; stars: "
+        f"the {stars} the errors are measured against, in their class's colour and joined to the "
+        "middle of its points. The title counts the stars nearest to their own class in the full "
+        "embedding space, which the 2-D map only approximates."
+    )
+
+
+def comparison_scores(
+    test_values: Mapping[str, float], repeated: Repeats | None, *, select: str
+) -> list[plots.LossScore]:
+    """The comparison chart's points: each loss's selected checkpoint on test and, with repeats,
+    its re-trained runs and their 95% confidence interval (percent)."""
+    scores = []
+    for loss, value in test_values.items():
+        runs: tuple[float, ...] = ()
+        low = high = None
+        if repeated is not None and loss in repeated.runs:
+            runs = tuple(100.0 * test_value(s, select) for s in repeated.runs[loss])
+            spread = Spread.of(runs, bounds=(0.0, 100.0))
+            if len(runs) > 1:
+                low, high = spread.low, spread.high
+        scores.append(
+            plots.LossScore(
+                label=loss_label(loss),
+                value=value,
+                runs=runs,
+                low=low,
+                high=high,
+                reference=loss == REFERENCE,
+            )
+        )
+    return scores
+
+
+def comparison_picture(
+    file: str, select: str, repeated: Repeats | None, baselines: Sequence[Baseline]
+) -> plots.Picture:
+    name = METRIC_NAMES.get(select, select)
+    if repeated is not None:
+        how = (
+            f"the mean of each loss's best configuration re-trained N = {repeated.n} times "
+            "(its 95% Student-t confidence interval as the bar, each run as a small dot, the "
+            "label mean ± sample standard deviation) and the checkpoint the study selected "
+            "(diamond)"
+        )
+    else:
+        how = "the checkpoint the study selected for each loss (one run: no spread is known)"
+    lines = f"; vertical lines: {', '.join(b.label for b in baselines)}" if baselines else ""
+    return plots.Picture(
+        title=f"Loss comparison: test {name}",
+        file=file,
+        section="comparison",
+        caption=f"Losses ranked by their test {name}, best at the top: {how}. The "
+        f"{loss_label(REFERENCE)} reference is grey{lines}.",
     )
 
 
@@ -251,18 +360,23 @@ def baseline_rows(
     *,
     loader: CheckpointLoader,
     progress: Callable[[str], None],
-) -> list[Row]:
+    select: str = "error_simple",
+) -> tuple[list[Row], list[Baseline]]:
     """The untrained network (the best configuration of the first loss, not trained) and
-    1-nearest-neighbour on raw pixels (Simple column only)."""
+    1-nearest-neighbour on raw pixels (Simple column only): their table rows, and their test value
+    of the selection metric (percent) where they have one."""
     progress(f"evaluating baselines: untrained network ({loss} configuration), raw 1-NN")
     untrained = loader.build(config)
+    measurement = untrained.measure("train", "test")
     rows = [
         Row(
             UNTRAINED_KEY,
             f"Untrained network ({loss_label(loss)} config)",
-            percent_cells(untrained.errors("train", "test"), ERROR_KINDS),
+            percent_cells(measurement.errors, ERROR_KINDS),
         )
     ]
+    scores = Scores(errors=measurement.errors, retrieval=measurement.retrieval)
+    baselines = [Baseline("untrained network", 100.0 * test_value(scores, select))]
     train_error, test_error = raw_nearest_neighbour_errors(untrained.splits)
     rows.append(
         Row(
@@ -271,17 +385,25 @@ def baseline_rows(
             {"simple": (Stat(100.0 * train_error), Stat(100.0 * test_error))},
         )
     )
-    return rows
+    if select == "error_simple":
+        baselines.append(Baseline("1-NN on raw pixels", 100.0 * test_error))
+    return rows, baselines
 
 
 @dataclass(frozen=True)
 class Repeats:
     """The best configurations trained again with new seeds: the verdict and the mean ± sd tables
-    of the errors and of the retrieval metrics."""
+    of the errors and of the retrieval metrics, and every run's scores."""
 
     verdict: TextTable
     errors: ResultsTable
     retrieval: ResultsTable
+    runs: Mapping[str, Sequence[Scores]] = field(default_factory=dict)
+    seeds: str = ""
+
+    @property
+    def n(self) -> int:
+        return max((len(scores) for scores in self.runs.values()), default=0)
 
 
 def repeat_tables(
@@ -324,7 +446,13 @@ def repeat_tables(
         caption=caption,
         columns=RETRIEVAL_COLUMNS,
     )
-    return Repeats(verdict=verdict_table(runs, select=select), errors=errors, retrieval=retrieval)
+    return Repeats(
+        verdict=verdict_table(runs, select=select),
+        errors=errors,
+        retrieval=retrieval,
+        runs=runs,
+        seeds=seeds,
+    )
 
 
 def test_value(scores: Scores, metric: str) -> float:
@@ -395,7 +523,8 @@ def results_caption(study: StudyFolder, selections: Mapping[str, Selection]) -> 
     state = "Study still running" if unfinished or study.not_started else "Study complete"
     return (
         f"Errors in percent as Train (Test) on the whole splits of {dataset}, from the checkpoint "
-        f"with the lowest validation error ({study.metric}) of each loss's best trial. "
+        f"with the {'lowest' if study.mode == 'min' else 'highest'} {study.metric} of each loss's "
+        "best trial. "
         f"{state}: {progress}."
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -205,9 +206,14 @@ def _latex_row(cells: Sequence[str]) -> str:
     return " & ".join(latex_escape(cell) for cell in cells) + r" \\"
 
 
-def to_html(table: TextTable) -> str:
-    """An HTML ``<table>`` with the caption and notes around it."""
-    lines = [f"<h3>{html.escape(table.title)}</h3>", "<table>"]
+def to_html(table: TextTable, *, anchor: str | None = None, heading: bool = True) -> str:
+    """An HTML ``<table>`` with its title (unless ``heading`` is False; its ``id`` is ``anchor``),
+    caption and notes; a table wider than the page scrolls inside its own box."""
+    lines = []
+    if heading:
+        key = f' id="{html.escape(anchor)}"' if anchor else ""
+        lines.append(f"<h3{key}>{html.escape(table.title)}</h3>")
+    lines += ['<div class="scroll">', "<table>"]
     if table.caption:
         lines.append(f"<caption>{html.escape(table.caption)}</caption>")
     lines.append("<thead>")
@@ -219,9 +225,21 @@ def to_html(table: TextTable) -> str:
     lines += [_html_row(row, "td") for row in table.rows]
     lines.append("</tbody>")
     lines.append("</table>")
+    lines.append("</div>")
     lines += [f'<p class="note">{html.escape(note)}</p>' for note in table.notes]
     return "\n".join(lines) + "\n"
 
 
+#: A cell of numbers (``1.1 (2.2)``, ``0.5 ± 0.1``, ``[0.00, 2.61]``): it never wraps.
+_NUMBER_CELL = re.compile(r"^[-+\d.,%±()\[\] ]+$")
+
+
 def _html_row(cells: Sequence[str], tag: str) -> str:
-    return "<tr>" + "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>"
+    parts = []
+    for cell in cells:
+        text = html.escape(cell)
+        if tag == "th":
+            text = text.replace("_", "_<wbr>")  # long field names may break after underscores
+        css = ' class="number"' if tag == "td" and _NUMBER_CELL.match(cell) else ""
+        parts.append(f"<{tag}{css}>{text}</{tag}>")
+    return "<tr>" + "".join(parts) + "</tr>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,3 +32,38 @@ def _seed_everything() -> None:
 def digits() -> DatasetSplits:
     """The default data set (seed 0, no augmentation), loaded once; tests must not modify it."""
     return load_dataset("digits")
+
+
+#: The losses of the tiny study shared by the report tests.
+TINY_STUDY_LOSSES = ("magnet", "repmet-v2")
+
+
+@pytest.fixture(scope="session")
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny real study made once per test session by the study driver: two losses, two trials
+    each, 20 iterations on digits (``--smoke``)."""
+    import ray
+
+    from study.run import main as run_study
+
+    storage = tmp_path_factory.mktemp("studies")
+    if not ray.is_initialized():  # shared with the other Ray tests; the driver reuses it
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    argv = ["--space", "all", "--losses", ",".join(TINY_STUDY_LOSSES), "--smoke"]
+    argv += ["--storage", str(storage), "--name", "tiny", "--scheduler", "none"]
+    argv += ["--max-concurrent", "1"]
+    assert run_study(argv) == 0
+    return storage / "tiny"
+
+
+@pytest.fixture(scope="session")
+def made(study_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The report of the tiny study, made once per session: figures, all formats, two repeats.
+    Returns the report and its folder; tests must not modify either."""
+    from analysis import report as report_cli
+
+    out = tmp_path_factory.mktemp("report")
+    args = report_cli.parse_args(
+        [str(study_dir), "--device", "cpu", "--out", str(out), "--repeats", "2"]
+    )
+    return report_cli.run(args), out

@@ -1,5 +1,6 @@
-"""The study report on a tiny real study (2 losses x 2 trials on digits, made once per module by
-``study/run.py``) and on corrupted copies of it, plus file-level checks of the selection rules."""
+"""The study report on a tiny real study (2 losses x 2 trials on digits, made once per session by
+``study/run.py``: the ``study_dir`` and ``made`` fixtures of conftest.py) and on corrupted copies
+of it, plus file-level checks of the selection rules."""
 
 from __future__ import annotations
 
@@ -28,42 +29,13 @@ from analysis.study_files import (
 )
 from analysis.tables import loss_label, to_markdown
 from repmet.config import TrainingConfig
-from repmet.study_format import ITERATION, SELECTION_METRIC
+from repmet.study_format import ITERATION, SELECTION_METRIC, TRIAL_FAILED
 from repmet.training import TrainingRun, load_splits
 
 ROOT = Path(__file__).resolve().parent.parent
-LOSSES = ("magnet", "repmet-v2")
+LOSSES = ("magnet", "repmet-v2")  # the tiny study's (conftest.TINY_STUDY_LOSSES)
 CELL = re.compile(r"^(\d+\.\d) \((\d+\.\d)\)$")
 PLUS_MINUS_CELL = re.compile(r"^\d+\.\d ± \d+\.\d \(\d+\.\d ± \d+\.\d\)$")
-
-
-def _make_study(storage: Path) -> Path:
-    """Two losses, two trials each, 20 iterations on digits, made by the study driver."""
-    import ray
-
-    from study.run import main as run_study
-
-    if not ray.is_initialized():  # shared with the other Ray tests; the driver reuses it
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    argv = ["--space", "all", "--losses", ",".join(LOSSES), "--smoke", "--storage", str(storage)]
-    argv += ["--name", "tiny", "--scheduler", "none", "--max-concurrent", "1"]
-    assert run_study(argv) == 0
-    return storage / "tiny"
-
-
-@pytest.fixture(scope="module")
-def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _make_study(tmp_path_factory.mktemp("studies"))
-
-
-@pytest.fixture(scope="module")
-def made(study_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The report of the pristine study: figures, all formats, two repeats."""
-    out = tmp_path_factory.mktemp("report")
-    args = report_cli.parse_args(
-        [str(study_dir), "--device", "cpu", "--out", str(out), "--repeats", "2"]
-    )
-    return report_cli.run(args), out
 
 
 def _copy(study_dir: Path, tmp_path: Path) -> Path:
@@ -197,13 +169,112 @@ def test_html_page_links_every_png_and_they_exist(made) -> None:
     _, out = made
     page = (out / "report.html").read_text()
     linked = set(re.findall(r'<img src="([^"]+)"', page))
-    assert {"val_error_curves.png", "embedding_magnet.png", "embedding_repmet-v2.png"} <= linked
-    assert {
-        f"optuna_{loss}_{view}.png" for loss in LOSSES for view in ("history", "slice")
-    } <= linked
+    expected = {"val_error_curves.png", "loss_comparison.png", "search_history.png"}
+    expected |= {f"embedding_{loss}.png" for loss in LOSSES}
+    expected |= {f"search_{loss}_{view}.png" for loss in LOSSES for view in ("slices", "parallel")}
+    assert linked == expected  # no importances: 2 trials per loss are too few
     assert linked == {p.name for p in out.glob("*.png")}
     assert all((out / name).stat().st_size > 1000 for name in linked)
     assert "<table>" in page and "Magnet Loss" in page
+
+
+def test_every_figure_fits_the_page_at_its_real_size(made) -> None:
+    from PIL import Image
+
+    from analysis.plots import DPI, MAX_WIDTH
+
+    _, out = made
+    for png in out.glob("*.png"):
+        with Image.open(png) as image:
+            width, height = image.size
+        assert 300 <= width <= MAX_WIDTH * DPI + 40, (png.name, width)
+        assert 200 <= height <= 1400, (png.name, height)
+    page = (out / "report.html").read_text()
+    for name, width, height in re.findall(
+        r'<img src="([^"]+)" alt="[^"]*" width="(\d+)" '
+        r'height="(\d+)"',
+        page,
+    ):
+        with Image.open(out / name) as image:
+            assert image.size == (int(width), int(height))
+
+
+def test_contents_link_every_section_and_the_results_come_first(made) -> None:
+    _, out = made
+    page = (out / "report.html").read_text()
+    contents = page.split('<nav class="contents">')[1].split("</nav>")[0]
+    links = re.findall(r'href="#([^"]+)"', contents)
+    ids = set(re.findall(r' id="([^"]+)"', page))
+    assert links and set(links) <= ids
+    sections = re.findall(r'<section (?:class="[^"]*" )?id="([^"]+)"', page)
+    assert sections[:3] == ["warnings", "results", "repeats"]
+    assert {"settings", "hyperparameters", "trials", "figures"} <= set(sections)
+    assert set(sections) <= set(links)
+    assert page.index('id="warnings"') < page.index('<nav class="contents">')
+    assert page.index('id="errors"') < page.index('id="comparison"') < page.index('id="settings"')
+
+
+def test_settings_say_how_the_study_was_run(made, study_dir) -> None:
+    report, out = made
+    settings = dict(report.settings.rows)
+    fixed = json.loads((study_dir / "study.json").read_text())["fixed"]
+    splits = load_splits(TrainingConfig.from_dict(fixed))
+    assert settings["Data set"].startswith(
+        f"digits: {len(splits.train):,} train / {len(splits.val):,} validation / "
+        f"{len(splits.test):,} test examples, 10 classes, 1x8x8 inputs"
+    )
+    assert settings["Model"].startswith("small-cnn")
+    assert settings["Training per trial"].startswith("20 iterations, validation every 10")
+    assert settings["Trials per loss"] == "2"
+    assert settings["Sampler"] == "Optuna TPE, seed 0"
+    assert settings["Scheduler"].startswith("none")
+    assert settings["Seeds"] == "trials 0, data split 0, sampler 0"
+    assert (
+        "machine not recorded" in settings["Hardware"] and "trials on cpu" in settings["Hardware"]
+    )
+    assert settings["Duration"].startswith("started ") and "later" in settings["Duration"]
+    assert settings["Repeats"] == "2 re-trained runs per loss, seeds 1..2"
+    assert "--smoke" in settings["Command"]
+    markdown = (out / "results.md").read_text()
+    assert "### Settings" in markdown and "| Trials per loss | 2 |" in markdown
+
+
+def test_a_smoke_study_is_flagged_at_the_top(made) -> None:
+    report, out = made
+    assert report.warnings[0].startswith("Smoke-sized study (run with --smoke; 20 training")
+    assert any(w.startswith("Few trials") for w in report.warnings)
+    markdown = (out / "results.md").read_text()
+    first = markdown.index("> **Warning.** Smoke-sized study")
+    assert first < markdown.index("### Errors (%)")
+    assert any("importances skipped" in note for note in report.figure_notes)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes"])
+def test_a_damaged_optuna_db_costs_only_its_views(damage, study_dir, tmp_path, capsys) -> None:
+    study = _copy(study_dir, tmp_path)
+    database = study / "optuna.db"
+    data = database.read_bytes()
+    if damage == "truncated":
+        database.write_bytes(data[: len(data) // 2])
+        reason = "database disk image is malformed"
+    else:
+        database.write_bytes(np.random.default_rng(0).bytes(len(data)))
+        reason = "file is not a database"
+    before = database.read_bytes()
+    out = tmp_path / "report"
+    argv = [str(study), "--format", "markdown", "--out", str(out), "--device", "cpu"]
+    assert report_cli.main(argv) == 0
+    captured = capsys.readouterr()
+    skipped = [line for line in captured.err.splitlines() if "optuna.db" in line]
+    assert skipped == [
+        "Optuna views (search history, importances, slices, parallel coordinates) skipped for "
+        f"magnet, repmet-v2: optuna.db is unreadable ({reason})"
+    ]
+    markdown = (out / "results.md").read_text()
+    assert skipped[0] in markdown and "| Magnet Loss |" in markdown
+    assert not list(out.glob("search_*.png"))
+    assert {"loss_comparison.png", "val_error_curves.png"} <= {p.name for p in out.glob("*.png")}
+    assert database.read_bytes() == before  # opened read-only
 
 
 def test_repeats_report_mean_and_std_over_new_seeds(made, study_dir) -> None:
@@ -370,6 +441,43 @@ def test_trial_status_from_files(tmp_path) -> None:
         name: read_trial(tmp_path / name).status.value for name in ("done", "stopped", "failed")
     }
     assert statuses == {"done": "completed", "stopped": "stopped early", "failed": "failed"}
+
+
+def test_warnings_name_unlearned_unfinished_and_failed_losses(tmp_path) -> None:
+    from analysis.study_summary import Baseline, study_warnings
+
+    study = _fake_study(tmp_path / "s")
+    (study / "study.json").write_text(json.dumps({"losses": ["magnet"], "num_samples": 3}))
+    _fake_trial(study / "magnet", "a", [0.5, 0.4], saved=[2])
+    _fake_trial(study / "magnet", "b", [0.5], saved=[])
+    failed = {ITERATION: 10, TRIAL_FAILED: "the loss diverged (NaN at iteration 7)", "done": True}
+    (study / "magnet" / "b" / "result.json").write_text(json.dumps(failed) + "\n")
+    warnings = study_warnings(
+        read_study(study),
+        select="error_simple",
+        test_values={"magnet": 40.0},
+        untrained=Baseline("untrained network", 30.0),
+        repeats=0,
+    )
+    assert [w.split(":")[0] for w in warnings] == [
+        "Trained worse than untrained",
+        "Unfinished study",
+        "Failed trials",
+        "Few trials",
+        "One training run per loss (no --repeats)",
+    ]
+    assert "Magnet Loss 40.0% is higher than the untrained network's (30.0%)" in warnings[0]
+    assert "Magnet Loss 2 of 3" in warnings[1]
+    assert "Magnet Loss 1 of 3 (b: the loss diverged (NaN at iteration 7))" in warnings[2]
+    assert "Magnet Loss 1 (< 10)" in warnings[3]
+    better = study_warnings(
+        read_study(study),
+        select="map_at_r",
+        test_values={"magnet": 40.0},
+        untrained=Baseline("untrained network", 30.0),
+        repeats=3,
+    )
+    assert not any(w.startswith(("Trained worse", "One training run")) for w in better)
 
 
 def test_latest_study_is_the_most_recently_modified(tmp_path) -> None:

@@ -1,0 +1,366 @@
+"""What the report says about how a study was run (the settings table) and when its numbers cannot
+mean much (the warnings at the top of the page and of ``results.md``).
+
+Settings come from the manifest (``study.json``, :class:`repmet.study_format.StudySettings`), the
+configuration stored in the evaluated checkpoint and the data set the report loaded; what the study
+did not record is said to be "not recorded", never guessed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from analysis.study_files import StudyFolder, TrialFolder, TrialStatus
+from analysis.tables import METRIC_NAMES, TextTable, loss_label
+from repmet.config import SELECTABLE_METRICS, TrainingConfig
+from repmet.data import DatasetSplits
+from repmet.study_format import TRIAL_FAILED
+
+#: A study whose trials train fewer iterations than this is smoke-sized: it checks the pipeline.
+MIN_ITERATIONS = 100
+#: Losses with fewer completed trials than this have barely been searched (and their parameter
+#: importances are not computed).
+MIN_TRIALS = 10
+NOT_RECORDED = "not recorded"
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A reference the trained losses are measured against: its label and its test value of the
+    study's selection metric, in percent."""
+
+    label: str
+    value: float
+
+
+# ------------------------------------------------------------------------------------- warnings
+
+
+def smoke_reason(study: StudyFolder) -> str | None:
+    """Why the study is smoke-sized (``--smoke`` on its command line, or trials shorter than
+    :data:`MIN_ITERATIONS`), or None."""
+    command = str(study.manifest.get("command", ""))
+    iterations = study.fixed.get("iterations")
+    reasons = []
+    if "--smoke" in command.split():
+        reasons.append("run with --smoke")
+    if isinstance(iterations, int) and iterations < MIN_ITERATIONS:
+        reasons.append(f"{iterations} training iterations per trial (< {MIN_ITERATIONS})")
+    return "; ".join(reasons) or None
+
+
+def failure_reasons(study: StudyFolder) -> dict[str, list[str]]:
+    """Per loss, one entry per failed trial: its reason (the ``trial_failed`` key of its last
+    result) or, for a trial that errored, where its traceback is."""
+    failed: dict[str, list[str]] = {}
+    for loss, record in study.losses.items():
+        for trial in record.trials:
+            reason = _failed_reason(trial)
+            if reason:
+                failed.setdefault(loss, []).append(f"{trial.name}: {reason}")
+            elif trial.status is TrialStatus.FAILED:
+                failed.setdefault(loss, []).append(f"{trial.name}: errored (see its error.txt)")
+    return failed
+
+
+def _failed_reason(trial: TrialFolder) -> str | None:
+    reason = trial.steps[-1].metrics.get(TRIAL_FAILED) if trial.steps else None
+    return str(reason) if reason else None
+
+
+def completed_trials(study: StudyFolder) -> dict[str, int]:
+    """Per loss, the trials that ended with a value: ran out or were stopped early, not failed."""
+    return {
+        loss: sum(
+            trial.status in (TrialStatus.COMPLETED, TrialStatus.STOPPED)
+            and _failed_reason(trial) is None
+            for trial in record.trials
+        )
+        for loss, record in study.losses.items()
+    }
+
+
+def study_warnings(
+    study: StudyFolder,
+    *,
+    select: str,
+    test_values: Mapping[str, float],
+    untrained: Baseline | None,
+    repeats: int,
+) -> list[str]:
+    """One line per reason the report's numbers cannot mean much, most severe first.
+
+    Args:
+        select: the selection metric (a name of ``SELECTABLE_METRICS``).
+        test_values: per loss, the test value of ``select`` of its evaluated checkpoint (percent).
+        untrained: the untrained network's value of ``select`` on test, if measured.
+        repeats: re-trained runs per loss (0: none).
+    """
+    lines = []
+    name = METRIC_NAMES.get(select, select)
+    lower = SELECTABLE_METRICS.get(select, "min") == "min"
+    smoke = smoke_reason(study)
+    if smoke:
+        lines.append(
+            f"Smoke-sized study ({smoke}): it checks that the pipeline runs end to end; its "
+            "numbers say nothing about the losses."
+        )
+    if untrained is not None:
+        worse = {
+            loss: value
+            for loss, value in test_values.items()
+            if (value > untrained.value if lower else value < untrained.value)
+        }
+        if worse:
+            listed = ", ".join(f"{loss_label(loss)} {value:.1f}%" for loss, value in worse.items())
+            lines.append(
+                f"Trained worse than untrained: the test {name} of {listed} is "
+                f"{'higher' if lower else 'lower'} than the {untrained.label}'s "
+                f"({untrained.value:.1f}%); these losses did not learn in this study."
+            )
+    unfinished = []
+    for loss, record in study.losses.items():
+        if record.finished < record.planned:
+            unfinished.append(f"{loss_label(loss)} {record.finished} of {record.planned}")
+    unfinished += [f"{loss_label(loss)} not started" for loss in study.not_started]
+    if unfinished:
+        lines.append(
+            "Unfinished study: trials finished per loss: "
+            + "; ".join(unfinished)
+            + ". The tables show the best trial so far."
+        )
+    failed = failure_reasons(study)
+    if failed:
+        parts = []
+        for loss, reasons in failed.items():
+            planned = study.losses[loss].planned
+            shown = "; ".join(reasons[:2]) + (
+                f"; and {len(reasons) - 2} more" if len(reasons) > 2 else ""
+            )
+            parts.append(f"{loss_label(loss)} {len(reasons)} of {planned} ({shown})")
+        lines.append("Failed trials: " + " | ".join(parts) + ".")
+    few = {loss: count for loss, count in completed_trials(study).items() if count < MIN_TRIALS}
+    if few:
+        listed = ", ".join(f"{loss_label(loss)} {count}" for loss, count in few.items())
+        lines.append(
+            f"Few trials: completed trials per loss {listed} (< {MIN_TRIALS}); the search has "
+            "explored little, and parameter importances are not computed."
+        )
+    if repeats == 0:
+        lines.append(
+            "One training run per loss (no --repeats): differences between losses may be seed "
+            "noise; analysis/report.py --repeats 3 re-trains each best configuration and adds a "
+            "verdict with confidence intervals."
+        )
+    return lines
+
+
+# ------------------------------------------------------------------------------------- settings
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def _when(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
+
+
+def _get(manifest: Mapping[str, Any], key: str) -> Any:
+    value = manifest.get(key)
+    return NOT_RECORDED if value is None else value
+
+
+def duration_text(study: StudyFolder) -> str:
+    manifest = study.manifest
+    started, finished = _when(manifest.get("started")), _when(manifest.get("finished"))
+    elapsed = manifest.get("elapsed_s")
+    parts = []
+    if started is not None:
+        parts.append(f"started {started:%Y-%m-%d %H:%M:%S %Z}".strip())
+    if finished is not None and started is not None:
+        parts.append(f"finished {_duration((finished - started).total_seconds())} later")
+    elif started is not None:
+        parts.append("not finished")
+    if isinstance(elapsed, (int, float)) and math.isfinite(elapsed):
+        parts.append(f"{_duration(elapsed)} of running time")
+    trial_seconds = [
+        float(t.steps[-1].metrics.get("time_total_s", 0.0) or 0.0)
+        for record in study.losses.values()
+        for t in record.trials
+        if t.steps
+    ]
+    if trial_seconds:
+        parts.append(
+            f"trials ran {_duration(sum(trial_seconds))} in total (Tune's time_total_s, summed)"
+        )
+    return "; ".join(parts) or NOT_RECORDED
+
+
+def hardware_text(study: StudyFolder) -> str:
+    """What the study recorded about where it ran: the manifest's ``hardware`` (if recorded), the
+    trials' device and reserved resources, and the hosts named in their results."""
+    manifest = study.manifest
+    parts = []
+    recorded = manifest.get("hardware")
+    if isinstance(recorded, Mapping) and recorded:
+        parts.append(", ".join(f"{key} {_format(value)}" for key, value in recorded.items()))
+    else:
+        parts.append(f"machine {NOT_RECORDED}")
+    # The study's device: the evaluated configuration carries the report's own (--device).
+    device = study.fixed.get("device")
+    cpus, gpus = manifest.get("cpus_per_trial"), manifest.get("gpus_per_trial")
+    if device is not None:
+        parts.append(f"trials on {device}")
+    if cpus is not None:
+        parts.append(f"{_format(cpus)} CPU and {_format(gpus or 0)} GPU reserved per trial")
+    hosts = sorted(
+        {
+            str(t.steps[-1].metrics["hostname"])
+            for record in study.losses.values()
+            for t in record.trials
+            if t.steps and t.steps[-1].metrics.get("hostname")
+        }
+    )
+    if hosts:
+        parts.append(f"host{'s' if len(hosts) > 1 else ''} {', '.join(hosts)}")
+    return "; ".join(parts)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_format(v) for v in value) or "none"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_format(v)}" for k, v in value.items())
+    return str(value)
+
+
+def data_text(config: TrainingConfig | None, splits: DatasetSplits | None, fixed: Mapping) -> str:
+    dataset = config.dataset if config is not None else fixed.get("dataset", NOT_RECORDED)
+    if splits is None:
+        return f"{dataset} (not loaded)"
+    channels, height, width = splits.image_shape
+    text = (
+        f"{dataset}: {len(splits.train):,} train / {len(splits.val):,} validation / "
+        f"{len(splits.test):,} test examples, {splits.num_classes} classes, "
+        f"{channels}x{height}x{width} inputs"
+    )
+    if config is not None:
+        text += f", split seed {config.split_seed}"
+        text += ", training augmentation on" if config.augment else ""
+    return text
+
+
+def model_text(config: TrainingConfig | None, searched: Sequence[str], fixed: Mapping) -> str:
+    if config is None:
+        return str(fixed.get("model", NOT_RECORDED))
+    text = config.model
+    extras = []
+    if config.pretrained:
+        extras.append("pretrained")
+    if config.weights:
+        extras.append(f"weights {config.weights}")
+    if config.freeze_backbone:
+        extras.append("frozen backbone")
+    if "embedding_dim" in searched:
+        extras.append("embedding size searched")
+    else:
+        extras.append(f"{config.embedding_dim}-d embedding")
+    return f"{text} ({', '.join(extras)})"
+
+
+def settings_table(
+    study: StudyFolder,
+    *,
+    config: TrainingConfig | None,
+    splits: DatasetSplits | None,
+    searched: Sequence[str],
+    repeats: int,
+    repeat_seeds: str,
+) -> TextTable:
+    """How the study was run, one setting per row."""
+    manifest = study.manifest
+    fixed = study.fixed
+    iterations = config.iterations if config is not None else fixed.get("iterations")
+    eval_every = config.eval_every if config is not None else fixed.get("eval_every")
+    scheduler = manifest.get("scheduler")
+    schedulers = {
+        "asha": "ASHA (stops poor trials early on the selection metric)",
+        "none": "none (every trial trains all its iterations)",
+    }
+    sampler = manifest.get("sampler")
+    samplers = {"tpe": "Optuna TPE", "random": "Optuna random sampling"}
+    concurrent = manifest.get("max_concurrent")
+    smoke = smoke_reason(study)
+    losses = ", ".join(loss_label(loss) for loss in [*study.losses, *study.not_started])
+    rows = [
+        (
+            "Study",
+            f"{study.name} (space {_get(manifest, 'space')}, study format "
+            f"{manifest.get('version', 1)})",
+        ),
+        ("Losses", losses),
+        ("Data set", data_text(config, splits, fixed)),
+        ("Model", model_text(config, searched, fixed)),
+        (
+            "Training per trial",
+            f"{iterations} iterations, validation every {eval_every}"
+            + (f" (smoke-sized: {smoke})" if smoke else ""),
+        ),
+        (
+            "Selection",
+            f"{study.metric}, {'lowest' if study.mode == 'min' else 'highest'} value "
+            "over each trial's validation steps; the test split is read only by this "
+            "report",
+        ),
+        ("Trials per loss", str(_get(manifest, "num_samples"))),
+        (
+            "Sampler",
+            f"{samplers.get(str(sampler), _get(manifest, 'sampler'))}, seed "
+            f"{_get(manifest, 'seed')}",
+        ),
+        ("Scheduler", schedulers.get(str(scheduler), str(_get(manifest, "scheduler")))),
+        (
+            "Parallelism",
+            f"{f'at most {concurrent}' if concurrent else 'as many as fit'} trials at once per "
+            f"loss; {_get(manifest, 'max_failures')} retries of an errored trial",
+        ),
+        (
+            "Seeds",
+            f"trials {fixed.get('seed', config.seed if config else NOT_RECORDED)}, data "
+            f"split {config.split_seed if config else NOT_RECORDED}, sampler "
+            f"{_get(manifest, 'seed')}",
+        ),
+        ("Hardware", hardware_text(study)),
+        ("Duration", duration_text(study)),
+        (
+            "Repeats",
+            f"{repeats} re-trained runs per loss, seeds {repeat_seeds}"
+            if repeats
+            else "none (one run per loss)",
+        ),
+        ("Command", str(_get(manifest, "command"))),
+    ]
+    return TextTable(
+        title="Settings",
+        header=("Setting", "Value"),
+        rows=tuple(rows),
+        caption="How the study was run, from its manifest (study.json), the configuration stored "
+        "in the evaluated checkpoints and the data set as loaded for this report.",
+    )
