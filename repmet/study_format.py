@@ -17,7 +17,10 @@ Study folder layout (``FORMAT_VERSION`` 2)::
                 result.json         one JSON object per step (every ``eval_every`` iterations)
                                     with the metrics below, Tune's ``training_iteration``, ``done``
                 progress.csv        the same rows as CSV
-                tensorboard/        TensorBoard events of the trial (see the trainable)
+                events.out.tfevents.*   TensorBoard events of the trial, from the trainable
+                                    alone (``trainables.records``): ``tensorboard --logdir
+                                    <study>`` shows one run per trial, ``<loss>/trial_<NNN>_<id>``
+                projector_config.pbtxt, projector/   its embedding projector snapshot
                 checkpoint_<NNNNNN>/trial.pt
                                     the best checkpoint by the selection metric and the latest
                 error.txt, error.pkl   only if the trial failed
@@ -51,7 +54,10 @@ PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 CHECKPOINT_PREFIX = "checkpoint_"
 CHECKPOINT_FILE = "trial.pt"
-TENSORBOARD_DIR = "tensorboard"
+#: Where a trial's TensorBoard events go, relative to its folder: the folder itself, so that the
+#: run is named after the trial (format 2 studies made before this had ``tensorboard/``).
+TENSORBOARD_DIR = "."
+PROJECTOR_DIR = "projector"
 ERROR_FILES = ("error.txt", "error.pkl")
 
 # -------------------------------------------------------------------------- metric names

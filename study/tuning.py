@@ -10,21 +10,25 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import ray
 from ray import tune
 from ray.tune.experiment import Trial
+from ray.tune.logger import TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from repmet.catalogue import LOSSES
 from repmet.cli import WorkFailed
 from repmet.config import TrainingConfig
 from repmet.errors import ConfigError
 from repmet.study_format import (
     FINISHED,
     INTERRUPTED,
+    ITERATION,
     OPTUNA_FILE,
     RUNNING,
     Manifest,
@@ -56,6 +60,25 @@ class ResumableOptunaSearch(OptunaSearch):
         if error or trial_id in self._completed_trials:
             return
         super().on_trial_complete(trial_id, result=result, error=error)
+
+
+class NoTensorBoard(TBXLoggerCallback):
+    """Takes the place of Tune's TensorBoard logger, which Tune adds to every run unless one is
+    given, and writes nothing: the trainable writes the trial's TensorBoard records itself
+    (``trainables.records``), and Tune's would add a second run per trial full of ``ray/tune/*``
+    tags. Tune's JSON and CSV loggers (``result.json``, ``progress.csv``, ``params.json``) stay."""
+
+    def __init__(self) -> None:  # no tensorboardX writers
+        pass
+
+    def log_trial_start(self, trial: Trial) -> None:
+        pass
+
+    def log_trial_result(self, iteration: int, trial: Trial, result: dict) -> None:
+        pass
+
+    def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
+        pass
 
 
 class ResumableConcurrencyLimiter(ConcurrencyLimiter):
@@ -166,8 +189,9 @@ def run_losses(study: Study) -> int:
     return 0
 
 
-def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
-    """Runs (or resumes) the Tune experiment of one loss."""
+def fit_loss(study: Study, loss: str, index: int, *, verbose: bool = False) -> tune.ResultGrid:
+    """Runs (or resumes) the Tune experiment of one loss; ``verbose`` shows Tune's own progress
+    table instead of the study's progress line."""
     settings = study.settings
     path = study.folder / loss
     trainable = tune.with_resources(
@@ -176,6 +200,15 @@ def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
     )
     if path.exists() and tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+        # Tune restores the RunConfig pickled when the loss started; what the run shows follows
+        # this command line instead, and a study made before Tune's TensorBoard logger was
+        # turned off gets it turned off too. (Not reachable through Ray Client: then the pickled
+        # settings stay.)
+        local = getattr(tuner, "_local_tuner", None)
+        if local is not None:
+            run_config = local.get_run_config()
+            for name, value in reporting(study, loss, index, verbose=verbose).items():
+                setattr(run_config, name, value)
         return tuner.fit()
     # A loss that died before Tune's first snapshot starts over, Optuna study included.
     shutil.rmtree(path, ignore_errors=True)
@@ -209,18 +242,7 @@ def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
         run_config=tune.RunConfig(
             name=loss,
             storage_path=str(study.folder),
-            verbose=0,
-            callbacks=[
-                StudyProgress(
-                    loss=loss,
-                    loss_index=index,
-                    loss_count=len(settings.losses),
-                    num_samples=settings.num_samples,
-                    iterations=settings.iterations,
-                    metric=settings.metric,
-                    mode=settings.mode,
-                )
-            ],
+            **reporting(study, loss, index, verbose=verbose),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=CHECKPOINTS_KEPT,
                 checkpoint_score_attribute=settings.metric,
@@ -234,6 +256,43 @@ def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
         ),
     )
     return tuner.fit()
+
+
+def reporting(study: Study, loss: str, index: int, *, verbose: bool) -> dict[str, Any]:
+    """The ``RunConfig`` fields that decide what a loss's run shows and logs.
+
+    Always Tune's JSON and CSV results (``result.json``, ``progress.csv``, ``params.json``) and
+    never Tune's TensorBoard logger (the trainable writes the trial's records). Quiet: the study's
+    one-line progress display. ``verbose``: Tune's own classic output (with
+    ``RAY_AIR_NEW_OUTPUT=0``, as ``study/run.py`` sets it) with its trial table, every searched
+    parameter and the objective, at each status report; the one-line display, which redraws its
+    line, would garble it and is left out.
+    """
+    settings = study.settings
+    callbacks: list[tune.Callback] = [NoTensorBoard()]
+    if not verbose:
+        callbacks.append(
+            StudyProgress(
+                loss=loss,
+                loss_index=index,
+                loss_count=len(settings.losses),
+                num_samples=settings.num_samples,
+                iterations=settings.iterations,
+                metric=settings.metric,
+                mode=settings.mode,
+            )
+        )
+        return {"verbose": 0, "progress_reporter": None, "callbacks": callbacks}
+    table = tune.CLIReporter(
+        metric_columns=[ITERATION, settings.objective, settings.metric],
+        parameter_columns=list(settings.baseline.get(loss) or LOSSES.get(loss).searched),
+        metric=settings.objective,
+        mode=settings.mode,
+        sort_by_metric=True,
+        print_intermediate_tables=True,
+        max_progress_rows=settings.num_samples,
+    )
+    return {"verbose": 2, "progress_reporter": table, "callbacks": callbacks}
 
 
 def max_concurrent(settings: StudySettings) -> int:

@@ -111,7 +111,7 @@ def test_two_loss_study_completes(two_loss_study) -> None:
             assert rows[-1]["done"] is True
             assert all(0.0 <= row["val/error_simple"] <= 1.0 for row in rows)
             assert list(trial.glob("checkpoint_*/trial.pt")), trial
-            assert list((trial / "tensorboard").glob("events.out.tfevents.*")), trial
+            assert list(trial.glob("events.out.tfevents.*")), trial
         # The baseline is the first trial, in Tune and in the persisted Optuna study.
         first = json.loads((trials[0] / "params.json").read_text())
         baseline = info["baseline"][loss]
