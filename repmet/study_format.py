@@ -9,6 +9,8 @@ Study folder layout (``FORMAT_VERSION`` 2)::
     <storage>/<name>/
         study.json                  the manifest (:class:`Manifest`), rewritten atomically
         optuna.db                   SQLite, one Optuna study per loss, study_name = the loss name
+                                    (its metric named after the objective; a trial's user
+                                    attribute ``trial_dir`` names its folder, ``<loss>/trial_...``)
         <loss>/                     one Ray Tune experiment per loss (Tune's experiment folder)
             tuner.pkl, experiment_state-*.json, searcher-state-*.pkl, search_gen_state-*.json
                                     Tune's own state, used by ``--resume``
