@@ -11,6 +11,7 @@ Study folder layout (``FORMAT_VERSION`` 2)::
         optuna.db                   SQLite, one Optuna study per loss, study_name = the loss name
                                     (its metric named after the objective; a trial's user
                                     attribute ``trial_dir`` names its folder, ``<loss>/trial_...``)
+        trials.csv                  one row per trial of every loss (``study.trials_table``)
         <loss>/                     one Ray Tune experiment per loss (Tune's experiment folder)
             tuner.pkl, experiment_state-*.json, searcher-state-*.pkl, search_gen_state-*.json
                                     Tune's own state, used by ``--resume``
@@ -60,6 +61,7 @@ CHECKPOINT_FILE = "trial.pt"
 #: run is named after the trial (format 2 studies made before this had ``tensorboard/``).
 TENSORBOARD_DIR = "."
 PROJECTOR_DIR = "projector"
+TRIALS_FILE = "trials.csv"
 ERROR_FILES = ("error.txt", "error.pkl")
 
 # -------------------------------------------------------------------------- metric names
