@@ -344,6 +344,7 @@ def fit_loss(study: Study, loss: str, index: int, *, verbose: bool = False) -> t
             num_samples=settings.num_samples,
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
+            trial_name_creator=trial_dirname,  # Tune's table and logs name trials by folder
         ),
         run_config=tune.RunConfig(
             name=loss,
@@ -392,9 +393,7 @@ def reporting(study: Study, loss: str, index: int, *, verbose: bool) -> dict[str
     table = tune.CLIReporter(
         metric_columns=[ITERATION, settings.objective, settings.metric],
         parameter_columns=list(settings.baseline.get(loss) or LOSSES.get(loss).searched),
-        metric=settings.objective,
-        mode=settings.mode,
-        sort_by_metric=True,
+        sort_by_metric=True,  # by the objective: Tune hands the reporter TuneConfig's metric
         print_intermediate_tables=True,
         max_progress_rows=settings.num_samples,
     )
