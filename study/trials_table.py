@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from analysis.study_files import StudyFolder, TrialFolder, read_study
+from analysis.study_files import StudyFolder, TrialFolder, TrialStatus, read_study
 from repmet.catalogue import LOSSES
 from repmet.study_format import (
     ERROR_FILES,
@@ -87,7 +87,7 @@ def trial_row(
         status, failure = "failed", str(reason)
     else:
         status, failure = trial.status.value, ""
-        if trial.status.value == "failed":
+        if trial.status is TrialStatus.FAILED:
             failure = _last_error_line(trial.path)
     counter = trial.name.split("_")[1] if trial.name.startswith("trial_") else ""
     return {

@@ -399,3 +399,49 @@ def test_trials_csv_is_one_table_for_pandas(study_folder) -> None:
     # The best validation metrics are those of the best step, the one the report evaluates.
     best = table["val/error_simple"].min()
     assert set(table.columns) >= set(layout.VALIDATION_METRICS) and 0 <= best <= 1
+
+
+def test_trials_csv_tells_failures_apart(tmp_path) -> None:
+    from study.trials_table import write_trials_csv
+
+    manifest = {
+        "losses": ["magnet"],
+        "num_samples": 4,
+        "metric": "val/error_simple",
+        "mode": "min",
+        "baseline": {"magnet": {"k": 3, "alpha": 3.0}},
+        "status": {},
+    }
+    (tmp_path / layout.MANIFEST_FILE).write_text(json.dumps(manifest))
+
+    def trial(name: str, rows: list[dict], **files: str) -> None:
+        folder = tmp_path / "magnet" / name
+        folder.mkdir(parents=True)
+        params = {"loss": "magnet", "k": 3, "alpha": 2.5, "lr": 0.01, "iterations": 30}
+        (folder / "params.json").write_text(json.dumps(params))
+        (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        for file, text in files.items():
+            (folder / file).write_text(text)
+
+    def row(iteration: int, error: float, **extra) -> dict:
+        return {
+            layout.ITERATION: iteration,
+            "val/error_simple": error,
+            "time_total_s": 1.5,
+            **extra,
+        }
+
+    trial("trial_001_a", [row(10, 0.3), row(20, 0.2), row(30, 0.2, done=True)])
+    trial("trial_002_b", [row(10, 0.5, done=True)])
+    trial(
+        "trial_003_c",
+        [row(10, 0.4), {layout.ITERATION: 10, layout.TRIAL_FAILED: "diverged", "done": True}],
+    )
+    trial("trial_004_d", [row(10, 0.6)], **{"error.txt": "Traceback\n...\nInjectedFailure: boom\n"})
+    table = pd.read_csv(write_trials_csv(tmp_path), keep_default_na=False)
+    assert list(table["status"]) == ["completed", "stopped early", "failed", "failed"]
+    assert list(table["failure"]) == ["", "", "diverged", "InjectedFailure: boom"]
+    assert list(table["best_iteration"]) == [30, 10, 10, 10]  # the latest of equal values
+    assert list(table["iterations"]) == [30, 10, 10, 10]
+    assert list(table.columns[2:4]) == ["k", "alpha"] and list(table["alpha"]) == [2.5] * 4
+    assert "lr" not in table.columns  # not searched by this study

@@ -17,7 +17,7 @@ The trainable is the only writer (the study turns Tune's own TensorBoard logger 
   (``val/best/<select>``, what the search ranks trials by) and the validation metrics. The plugin
   reads a metric's value from the last scalar of the same tag in the run, so the table shows every
   trial at its latest step, those stopped early included. The experiment definition (which columns
-  exist) is the same in every trial of every study: the plugin reads it from one run, whichever it
+  exist) is the same in every trial of a study: the plugin reads it from one run, whichever it
   finds first, so it lists the loss and every field that some catalogued loss searches; a trial
   leaves the fields its loss does not search empty.
 - **Projector.** The validation embeddings of the trial's best step so far, with the
