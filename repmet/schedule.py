@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from repmet.errors import ArgumentError
@@ -37,6 +37,9 @@ class ScheduledStep:
     validation: dict[str, float]
     best_iteration: int
     best_value: float
+    #: The validation measurement itself (embeddings and centroids), for callers that also draw
+    #: the step, such as the trainable's TensorBoard projector: no second embedding pass.
+    measurement: Measurement | None = field(default=None, repr=False, compare=False)
 
     @property
     def is_best(self) -> bool:
@@ -48,7 +51,8 @@ def next_step(run: TrainingRun) -> ScheduledStep:
     validation split."""
     config = run.config
     stats = run.train(min(config.eval_every, config.iterations - run.iteration))
-    validation = split_metrics(run.measure("val"), "val")
+    measurement = run.measure("val")
+    validation = split_metrics(measurement, "val")
     best = run.record_validation(validation[config.select])
     return ScheduledStep(
         iteration=run.iteration,
@@ -56,6 +60,7 @@ def next_step(run: TrainingRun) -> ScheduledStep:
         validation=validation,
         best_iteration=best.iteration,
         best_value=best.value,
+        measurement=measurement,
     )
 
 

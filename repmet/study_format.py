@@ -9,6 +9,9 @@ Study folder layout (``FORMAT_VERSION`` 2)::
     <storage>/<name>/
         study.json                  the manifest (:class:`Manifest`), rewritten atomically
         optuna.db                   SQLite, one Optuna study per loss, study_name = the loss name
+                                    (its metric named after the objective; a trial's user
+                                    attribute ``trial_dir`` names its folder, ``<loss>/trial_...``)
+        trials.csv                  one row per trial of every loss (``study.trials_table``)
         <loss>/                     one Ray Tune experiment per loss (Tune's experiment folder)
             tuner.pkl, experiment_state-*.json, searcher-state-*.pkl, search_gen_state-*.json
                                     Tune's own state, used by ``--resume``
@@ -17,7 +20,10 @@ Study folder layout (``FORMAT_VERSION`` 2)::
                 result.json         one JSON object per step (every ``eval_every`` iterations)
                                     with the metrics below, Tune's ``training_iteration``, ``done``
                 progress.csv        the same rows as CSV
-                tensorboard/        TensorBoard events of the trial (see the trainable)
+                events.out.tfevents.*   TensorBoard events of the trial, from the trainable
+                                    alone (``trainables.records``): ``tensorboard --logdir
+                                    <study>`` shows one run per trial, ``<loss>/trial_<NNN>_<id>``
+                projector_config.pbtxt, projector/   its embedding projector snapshot
                 checkpoint_<NNNNNN>/trial.pt
                                     the best checkpoint by the selection metric and the latest
                 error.txt, error.pkl   only if the trial failed
@@ -51,7 +57,11 @@ PARAMS_FILE = "params.json"
 RESULT_FILE = "result.json"
 CHECKPOINT_PREFIX = "checkpoint_"
 CHECKPOINT_FILE = "trial.pt"
-TENSORBOARD_DIR = "tensorboard"
+#: Where a trial's TensorBoard events go, relative to its folder: the folder itself, so that the
+#: run is named after the trial (format 2 studies made before this had ``tensorboard/``).
+TENSORBOARD_DIR = "."
+PROJECTOR_DIR = "projector"
+TRIALS_FILE = "trials.csv"
 ERROR_FILES = ("error.txt", "error.pkl")
 
 # -------------------------------------------------------------------------- metric names

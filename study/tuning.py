@@ -8,25 +8,32 @@ import math
 import shlex
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import ray
+from optuna.trial import TrialState
 from ray import tune
 from ray.tune.experiment import Trial
+from ray.tune.logger import TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from repmet.catalogue import LOSSES
 from repmet.cli import WorkFailed
 from repmet.config import TrainingConfig
 from repmet.errors import ConfigError
 from repmet.study_format import (
     FINISHED,
     INTERRUPTED,
+    ITERATION,
     OPTUNA_FILE,
     RUNNING,
+    TRIAL_FAILED,
     Manifest,
     StudySettings,
 )
@@ -56,6 +63,122 @@ class ResumableOptunaSearch(OptunaSearch):
         if error or trial_id in self._completed_trials:
             return
         super().on_trial_complete(trial_id, result=result, error=error)
+
+
+class StudyOptunaSearch(ResumableOptunaSearch):
+    """The Optuna records of a study's search (new studies; ``ResumableOptunaSearch`` stays for the
+    searchers pickled by earlier ones).
+
+    - The study's metric is named after the objective (``val/best/<select>``).
+    - Intermediate values are the objective (the best value so far) keyed by the trial's training
+      iteration, the x axis of every other record of the study. Best-so-far, not the value of
+      each step: a trial that is pruned is told to Optuna with its last intermediate value, which
+      is then exactly what ASHA judged it by, and is comparable with the values of completed
+      trials (their best step); TPE ranks pruned trials by their last step, then by that value.
+    - A trial that ran all its iterations is COMPLETE with the objective of its last result (its
+      best step); one that the scheduler stopped earlier is PRUNED; one whose last result carries
+      ``study_format.TRIAL_FAILED`` (or a value that is not a finite number) is FAIL. A trial
+      that raised stays RUNNING, as in ``ResumableOptunaSearch``, so that ``--resume`` can finish
+      it.
+    - User attributes link an Optuna trial to Tune: ``tune_trial_id``, and ``trial_dir``, the
+      trial's folder relative to the study folder (``<loss>/trial_<NNN>_<id>``).
+
+    Args:
+        experiment: the loss's Tune experiment folder (``<study>/<loss>``).
+        total_key: the key of a flattened result holding the iterations a full trial trains.
+        others: as for ``OptunaSearch``.
+    """
+
+    def __init__(
+        self, *args: Any, experiment: str, total_key: str = "config/iterations", **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._experiment = str(experiment)
+        self._total_key = total_key
+        self._reported: dict[str, set[int]] = {}
+        self._linked: set[str] = set()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._ot_study.set_metric_names([self.metric])
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if trial_id in self._ot_trials:
+            self._ot_trials[trial_id].set_user_attr("tune_trial_id", trial_id)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        self._link(trial_id, result)
+        self._report(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if error or trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return  # a trial that raised stays RUNNING for --resume
+        result = result or {}
+        self._link(trial_id, result)
+        value, state = None, TrialState.PRUNED  # no result at all: stopped before reporting
+        if result.get(TRIAL_FAILED) or (self.metric in result and not _finite(result[self.metric])):
+            state = TrialState.FAIL
+        elif self.metric in result:
+            self._report(trial_id, result)  # the last result reaches the searcher only here
+            if result.get(ITERATION, 0) >= result.get(self._total_key, math.inf):
+                value, state = float(result[self.metric]), TrialState.COMPLETE
+        self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
+        self._completed_trials.add(trial_id)
+
+    def _report(self, trial_id: str, result: dict) -> None:
+        value, step = result.get(self.metric), result.get(ITERATION)
+        if result.get(TRIAL_FAILED) or not _finite(value) or step is None:
+            return
+        steps = self._reported.setdefault(trial_id, set())
+        if int(step) not in steps:
+            self._ot_trials[trial_id].report(float(value), int(step))
+            steps.add(int(step))
+
+    def _link(self, trial_id: str, result: dict) -> None:
+        """Names the trial's folder in its user attributes, once it is known: from the last
+        result's ``experiment_tag``, else from the folders already in storage."""
+        if trial_id in self._linked:
+            return
+        experiment = Path(self._experiment)
+        tag = result.get("experiment_tag")
+        if tag:
+            name = trial_folder_name(str(tag), trial_id)
+        else:
+            found = sorted(experiment.glob(f"*_{trial_id}"))
+            if not found:
+                return
+            name = found[0].name
+        folder = f"{experiment.name}/{name}"
+        self._ot_trials[trial_id].set_user_attr("trial_dir", folder)
+        self._linked.add(trial_id)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class NoTensorBoard(TBXLoggerCallback):
+    """Takes the place of Tune's TensorBoard logger, which Tune adds to every run unless one is
+    given, and writes nothing: the trainable writes the trial's TensorBoard records itself
+    (``trainables.records``), and Tune's would add a second run per trial full of ``ray/tune/*``
+    tags. Tune's JSON and CSV loggers (``result.json``, ``progress.csv``, ``params.json``) stay."""
+
+    def __init__(self) -> None:  # no tensorboardX writers
+        pass
+
+    def log_trial_start(self, trial: Trial) -> None:
+        pass
+
+    def log_trial_result(self, iteration: int, trial: Trial, result: dict) -> None:
+        pass
+
+    def log_trial_end(self, trial: Trial, failed: bool = False) -> None:
+        pass
 
 
 class ResumableConcurrencyLimiter(ConcurrencyLimiter):
@@ -124,8 +247,13 @@ def check_resources(settings: StudySettings) -> None:
 
 def trial_dirname(trial: Trial) -> str:
     """Short trial folder names in creation order (Tune's default repeats every parameter)."""
-    counter = trial.experiment_tag.split("_", 1)[0]
-    return f"trial_{int(counter):03d}_{trial.trial_id}" if counter.isdigit() else trial.trial_id
+    return trial_folder_name(trial.experiment_tag, trial.trial_id)
+
+
+def trial_folder_name(experiment_tag: str, trial_id: str) -> str:
+    """``trial_<NNN>_<trial id>``, NNN the counter that starts Tune's ``experiment_tag``."""
+    counter = experiment_tag.split("_", 1)[0]
+    return f"trial_{int(counter):03d}_{trial_id}" if counter.isdigit() else trial_id
 
 
 def run_losses(study: Study) -> int:
@@ -166,8 +294,9 @@ def run_losses(study: Study) -> int:
     return 0
 
 
-def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
-    """Runs (or resumes) the Tune experiment of one loss."""
+def fit_loss(study: Study, loss: str, index: int, *, verbose: bool = False) -> tune.ResultGrid:
+    """Runs (or resumes) the Tune experiment of one loss; ``verbose`` shows Tune's own progress
+    table instead of the study's progress line."""
     settings = study.settings
     path = study.folder / loss
     trainable = tune.with_resources(
@@ -176,6 +305,15 @@ def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
     )
     if path.exists() and tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
+        # Tune restores the RunConfig pickled when the loss started; what the run shows follows
+        # this command line instead, and a study made before Tune's TensorBoard logger was
+        # turned off gets it turned off too. (Not reachable through Ray Client: then the pickled
+        # settings stay.)
+        local = getattr(tuner, "_local_tuner", None)
+        if local is not None:
+            run_config = local.get_run_config()
+            for name, value in reporting(study, loss, index, verbose=verbose).items():
+                setattr(run_config, name, value)
         return tuner.fit()
     # A loss that died before Tune's first snapshot starts over, Optuna study included.
     shutil.rmtree(path, ignore_errors=True)
@@ -190,7 +328,7 @@ def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
             metric=settings.objective,
             mode=settings.mode,
             search_alg=ResumableConcurrencyLimiter(
-                ResumableOptunaSearch(
+                StudyOptunaSearch(
                     space=SEARCH_SPACES.get(settings.space).objective(loss, study.context),
                     metric=settings.objective,
                     mode=settings.mode,
@@ -198,6 +336,7 @@ def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
                     sampler=sampler(settings),
                     storage=storage,
                     study_name=loss,
+                    experiment=str(path),
                 ),
                 max_concurrent=max_concurrent(settings),
             ),
@@ -205,22 +344,12 @@ def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
             num_samples=settings.num_samples,
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
+            trial_name_creator=trial_dirname,  # Tune's table and logs name trials by folder
         ),
         run_config=tune.RunConfig(
             name=loss,
             storage_path=str(study.folder),
-            verbose=0,
-            callbacks=[
-                StudyProgress(
-                    loss=loss,
-                    loss_index=index,
-                    loss_count=len(settings.losses),
-                    num_samples=settings.num_samples,
-                    iterations=settings.iterations,
-                    metric=settings.metric,
-                    mode=settings.mode,
-                )
-            ],
+            **reporting(study, loss, index, verbose=verbose),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=CHECKPOINTS_KEPT,
                 checkpoint_score_attribute=settings.metric,
@@ -234,6 +363,41 @@ def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
         ),
     )
     return tuner.fit()
+
+
+def reporting(study: Study, loss: str, index: int, *, verbose: bool) -> dict[str, Any]:
+    """The ``RunConfig`` fields that decide what a loss's run shows and logs.
+
+    Always Tune's JSON and CSV results (``result.json``, ``progress.csv``, ``params.json``) and
+    never Tune's TensorBoard logger (the trainable writes the trial's records). Quiet: the study's
+    one-line progress display. ``verbose``: Tune's own classic output (with
+    ``RAY_AIR_NEW_OUTPUT=0``, as ``study/run.py`` sets it) with its trial table, every searched
+    parameter and the objective, at each status report; the one-line display, which redraws its
+    line, would garble it and is left out.
+    """
+    settings = study.settings
+    callbacks: list[tune.Callback] = [NoTensorBoard()]
+    if not verbose:
+        callbacks.append(
+            StudyProgress(
+                loss=loss,
+                loss_index=index,
+                loss_count=len(settings.losses),
+                num_samples=settings.num_samples,
+                iterations=settings.iterations,
+                metric=settings.metric,
+                mode=settings.mode,
+            )
+        )
+        return {"verbose": 0, "progress_reporter": None, "callbacks": callbacks}
+    table = tune.CLIReporter(
+        metric_columns=[ITERATION, settings.objective, settings.metric],
+        parameter_columns=list(settings.baseline.get(loss) or LOSSES.get(loss).searched),
+        sort_by_metric=True,  # by the objective: Tune hands the reporter TuneConfig's metric
+        print_intermediate_tables=True,
+        max_progress_rows=settings.num_samples,
+    )
+    return {"verbose": 2, "progress_reporter": table, "callbacks": callbacks}
 
 
 def max_concurrent(settings: StudySettings) -> int:

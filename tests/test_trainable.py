@@ -101,7 +101,7 @@ def _event_tags(directory: Path) -> set[str]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     tags: set[str] = set()
-    for events in directory.rglob("tensorboard/events.out.tfevents.*"):
+    for events in directory.rglob("events.out.tfevents.*"):
         accumulator = EventAccumulator(str(events.parent))
         accumulator.Reload()
         tags |= set(accumulator.Tags()["scalars"])
@@ -117,6 +117,8 @@ def _event_tags(directory: Path) -> set[str]:
 def test_tune_run_pauses_and_resumes_trials_through_checkpoints(ray_session, tmp_path) -> None:
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+    from study.tuning import NoTensorBoard
 
     class PauseOnce(FIFOScheduler):
         """Pauses every trial once after its second report; FIFO then resumes it from the
@@ -140,6 +142,7 @@ def test_tune_run_pauses_and_resumes_trials_through_checkpoints(ray_session, tmp
             storage_path=str(tmp_path),
             name="pause-resume",
             verbose=0,
+            callbacks=[NoTensorBoard()],  # as in a study: the trainable's records only
             sync_config=tune.SyncConfig(sync_artifacts=True),
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),
         ),
@@ -157,5 +160,9 @@ def test_tune_run_pauses_and_resumes_trials_through_checkpoints(ray_session, tmp
     tags = _event_tags(tmp_path / "pause-resume")
     assert {layout.TRAIN_LOSS, layout.VAL_ERROR_SIMPLE, layout.TRAIN_BATCH_ACCURACY} <= tags
     assert "plugin:hparams" in tags
-    projectors = list((tmp_path / "pause-resume").rglob("tensorboard/projector_config.pbtxt"))
-    assert len(projectors) == 2  # one embedding snapshot per finished trial
+    assert not any(tag.startswith("ray/tune/") for tag in tags)
+    # The trial resumed in a new actor writes on into the same run: one run per trial.
+    runs = {p.parent for p in (tmp_path / "pause-resume").rglob("events.out.tfevents.*")}
+    assert len(runs) == 2 and all(run.name.startswith("MetricLearningTrainable") for run in runs)
+    projectors = list((tmp_path / "pause-resume").rglob("projector_config.pbtxt"))
+    assert len(projectors) == 2  # one embedding snapshot per trial

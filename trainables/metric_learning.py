@@ -13,10 +13,11 @@ only repeat it.
   test split.
 - ``save_checkpoint`` / ``load_checkpoint`` write and read the full trial state
   (``trial.pt``, written atomically and read with ``weights_only=True``).
-- Each trial writes clean TensorBoard tags (``train/loss``, ``val/error_simple``, ...) against the
-  iteration count, its hyperparameters for the HParams plugin, and at the end a projector snapshot
-  of the validation embeddings. They live in the trial's working directory; the study syncs them
-  to storage (``SyncConfig(sync_artifacts=True)``).
+- Each trial writes its TensorBoard records (:mod:`trainables.records`): clean tags
+  (``train/loss``, ``val/error_simple``, ...) against the iteration count, its HParams session (the
+  loss, the fields its loss searches, the final metrics) and a projector snapshot of its best step
+  so far. They live in the trial's working directory, written and flushed within each step; the
+  study syncs them to storage with each checkpoint (``SyncConfig(sync_artifacts=True)``).
 """
 
 from __future__ import annotations
@@ -26,13 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 
 from repmet import study_format as layout
 from repmet.config import TrainingConfig
-from repmet.schedule import next_step
+from repmet.schedule import ScheduledStep, next_step
 from repmet.training import TrainingRun, load_splits, read_state, use_threads
+from trainables.records import ProjectorSnapshot, TrialRecords
 
 #: Fault injection for resume tests: with both set, ``step`` raises once when the trial reaches
 #: ``REPMET_FAIL_AT_ITERATION`` iterations, after creating the file named by
@@ -63,7 +63,9 @@ class MetricLearningTrainable(tune.Trainable):
         use_threads(self.training_config)
         splits = load_splits(self.training_config, cached=True)
         self.run = TrainingRun(self.training_config, splits=splits)
-        self._open_writer()
+        # Tune may start an actor that runs setup() and is stopped without training: the records
+        # open their writer at the first step, so such an actor leaves no empty run.
+        self.records = TrialRecords(self.logdir, self.training_config)
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         self.cleanup()
@@ -85,14 +87,10 @@ class MetricLearningTrainable(tune.Trainable):
         }
         for name, value in scheduled.validation.items():
             result[layout.validation_metric(name)] = value
-        for tag, value in result.items():
-            if tag != layout.ITERATION:  # the x axis of every curve, not a curve of its own
-                self.writer.add_scalar(tag, value, global_step=self.run.iteration)
-        done = self.run.iteration >= config.iterations
-        if done:
-            self._write_projector()
-        self.writer.flush()
-        result["done"] = done
+        # Written now, not when the trial ends: a trial the scheduler stops gets no later hook.
+        snapshot = self._projector_snapshot(scheduled) if scheduled.is_best else None
+        self.records.log_step(result, iteration=self.run.iteration, snapshot=snapshot)
+        result["done"] = self.run.iteration >= config.iterations
         return result
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
@@ -105,29 +103,27 @@ class MetricLearningTrainable(tune.Trainable):
         self.run.load_state_dict(read_state(Path(checkpoint) / layout.CHECKPOINT_FILE))
 
     def cleanup(self) -> None:
-        writer = getattr(self, "writer", None)
-        if writer is not None:
-            writer.close()
-            self.writer = None
+        records = getattr(self, "records", None)
+        if records is not None:
+            records.close()
 
     # ----------------------------------------------------------------- internals
 
-    def _open_writer(self) -> None:
-        self.writer = SummaryWriter(log_dir=os.path.join(self.logdir, layout.TENSORBOARD_DIR))
-        hparam_values = {
-            name: value if isinstance(value, (int, float, str, bool)) else str(value)
-            for name, value in self.training_config.to_dict().items()
-        }
-        placeholders = {tag: 0.0 for tag in layout.VALIDATION_METRICS}
-        for summary in hparams(hparam_values, placeholders):
-            self.writer.file_writer.add_summary(summary)
-
-    def _write_projector(self) -> None:
-        embeddings, labels = self.run.embed("val")
-        names = self.run.splits.class_names
-        metadata = [names[i] if names else str(i) for i in labels.tolist()]
-        self.writer.add_embedding(
-            embeddings, metadata=metadata, global_step=self.run.iteration, tag="val/embedding"
+    def _projector_snapshot(self, scheduled: ScheduledStep) -> ProjectorSnapshot:
+        """The validation embeddings of the step and the centroids it was measured against."""
+        measurement = scheduled.measurement
+        if measurement is None:  # a step measured elsewhere: measure again
+            measurement = self.run.measure("val")
+        embeddings, labels = measurement.embedded["val"]
+        learned = self.training_config.loss_entry.learns_representatives
+        return ProjectorSnapshot(
+            iteration=scheduled.iteration,
+            embeddings=embeddings,
+            labels=labels,
+            centroids=measurement.centroids,
+            centroid_classes=measurement.centroid_classes,
+            class_names=self.run.splits.class_names,
+            centroid_kind="representative" if learned else "centroid",
         )
 
     def _maybe_inject_failure(self, chunk: int) -> None:

@@ -1,0 +1,123 @@
+"""``<study>/trials.csv``: every trial of every loss in one table, for pandas
+(``pd.read_csv("results/repmet/trials.csv")``) or a spreadsheet.
+
+One row per trial folder, in the study's loss order and creation order, written from the study
+folder's files alone (``analysis.study_files``), so it can be rewritten at any time, also for a
+study copied elsewhere. Columns:
+
+- ``loss``, ``trial`` (the creation number NNN of ``trial_<NNN>_<id>``);
+- every parameter that the study searches for some loss, the trial's value where its loss searches
+  it and empty where not;
+- ``status``: ``completed``, ``stopped early`` (by the scheduler), ``failed`` (an error, or a
+  configuration that cannot train: ``failure`` says which) or ``running`` (no final result yet:
+  running, pending or interrupted);
+- ``iterations`` (trained), ``best_iteration`` (the step that stands for the trial: the best value
+  of the selection metric on validation, the latest on ties) and every validation metric at that
+  step, under its study name (``val/error_simple``, ..., ``val/ami``);
+- ``seconds`` (Tune's ``time_total_s``), ``failure`` and ``trial_dir`` (the folder, relative to
+  the study folder).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from analysis.study_files import StudyFolder, TrialFolder, TrialStatus, read_study
+from repmet.catalogue import LOSSES
+from repmet.study_format import (
+    ERROR_FILES,
+    ITERATION,
+    TRIAL_FAILED,
+    TRIALS_FILE,
+    VALIDATION_METRICS,
+)
+
+LEADING = ("loss", "trial")
+TRAILING = ("status", "iterations", "best_iteration", *VALIDATION_METRICS, "seconds")
+LINKS = ("failure", "trial_dir")
+
+
+def write_trials_csv(study_folder: Path) -> Path:
+    """Writes (or replaces, atomically) ``trials.csv`` in the study folder; returns its path.
+
+    Raises:
+        analysis.study_files.StudyFolderError: the folder is not a readable study.
+    """
+    study = read_study(Path(study_folder))
+    searched = searched_parameters(study)
+    columns = [*LEADING, *searched, *TRAILING, *LINKS]
+    rows = [
+        trial_row(study, loss, trial, searched)
+        for loss, folder in study.losses.items()
+        for trial in folder.trials
+    ]
+    path = study.path / TRIALS_FILE
+    handle, temporary = tempfile.mkstemp(dir=study.path, prefix=".tmp-", suffix=".csv")
+    with os.fdopen(handle, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+    return path
+
+
+def searched_parameters(study: StudyFolder) -> list[str]:
+    """The parameters the study searches for any of its losses, in order of first appearance."""
+    names: dict[str, None] = {}
+    for loss in study.losses:
+        names.update(dict.fromkeys(_searched(study, loss)))
+    return list(names)
+
+
+def trial_row(
+    study: StudyFolder, loss: str, trial: TrialFolder, searched: Sequence[str]
+) -> dict[str, Any]:
+    """One row of the table (see the module)."""
+    own = set(_searched(study, loss))
+    last = trial.steps[-1].metrics if trial.steps else {}
+    best = trial.best_steps(study.metric, study.mode)
+    at_best = best[-1] if best else None  # the latest of equal values, as the study keeps
+    reason = last.get(TRIAL_FAILED)
+    if reason:
+        status, failure = "failed", str(reason)
+    else:
+        status, failure = trial.status.value, ""
+        if trial.status is TrialStatus.FAILED:
+            failure = _last_error_line(trial.path)
+    counter = trial.name.split("_")[1] if trial.name.startswith("trial_") else ""
+    return {
+        "loss": loss,
+        "trial": int(counter) if counter.isdigit() else None,
+        **{name: trial.params.get(name) if name in own else None for name in searched},
+        "status": status,
+        "iterations": last.get(ITERATION, 0 if not trial.steps else None),
+        "best_iteration": at_best.iteration if at_best else None,
+        **{name: at_best.metrics.get(name) if at_best else None for name in VALIDATION_METRICS},
+        "seconds": last.get("time_total_s"),
+        "failure": failure,
+        "trial_dir": f"{loss}/{trial.name}",
+    }
+
+
+def _last_error_line(folder: Path) -> str:
+    """The last line of Tune's ``error.txt`` (the exception and its message), if any."""
+    try:
+        lines = (folder / ERROR_FILES[0]).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1].strip()[:300] if lines else ""
+
+
+def _searched(study: StudyFolder, loss: str) -> list[str]:
+    """What the study searched for a loss: the parameters of its baseline point (the manifest
+    holds it), else the catalogue's entry."""
+    baseline = study.manifest.get("baseline")
+    point = baseline.get(loss) if isinstance(baseline, Mapping) else None
+    if isinstance(point, Mapping) and point:
+        return list(point)
+    return list(LOSSES.get(loss).searched) if loss in LOSSES else []
