@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shlex
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import ray
+import ray.cloudpickle
 from ray import tune
+from ray.exceptions import RayError
+from ray.tune.error import TuneError
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
@@ -27,6 +32,7 @@ from repmet.study_format import (
     INTERRUPTED,
     OPTUNA_FILE,
     RUNNING,
+    TRIAL_FAILED,
     Manifest,
     StudySettings,
 )
@@ -42,7 +48,16 @@ CHECKPOINTS_KEPT = 1
 
 
 class StudyInterrupted(WorkFailed):
-    """A study stopped before every trial of a loss finished; ``--resume`` continues it."""
+    """A study stopped by Ctrl-C (or SIGUSR1) before every trial of a loss finished; ``--resume``
+    continues it. ``study/run.py`` ends with exit status 130 for it."""
+
+    interrupted = True
+
+
+class StudyFailed(WorkFailed):
+    """A failure of the whole study, not of one configuration: a trial raised an error after its
+    retries (missing data on a node, a worker that cannot import the project, a bug), or Ray
+    itself failed. The study stops; ``--resume`` continues it once the cause is fixed."""
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -96,9 +111,16 @@ def connect(*, address: str | None, verbose: bool) -> bool:
             logging_level=logging_level,
             configure_logging=True,
         )
-    except ConnectionError as error:
-        raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {error}") from None
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as error:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+        raise ConfigError(f"cannot reach {where}: {first_line(error)}") from None
     return True
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first non-empty line of an error's message (Ray's messages run over many lines)."""
+    text = error if isinstance(error, str) else str(error) or type(error).__name__
+    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip())
 
 
 def disconnect() -> None:
@@ -107,7 +129,7 @@ def disconnect() -> None:
 
 def check_resources(settings: StudySettings) -> None:
     """Refuses requests no node can satisfy, instead of leaving trials pending forever."""
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
     most_cpus = max((node.get("CPU", 0.0) for node in nodes), default=0.0)
     most_gpus = max((node.get("GPU", 0.0) for node in nodes), default=0.0)
     if settings.gpus_per_trial > most_gpus:
@@ -129,6 +151,13 @@ def trial_dirname(trial: Trial) -> str:
 
 
 def run_losses(study: Study) -> int:
+    """Runs the Tune experiment of every loss not finished yet, one after another.
+
+    A loss ends in one of three ways. Every planned trial ended (finished, stopped early, or
+    failed for its own configuration): the loss is finished and the next one starts. A trial
+    raised an error after its retries: the study stops (:class:`StudyFailed`). Ctrl-C left trials
+    unfinished: the study stops (:class:`StudyInterrupted`). Either way ``--resume`` continues.
+    """
     settings, manifest = study.settings, study.manifest
     started = time.monotonic()
     print(
@@ -142,28 +171,106 @@ def run_losses(study: Study) -> int:
             continue
         manifest.set_status(loss, RUNNING)
         try:
+            extend_experiment(study.folder / loss, settings.num_samples)
             results = fit_loss(study, loss, index)
         except KeyboardInterrupt:
             manifest.set_status(loss, INTERRUPTED)
             raise StudyInterrupted(
                 f"interrupted during {loss}; continue the study with --resume"
             ) from None
-        unfinished = settings.num_samples - results.num_terminated - results.num_errors
-        complete = results.num_errors == 0 and unfinished <= 0
-        manifest.set_status(loss, FINISHED if complete else INTERRUPTED)
-        summaries.append(summarize(loss, results, settings))
-        if not complete:
+        except (TuneError, RayError) as error:
+            manifest.set_status(loss, INTERRUPTED)
+            raise StudyFailed(
+                f"{loss}: Ray stopped the study ({type(error).__name__}: {first_line(error)}); "
+                "continue it with --resume once the cause is fixed"
+            ) from None
+        outcome = LossOutcome.of(results, settings.num_samples)
+        if outcome.errored:
+            manifest.set_status(loss, INTERRUPTED)
+            print("\n".join(summaries))
+            raise StudyFailed(outcome.error_message(loss))
+        if outcome.unfinished:
+            manifest.set_status(loss, INTERRUPTED)
             print("\n".join(summaries))
             raise StudyInterrupted(
-                f"{loss}: {results.num_errors} of {settings.num_samples} trials failed"
-                + (f" and {unfinished} did not finish" if unfinished > 0 else "")
-                + "; fix the cause and continue the study with --resume"
+                f"interrupted during {loss} ({outcome.ended} of {settings.num_samples} trials "
+                "finished); continue the study with --resume"
             )
+        manifest.set_status(loss, FINISHED)
+        summaries.append(summarize(loss, results, settings))
     print("\n".join(summaries))
     print(f"Done in {format_duration(time.monotonic() - started)}. Results: {study.folder}")
     print(f"  curves:  tensorboard --logdir {shlex.quote(str(study.folder))}")
     print(f"  table:   python analysis/report.py {shlex.quote(str(study.folder))}")
     return 0
+
+
+@dataclass(frozen=True)
+class LossOutcome:
+    """How the trials of one Tune experiment ended.
+
+    Attributes:
+        ended: trials with a final result (finished, stopped early, failed for their
+            configuration) or an error.
+        failed: trials that failed for their own configuration (``TRIAL_FAILED``).
+        errored: trials that raised an error after their retries, with their error.
+        unfinished: planned trials without a final result (interrupted, pending, not created).
+    """
+
+    ended: int
+    failed: int
+    errored: tuple[tune.Result, ...]
+    unfinished: int
+
+    @classmethod
+    def of(cls, results: tune.ResultGrid, planned: int) -> LossOutcome:
+        errored = tuple(result for result in results if result.error is not None)
+        clean = [result for result in results if result.error is None]
+        done = sum(bool(result.metrics.get("done")) for result in clean)
+        failed = sum(bool(result.metrics.get(TRIAL_FAILED)) for result in clean)
+        ended = done + len(errored)
+        return cls(ended=ended, failed=failed, errored=errored, unfinished=max(planned - ended, 0))
+
+    def error_message(self, loss: str) -> str:
+        first = self.errored[0]
+        cause = first.error
+        cause = getattr(cause, "cause", None) or cause
+        if isinstance(cause, str):  # Tune's fallback: the text of error.txt
+            lines = [line.strip() for line in cause.splitlines() if line.strip()]
+            what = lines[-1] if lines else "unknown error"
+        else:
+            what = f"{type(cause).__name__}: {first_line(cause)}"
+        where = os.path.join(first.path, "error.txt") if first.path else "its trial folder"
+        count = len(self.errored)
+        return (
+            f"{loss}: {count} trial{'s' if count > 1 else ''} stopped with an error ({what}); "
+            f"the traceback is in {where}; the study stopped: fix the cause and continue it "
+            "with --resume"
+        )
+
+
+def extend_experiment(path: Path, num_samples: int) -> None:
+    """Lets the Tune experiment at ``path`` (if any) create trials up to ``num_samples``.
+
+    ``Tuner.restore`` keeps the number of samples of the first run: its search generator's state
+    (``search_gen_state-*.json``, the newest file of which Tune restores) counts the trials it
+    created against that total. Raising the total there makes the restored experiment ask the
+    searcher (Optuna, with its whole history) for the extra trials.
+    """
+    states = sorted(path.glob("search_gen_state-*.json"))
+    if not states:
+        return
+    newest = states[-1]
+    with newest.open("rb") as stream:
+        state: dict[str, Any] = ray.cloudpickle.load(stream)
+    if int(state.get("total_samples", 0)) >= num_samples:
+        return
+    state["total_samples"] = num_samples
+    state["finished"] = False
+    temporary = newest.with_name(f".{newest.name}.tmp")
+    with temporary.open("wb") as stream:
+        ray.cloudpickle.dump(state, stream)
+    os.replace(temporary, newest)
 
 
 def fit_loss(study: Study, loss: str, index: int) -> tune.ResultGrid:
@@ -275,14 +382,27 @@ def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
 
 
 def summarize(loss: str, results: tune.ResultGrid, settings: StudySettings) -> str:
-    """One line per loss: trials run and the best configuration found."""
-    try:
-        best = results.get_best_result(settings.objective, settings.mode, scope="last")
-    except RuntimeError:
-        return f"{loss}: no trial reported {settings.objective}"
-    value = best.metrics[settings.objective]
+    """One line per loss: trials run, how many failed for their configuration, and the best
+    configuration among the others."""
+    objective, sign = settings.objective, (1.0 if settings.mode == "min" else -1.0)
+    failed = sum(bool(result.metrics.get(TRIAL_FAILED)) for result in results)
+    scored = [
+        result
+        for result in results
+        if result.error is None
+        and not result.metrics.get(TRIAL_FAILED)
+        and isinstance(result.metrics.get(objective), (int, float))
+        and math.isfinite(result.metrics[objective])
+    ]
+    counted = f"{loss}: {len(results)} trials" + (
+        f" ({failed} failed for their configuration)" if failed else ""
+    )
+    if not scored:
+        return f"{counted}, none reported {objective}"
+    best = min(scored, key=lambda result: sign * result.metrics[objective])
+    value = best.metrics[objective]
     searched = {k: v for k, v in best.config.items() if k in settings.baseline[loss]}
     shown = " ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in searched.items()
     )
-    return f"{loss}: {len(results)} trials, best {settings.metric} {value:.4f} ({shown})"
+    return f"{counted}, best {settings.metric} {value:.4f} ({shown})"
