@@ -4,6 +4,7 @@ views of each loss's search, and 2-D maps of the best models' test embeddings.""
 from __future__ import annotations
 
 import math
+import sqlite3
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402  (Optuna's RDB storage)
 
 from analysis.scores import Selection  # noqa: E402
 from analysis.study_files import LossFolder  # noqa: E402
@@ -128,13 +130,25 @@ def plot_optuna_views(storage: Path, loss: str, *, folder: Path) -> Plots:
     if not storage.is_file():
         plots.notes.append(f"{loss}: no Optuna views, {storage.name} is missing")
         return plots
+    if storage.stat().st_size == 0:  # Optuna would write a fresh schema into it
+        plots.notes.append(f"{loss}: no Optuna views, {storage.name} is empty")
+        return plots
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=loss, storage=f"sqlite:///{storage}")
+        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     except KeyError:
         plots.notes.append(f"{loss}: no Optuna views, {storage.name} holds no study named {loss}")
         return plots
-    completed = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    # A damaged database (truncated, overwritten) only costs the report these views.
+    except (SQLAlchemyError, sqlite3.Error, optuna.exceptions.StorageInternalError) as error:
+        reason = next((line for line in str(error).splitlines() if line.strip()), "")
+        plots.notes.append(
+            f"{loss}: no Optuna views, {storage.name} is unreadable "
+            f"({type(error).__name__}: {reason.strip()})"
+        )
+        return plots
+    completed = len(trials)
     for suffix, title, view, needed in OPTUNA_VIEWS:
         if completed < needed:
             plots.notes.append(
