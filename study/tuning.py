@@ -3,12 +3,16 @@ the baseline first, ASHA, checkpoints, retries), resuming, and the per-loss summ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import shlex
 import shutil
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,17 +108,41 @@ def connect(*, address: str | None, verbose: bool) -> bool:
     if ray.is_initialized():
         return False
     logging_level = logging.INFO if verbose else logging.ERROR
+    # Joining a cluster, Ray's C++ client logs a warning per failed attempt straight to stderr;
+    # the one line below says what went wrong (--verbose shows them).
+    quiet = not verbose and address not in (None, "local")
     try:
-        ray.init(
-            address=address or "local",
-            log_to_driver=verbose,
-            logging_level=logging_level,
-            configure_logging=True,
-        )
+        with _stderr_dropped(quiet):
+            ray.init(
+                address=address or "local",
+                log_to_driver=verbose,
+                logging_level=logging_level,
+                configure_logging=True,
+            )
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as error:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
         raise ConfigError(f"cannot reach {where}: {first_line(error)}") from None
     return True
+
+
+@contextlib.contextmanager
+def _stderr_dropped(enabled: bool) -> Iterator[None]:
+    """Sends what the process writes to file descriptor 2 to a scratch file while the block runs."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def first_line(error: BaseException | str) -> str:
@@ -398,7 +426,9 @@ def summarize(loss: str, results: tune.ResultGrid, settings: StudySettings) -> s
         f" ({failed} failed for their configuration)" if failed else ""
     )
     if not scored:
-        return f"{counted}, none reported {objective}"
+        return f"{counted}, none " + (
+            "finished without failing" if failed else f"reported {objective}"
+        )
     best = min(scored, key=lambda result: sign * result.metrics[objective])
     value = best.metrics[objective]
     searched = {k: v for k, v in best.config.items() if k in settings.baseline[loss]}
