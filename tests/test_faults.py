@@ -3,9 +3,10 @@ completable: ``kill -9`` and Ctrl-C mid-trial followed by ``--resume``, two runs
 ``--resume`` (and an ``--overwrite``) while the study runs, a trial that always fails, and a
 damaged ``optuna.db`` under the report.
 
-The studies are tiny (one or two losses, a few trials of 30-40 iterations on digits). The runs
-that are killed or run side by side are processes of their own; resumes run in this process on
-one shared Ray.
+The studies are tiny (one or two losses, a few trials of 30 iterations on digits). The runs that
+are killed or run side by side are processes of their own; resumes run in this process on one
+shared Ray. Those tests are marked slow; the pieces they rely on (the lock, reading a failed trial,
+the progress counts, the Optuna views of a damaged database) are tested at the end without Ray.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -48,7 +50,7 @@ VOLATILE = {
     "time/seconds_per_iteration", "time/examples_per_second", "checkpoint_dir_name",
 }  # fmt: skip
 
-pytestmark = pytest.mark.slow
+slow = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +185,7 @@ def assert_resume_completes(storage: Path, name: str, kept: dict[str, dict[str, 
 # ------------------------------------------------------------------------ killed mid-trial
 
 
+@slow
 def test_kill_9_mid_trial_then_resume_completes(ray_local, tmp_path: Path) -> None:
     storage = tmp_path / "studies"
     process = start_study(*STUDY, "--storage", str(storage), "--name", "killed")
@@ -202,6 +205,7 @@ def test_kill_9_mid_trial_then_resume_completes(ray_local, tmp_path: Path) -> No
     assert_resume_completes(storage, "killed", kept)
 
 
+@slow
 def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(ray_local, tmp_path) -> None:
     storage = tmp_path / "studies"
     process = start_study(*STUDY, "--storage", str(storage), "--name", "interrupted")
@@ -231,6 +235,7 @@ def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(ray_local, tmp_
 # ------------------------------------------------------------------------- one study, two runs
 
 
+@slow
 def test_second_run_resume_and_overwrite_are_refused_while_a_study_runs(
     ray_local, tmp_path: Path
 ) -> None:
@@ -291,6 +296,7 @@ def failing_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return storage / "failing", result.stdout
 
 
+@slow
 def test_an_always_failing_trial_is_recorded_and_the_study_goes_on(failing_study) -> None:
     folder, stdout = failing_study
     info = manifest(folder)
@@ -311,6 +317,7 @@ def test_an_always_failing_trial_is_recorded_and_the_study_goes_on(failing_study
     assert "Done in" in stdout
 
 
+@slow
 def test_the_report_lists_the_failed_trial_with_its_reason(failing_study, tmp_path) -> None:
     folder, _ = failing_study
     out = tmp_path / "report"
@@ -329,6 +336,7 @@ def test_the_report_lists_the_failed_trial_with_its_reason(failing_study, tmp_pa
 # -------------------------------------------------------------- a damaged optuna.db
 
 
+@slow
 def test_a_damaged_optuna_db_costs_only_the_optuna_views(failing_study, tmp_path, capsys):
     original, _ = failing_study
     folder = tmp_path / "damaged"
@@ -346,29 +354,10 @@ def test_a_damaged_optuna_db_costs_only_the_optuna_views(failing_study, tmp_path
     assert (out / "val_error_curves.png").is_file()
 
 
-@pytest.mark.parametrize(
-    ("damage", "note"),
-    [
-        (lambda good: os.urandom(20_000), "is unreadable (DatabaseError"),
-        (lambda good: good[: len(good) // 3], "is unreadable (DatabaseError"),
-        (lambda good: b"", "is empty"),
-    ],
-    ids=["random-bytes", "truncated", "empty"],
-)
-def test_optuna_views_of_a_damaged_database_are_one_note(failing_study, tmp_path, damage, note):
-    original, _ = failing_study
-    storage = tmp_path / "optuna.db"
-    storage.write_bytes(damage((original / "optuna.db").read_bytes()))
-    written = storage.read_bytes()
-    views = plots.plot_optuna_views(storage, "magnet", folder=tmp_path)
-    assert views.pictures == []
-    assert len(views.notes) == 1 and note in views.notes[0], views.notes
-    assert storage.read_bytes() == written  # the report never repairs (writes) the database
-
-
 # ------------------------------------------------------- more trials for a finished study
 
 
+@slow
 def test_a_larger_num_samples_extends_a_finished_study(ray_local, failing_study) -> None:
     # Last of the tests of the failing study, which it changes. (Not on a copy: a resumed
     # experiment's Optuna searcher keeps the database path it was created with.)
@@ -401,3 +390,121 @@ def test_a_larger_num_samples_extends_a_finished_study(ray_local, failing_study)
         assert len(after) == 3
         assert [(t.number, t.params, t.value, t.state) for t in after[:2]] == before[loss]
         assert after[2].state == optuna.trial.TrialState.COMPLETE
+
+
+# ------------------------------------------------------------------ the pieces, without Ray
+
+
+def test_a_lock_has_one_holder_and_is_free_once_released(tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    held = study_lock.acquire(folder, command="first")
+    assert study_lock.holder_of(folder).startswith(f"pid {os.getpid()} on ")
+    with pytest.raises(study_lock.StudyInUse, match=r"in use by another run \(pid \d+ on .*first"):
+        study_lock.acquire(folder, command="second")
+    held.release()
+    assert study_lock.holder_of(folder) is None
+    with study_lock.acquire(folder, command="third"):
+        assert "third" in (folder / study_lock.LOCK_FILE).read_text()
+    assert (folder / study_lock.LOCK_FILE).is_file()  # never deleted
+
+
+def test_a_lock_dies_with_its_holder(tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    code = "import sys, time; from study import lock; lock.acquire(lock.Path(sys.argv[1]), "
+    code += "command='holder'); print('held', flush=True); time.sleep(600)"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert study_lock.holder_of(folder).startswith(f"pid {holder.pid} on ")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert study_lock.holder_of(folder) is None
+    study_lock.acquire(folder, command="next").release()
+
+
+def test_a_failed_trial_is_read_with_its_reason_and_never_selected(tmp_path: Path) -> None:
+    from analysis.study_files import TrialStatus, read_trial
+
+    failed = tmp_path / "trial_001_a"
+    failed.mkdir()
+    (failed / "params.json").write_text(json.dumps({"loss": "magnet", "iterations": 30}))
+    rows = [
+        {"iteration": 10, "val/error_simple": 0.2, "val/best/error_simple": 0.2, "done": False},
+        {"iteration": 12, "val/error_simple": 1.0, "val/best/error_simple": 1.0, "done": True,
+         TRIAL_FAILED: "training diverged at iteration 13: the magnet loss is nan"},
+    ]  # fmt: skip
+    (failed / "result.json").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    trial = read_trial(failed)
+    assert trial.status is TrialStatus.FAILED and trial.failed_by_configuration
+    assert trial.failure == "training diverged at iteration 13: the magnet loss is nan"
+    assert [step.iteration for step in trial.steps] == [10]  # the marker is no measurement
+    assert trial.best_steps("val/error_simple", "min") == ()
+
+    errored = tmp_path / "trial_002_b"
+    errored.mkdir()
+    (errored / "params.json").write_text(json.dumps({"loss": "magnet", "iterations": 30}))
+    (errored / "error.txt").write_text(
+        "Failure # 1\n\x1b[36mray::Trainable.train()\x1b[39m\n  File x\n"
+        "repmet.errors.DataNotFoundError: data set 'mnist' not found\n\n"
+    )
+    trial = read_trial(errored)
+    assert trial.status is TrialStatus.FAILED and not trial.failed_by_configuration
+    assert trial.failure == "repmet.errors.DataNotFoundError: data set 'mnist' not found"
+
+
+def test_progress_counts_interrupted_trials_as_interrupted() -> None:
+    from ray.tune.experiment import Trial
+
+    from study.progress import StudyProgress
+
+    def trial(status: str, last: dict) -> SimpleNamespace:
+        return SimpleNamespace(status=status, last_result=last, metric_analysis={})
+
+    trials = [
+        trial(Trial.TERMINATED, {"done": True, "iteration": 30}),  # finished
+        trial(Trial.TERMINATED, {"done": True, TRIAL_FAILED: "diverged"}),  # failed
+        trial(Trial.TERMINATED, {"iteration": 10}),  # stopped by Ctrl-C
+        trial(Trial.RUNNING, {"iteration": 20}),
+        trial(Trial.ERROR, {"iteration": 10}),  # errored after its retries
+    ]
+    progress = StudyProgress(
+        loss="magnet", loss_index=0, loss_count=1, num_samples=6, iterations=30,
+        metric="val/error_simple", mode="min",
+    )  # fmt: skip
+    line = progress.line(trials)
+    assert "magnet: 3/6 done, 1 running, 2 failed, 1 interrupted" in line
+
+
+@pytest.mark.parametrize(
+    ("damage", "note"),
+    [
+        (lambda good: os.urandom(20_000), "is unreadable (DatabaseError"),
+        (lambda good: good[: len(good) // 3], "is unreadable (DatabaseError"),
+        (lambda good: b"", "is empty"),
+    ],
+    ids=["random-bytes", "truncated", "empty"],
+)
+def test_optuna_views_of_a_damaged_database_are_one_note(tmp_path: Path, damage, note) -> None:
+    storage = tmp_path / "optuna.db"
+    study = optuna.create_study(study_name="magnet", storage=f"sqlite:///{storage}")
+    for value in (0.3, 0.2):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"alpha": value},
+                distributions={"alpha": optuna.distributions.FloatDistribution(0.1, 1.0)},
+                value=value,
+            )
+        )
+    good = storage.read_bytes()
+    storage.write_bytes(damage(good))
+    written = storage.read_bytes()
+    views = plots.plot_optuna_views(storage, "magnet", folder=tmp_path)
+    assert views.pictures == []
+    assert len(views.notes) == 1 and note in views.notes[0], views.notes
+    assert storage.read_bytes() == written  # the report never repairs (writes) the database
