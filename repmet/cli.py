@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from repmet.errors import RepmetError, TrialFailed
+from repmet.errors import ConfigError, RepmetError, TrialFailed
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -87,8 +87,6 @@ def check_writable(path: Path, *, what: str) -> None:
     Raises:
         ConfigError: naming ``what`` (e.g. "the report folder"), the path and the reason.
     """
-    from repmet.errors import ConfigError
-
     path = Path(path).absolute()
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{what} {path} is a file, not a folder")
