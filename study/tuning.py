@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import os
+import pickle
 import shlex
 import shutil
 import sys
@@ -289,9 +290,16 @@ def extend_experiment(path: Path, num_samples: int) -> None:
     if not states:
         return
     newest = states[-1]
-    with newest.open("rb") as stream:
-        state: dict[str, Any] = ray.cloudpickle.load(stream)
-    if int(state.get("total_samples", 0)) >= num_samples:
+    try:
+        with newest.open("rb") as stream:
+            state: dict[str, Any] = ray.cloudpickle.load(stream)
+        total = int(state["total_samples"])
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as error:
+        raise StudyFailed(
+            f"cannot continue the Tune experiment at {path}: its state {newest.name} is "
+            f"unreadable ({type(error).__name__}: {first_line(error)})"
+        ) from None
+    if total >= num_samples:
         return
     state["total_samples"] = num_samples
     state["finished"] = False
