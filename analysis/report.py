@@ -20,7 +20,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repmet.cli import DefaultsHelpFormatter, OneLineArgumentParser, program_name, run_command
+from repmet.cli import (
+    DefaultsHelpFormatter,
+    OneLineArgumentParser,
+    check_writable,
+    program_name,
+    run_command,
+)
+from repmet.config import MAX_INT, MAX_SEED
 
 if TYPE_CHECKING:
     from analysis.report_builder import Report
@@ -83,24 +90,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="where to evaluate (default: auto, the GPU when there is one)",
     )
     args = parser.parse_args(argv)
-    if args.repeats < 0:
-        parser.error(f"--repeats = {args.repeats} must be >= 0")
+    if not 0 <= args.repeats <= MAX_INT:
+        parser.error(f"--repeats = {args.repeats} must be between 0 and {MAX_INT}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED - args.repeats:
+        parser.error(
+            f"--seed = {args.seed} must be between 0 and {MAX_SEED - args.repeats} (the repeats "
+            f"train with seeds seed+1 .. seed+N, at most {MAX_SEED})"
+        )
     return args
 
 
 def run(args: argparse.Namespace) -> Report:
     """Builds and writes the report the parsed command line asks for."""
-    from analysis.report_builder import build_report, progress_to_stderr
-    from analysis.scores import CheckpointLoader
     from analysis.study_files import find_latest_study, read_study
 
     study_path = args.study_dir if args.study_dir is not None else find_latest_study(args.storage)
     study = read_study(study_path)
+    folder = args.out if args.out is not None else study.path / "report"
+    # Before any evaluation work: a report that cannot be written is known at once.
+    check_writable(folder, what="the report folder" if args.out is None else "--out")
+
+    # The heavy modules (torch, matplotlib, Optuna) load once the command line and folders are
+    # known to be usable.
+    from analysis.report_builder import build_report, progress_to_stderr
+    from analysis.scores import CheckpointLoader
+
     overrides: dict[str, Any] = {"device": args.device}
     if args.data_root is not None:
         overrides["data_root"] = args.data_root
     loader = CheckpointLoader(overrides=overrides, progress=progress_to_stderr)
-    folder = args.out if args.out is not None else study.path / "report"
     report = build_report(
         study,
         loader=loader,
@@ -113,6 +131,8 @@ def run(args: argparse.Namespace) -> Report:
     print(report.markdown())
     for path in report.write(folder, formats=args.format):
         progress_to_stderr(f"wrote {path}")
+    if report.figure_notes:
+        progress_to_stderr(f"figures not drawn: {'; '.join(report.figure_notes)}")
     return report
 
 

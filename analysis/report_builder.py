@@ -590,13 +590,21 @@ def trial_count_table(study: StudyFolder) -> TextTable:
         )
         for loss, record in study.losses.items()
     )
+    failures = [
+        f"{loss_label(loss)} {trial.name}: {trial.failure or 'no reason recorded'}"
+        for loss, record in study.losses.items()
+        for trial in record.trials
+        if trial.status is TrialStatus.FAILED
+    ]
     return TextTable(
         title="Trials",
         header=("Loss", "Run", "Finished", "Completed", "Stopped early", "Failed", "Running"),
         rows=rows,
         caption=(
             "Stopped early: ended by the scheduler (ASHA) before the configured iterations; "
+            "failed: failed for its own configuration (never selected), or stopped by an error; "
             "running: no final result yet (still running, or interrupted)."
+            + (f" Failed trials: {'; '.join(failures)}." if failures else "")
         ),
     )
 

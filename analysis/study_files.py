@@ -19,13 +19,12 @@ import enum
 import json
 import math
 import pickle
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
@@ -42,7 +41,11 @@ from repmet.study_format import (
     RESULT_FILE,
     SELECTION_METRIC,
     SELECTION_MODE,
+    TRIAL_FAILED,
 )
+
+#: Terminal colour codes, which Ray writes into error.txt.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class StudyFolderError(RepmetError):
@@ -54,7 +57,7 @@ class TrialStatus(enum.Enum):
 
     COMPLETED = "completed"  # ran all its configured iterations
     STOPPED = "stopped early"  # ended by the scheduler (ASHA) before its configured iterations
-    FAILED = "failed"  # errored and never reported a final result
+    FAILED = "failed"  # failed for its configuration, or errored without a final result
     RUNNING = "running"  # no final result yet (still running, pending, or interrupted)
 
     @property
@@ -72,7 +75,14 @@ class ReportedStep:
 
 @dataclass(frozen=True)
 class TrialFolder:
-    """One Tune trial of one loss, as read from its folder."""
+    """One Tune trial of one loss, as read from its folder.
+
+    A trial that failed for its own configuration (its last result carries
+    ``study_format.TRIAL_FAILED``) has that reason in ``failure`` and ``failed_by_configuration``
+    set; its final result is a marker, not a measurement, and is not among its ``steps``. Such a
+    trial never stands for its loss (:meth:`best_steps` is empty), as Optuna records it as FAIL. A
+    trial that errored has the last line of its ``error.txt`` in ``failure``.
+    """
 
     name: str
     path: Path
@@ -80,6 +90,8 @@ class TrialFolder:
     steps: tuple[ReportedStep, ...]
     status: TrialStatus
     checkpoint_dirs: tuple[Path, ...] = field(default=())
+    failure: str | None = None
+    failed_by_configuration: bool = False
 
     def curve(self, metric: str) -> tuple[list[int], list[float]]:
         """Iterations and values of ``metric`` over the steps that report it."""
@@ -89,7 +101,9 @@ class TrialFolder:
 
     def best_steps(self, metric: str, mode: str) -> tuple[ReportedStep, ...]:
         """The steps that share the best value of ``metric`` (several on ties), oldest first;
-        empty when no step reports it."""
+        empty when no step reports it or the trial failed for its configuration."""
+        if self.failed_by_configuration:
+            return ()
         scored = [(v, s) for s in self.steps if (v := _number(s.metrics.get(metric))) is not None]
         if not scored:
             return ()
@@ -170,6 +184,8 @@ class StudyFolder:
 
 def find_latest_study(storage: Path) -> Path:
     """The most recently modified study folder (one holding ``study.json``) under ``storage``."""
+    if storage.exists() and not storage.is_dir():
+        raise StudyFolderError(f"no study folder given and the storage folder {storage} is a file")
     if not storage.is_dir():
         raise StudyFolderError(
             f"no study folder given and the storage folder {storage} does not exist"
@@ -187,6 +203,8 @@ def read_study(path: Path) -> StudyFolder:
     A loss without any trial folder is an error when the study says it has finished; while the study
     is still running it is listed as not started.
     """
+    if path.exists() and not path.is_dir():
+        raise StudyFolderError(f"study folder {path} is a file, not a folder")
     if not path.is_dir():
         raise StudyFolderError(f"study folder {path} does not exist")
     manifest = read_json(path / MANIFEST_FILE, what="study manifest")
@@ -218,26 +236,47 @@ def read_trial(path: Path) -> TrialFolder:
     if not isinstance(params, Mapping):
         raise StudyFolderError(f"config {path / PARAMS_FILE} is not a JSON object")
     rows = read_result_lines(path / RESULT_FILE, trial=path.name)
+    reason = rows[-1].get(TRIAL_FAILED) if rows else None
+    measured = rows[:-1] if reason else rows
     steps = tuple(
         ReportedStep(
             iteration=int(row.get(ITERATION, row.get("training_iteration", 0))), metrics=row
         )
-        for row in rows
+        for row in measured
     )
+    status = _status(path, rows, int(params.get("iterations", TrainingConfig().iterations)))
+    failure = str(reason) if reason else None
+    if failure is None and status is TrialStatus.FAILED:
+        failure = error_summary(path)
     return TrialFolder(
         name=path.name,
         path=path,
         params=params,
         steps=steps,
-        status=_status(path, rows, int(params.get("iterations", TrainingConfig().iterations))),
+        status=status,
         checkpoint_dirs=tuple(
             sorted(p for p in path.glob(f"{CHECKPOINT_PREFIX}*") if (p / CHECKPOINT_FILE).is_file())
         ),
+        failure=failure,
+        failed_by_configuration=bool(reason),
     )
+
+
+def error_summary(path: Path) -> str | None:
+    """The last line of a trial's ``error.txt`` (the exception that stopped it), if readable."""
+    try:
+        text = (path / "error.txt").read_text(errors="replace")
+    except OSError:
+        return None
+    lines = [_ANSI.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    return lines[-1] if lines else None
 
 
 def saved_iteration(path: Path) -> int:
     """The iteration counter of a saved trial state, read without loading its tensors (mmap)."""
+    import torch  # here: reading a study folder's other files needs no torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         return int(state["iteration"])
@@ -287,7 +326,10 @@ def read_result_lines(path: Path, *, trial: str) -> list[dict[str, Any]]:
 def _status(path: Path, rows: Sequence[Mapping[str, Any]], iterations: int) -> TrialStatus:
     # Tune marks the last result done=True both when the trainable finishes and when the
     # scheduler stops it; an error file without such a result is a failure (a trial retried
-    # after an error and then finished has both).
+    # after an error and then finished has both). A trial that failed for its configuration ends
+    # with a done=True result that says so.
+    if rows and rows[-1].get(TRIAL_FAILED):
+        return TrialStatus.FAILED
     if rows and rows[-1].get("done"):
         last = int(rows[-1].get(ITERATION, iterations))
         return TrialStatus.COMPLETED if last >= iterations else TrialStatus.STOPPED

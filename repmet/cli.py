@@ -10,12 +10,14 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from repmet.errors import RepmetError, TrialFailed
+from repmet.errors import ConfigError, RepmetError, TrialFailed
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -75,3 +77,27 @@ def _fail(prog: str, message: str, status: int) -> int:
     text = " ".join(message.split()) or "unknown error"
     print(f"{prog}: error: {text}", file=sys.stderr)
     return status
+
+
+def check_writable(path: Path, *, what: str) -> None:
+    """Refuses, before any work, a folder ``path`` that cannot be written or created: its nearest
+    existing folder must be a folder in which a file can be created. A temporary file is created
+    and removed there, since permission bits say nothing for root or on a read-only mount.
+
+    Raises:
+        ConfigError: naming ``what`` (e.g. "the report folder"), the path and the reason.
+    """
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{what} {path} is a file, not a folder")
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise ConfigError(f"cannot create {what} {path}: {existing} is a file")
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".repmet-write-check-")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        where = "" if existing == path else f" in {existing}"
+        raise ConfigError(f"cannot write {what} {path}{where}: {reason}") from None
+    os.close(handle)
+    os.unlink(probe)

@@ -68,6 +68,11 @@ SELECTABLE_METRICS: Mapping[str, str] = MappingProxyType(
 #: A batch holds its seed cluster and at least one impostor cluster (Magnet eq. 4 sums over them).
 MIN_CLUSTERS_PER_BATCH = 2
 
+#: The largest seed: numpy's and Optuna's samplers take seeds in 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+#: The largest value of any other integer field (sizes and counts end up in C ints).
+MAX_INT = 2**31 - 1
+
 
 def largest_k(smallest_class: int) -> int:
     """The most clusters per class the data can hold: every class needs K examples to form K."""
@@ -143,6 +148,8 @@ class TrainingConfig:
         _require_positive_int("eval_every", self.eval_every)
         _require_positive_int("eval_batch_size", self.eval_batch_size)
         _require_positive_int("refresh_every", self.refresh_every, minimum=0, why="0 means never")
+        _require_positive_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
+        _require_positive_int("split_seed", self.split_seed, minimum=0, maximum=MAX_SEED)
         if self.image_size is not None:
             _require_positive_int("image_size", self.image_size)
         if self.num_threads is not None:
@@ -252,12 +259,16 @@ def _require_choice(name: str, value: object, choices: Sequence[str]) -> None:
         raise ConfigError(f"{name} = {value!r} is not one of: {', '.join(choices)}")
 
 
-def _require_positive_int(name: str, value: object, *, minimum: int = 1, why: str = "") -> None:
+def _require_positive_int(
+    name: str, value: object, *, minimum: int = 1, maximum: int = MAX_INT, why: str = ""
+) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} = {value!r} must be an integer")
     if value < minimum:
         reason = f" ({why})" if why else ""
         raise ConfigError(f"{name} = {value} must be >= {minimum}{reason}")
+    if value > maximum:
+        raise ConfigError(f"{name} = {value} must be <= {maximum}")
 
 
 def _require_finite(name: str, value: object, *, minimum: float, inclusive: bool) -> None:

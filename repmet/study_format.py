@@ -248,6 +248,10 @@ class Manifest:
     finished: str | None
     status: dict[str, str]
     version: int = FORMAT_VERSION
+    #: Where the latest run ran (host, platform, CPUs, GPUs, Ray cluster, versions).
+    hardware: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Seconds the study's runs took, added up over ``--resume``.
+    elapsed_s: float = 0.0
 
     @classmethod
     def create(cls, folder: Path, settings: StudySettings, *, command: str) -> Manifest:
@@ -277,7 +281,14 @@ class Manifest:
             finished=values.get("finished"),
             status={loss: str(values["status"].get(loss, PENDING)) for loss in values["losses"]},
             version=int(values.get("version", 1)),
+            hardware=dict(values.get("hardware") or {}),
+            elapsed_s=float(values.get("elapsed_s") or 0.0),
         )
+
+    def add_elapsed(self, seconds: float) -> None:
+        """Adds the duration of a run of the study and writes the manifest."""
+        self.elapsed_s += seconds
+        self.write()
 
     def set_status(self, loss: str, status: str) -> None:
         self.status[loss] = status
@@ -293,6 +304,8 @@ class Manifest:
             "started": self.started,
             "finished": self.finished,
             "command": self.command,
+            "hardware": self.hardware,
+            "elapsed_s": round(self.elapsed_s, 1),
         }
 
     def write(self) -> None:

@@ -13,13 +13,22 @@ import sys
 import time
 import typing
 from collections.abc import Sequence
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from repmet.catalogue import LOSSES
-from repmet.cli import DefaultsHelpFormatter, OneLineArgumentParser, program_name, run_command
+from repmet.cli import (
+    DefaultsHelpFormatter,
+    OneLineArgumentParser,
+    check_writable,
+    program_name,
+    run_command,
+)
 from repmet.config import FIELD_HELP, TrainingConfig
-from repmet.schedule import ScheduledStep, train_and_select
-from repmet.training import TrainingRun, use_threads
+from repmet.errors import ConfigError
+
+if TYPE_CHECKING:
+    from repmet.schedule import ScheduledStep
 
 PROG = program_name("python -m repmet.train")
 ERROR_KINDS: tuple[str, ...] = ("simple", "magnet", "repmet", "unsupervised")
@@ -74,6 +83,10 @@ def run(config: TrainingConfig, *, save: str | None = None, stream: TextIO = sys
     """Trains ``config``, measuring on validation every ``eval_every`` iterations, then measures
     the best validation step (the selection rule of :mod:`repmet.schedule`) on all three splits.
     Returns those errors."""
+    # torch loads here, once the command line has been checked.
+    from repmet.schedule import train_and_select
+    from repmet.training import TrainingRun, use_threads
+
     started = time.perf_counter()
     use_threads(config)
     run = TrainingRun(config)
@@ -101,6 +114,14 @@ def run(config: TrainingConfig, *, save: str | None = None, stream: TextIO = sys
     return errors
 
 
+def check_save_path(save: str) -> None:
+    """Refuses, before training, a ``--save`` path that could not be written after it."""
+    path = Path(save).expanduser()
+    if not save.strip() or path.is_dir() or save.endswith("/"):
+        raise ConfigError(f"--save {save} is a folder; give the path of a file to write")
+    check_writable(path.absolute().parent, what="the folder of --save")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Trains the configuration the command line describes; returns the exit status
     (:mod:`repmet.cli`)."""
@@ -108,7 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
         args = vars(build_parser().parse_args(argv))
         save = args.pop("save")
-        run(TrainingConfig(**args), save=save)
+        config = TrainingConfig(**args)
+        if save is not None:
+            check_save_path(save)
+        from repmet.models import MODELS
+
+        MODELS.get(config.model)  # before the data set loads
+        run(config, save=save)
         return 0
 
     return run_command(PROG, body)

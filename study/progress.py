@@ -2,6 +2,10 @@
 
 Tune pickles its callbacks with the experiment (``tuner.pkl``) and restores them on resume, so the
 callback keeps only plain values and recomputes everything from the trials Tune passes in.
+
+A trial counts as done once its last result says so (``done``: it finished, was stopped early or
+failed for its configuration) or it errored. Tune marks the trials it stops on Ctrl-C as
+TERMINATED as well; those have no final result and count as interrupted, not done.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-from repmet.study_format import ITERATION
+from repmet.study_format import ITERATION, TRIAL_FAILED
+
+DONE = "done"  # ray.tune.result.DONE
 
 #: On a terminal the line is redrawn at most this often; in a log, a line is written this often.
 TERMINAL_REFRESH_S = 0.5
@@ -71,6 +77,10 @@ class StudyProgress(Callback):
 
     def setup(self, **info: Any) -> None:
         # Called at the start of a run and again on resume: time from here, estimate from here.
+        # A resumed study may plan more trials than the pickled callback knows of.
+        planned = info.get("total_num_samples")
+        if isinstance(planned, int) and 0 < planned < 2**62:
+            self.num_samples = planned
         self._started = time.monotonic()
         self._start_fraction = -1.0
         self._last_shown = -math.inf
@@ -79,6 +89,10 @@ class StudyProgress(Callback):
         self._show(trials, force=False)
 
     def on_trial_complete(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
+        reason = (trial.last_result or {}).get(TRIAL_FAILED)
+        if reason:
+            name = Path(trial.path).name if trial.path else trial.trial_id
+            self._write(f"{self.loss}: trial {name} failed: {reason}; the study goes on")
         self._show(trials, force=True)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
@@ -94,9 +108,10 @@ class StudyProgress(Callback):
 
     def line(self, trials: list[Trial]) -> str:
         """The progress line for the current state of ``trials``."""
-        done = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
-        errors = sum(t.status == Trial.ERROR for t in trials)
-        running = sum(t.status == Trial.RUNNING for t in trials)
+        done = sum(is_done(t) for t in trials)
+        errors = sum(t.status == Trial.ERROR or is_failed(t) for t in trials)
+        running = sum(t.status == Trial.RUNNING and not is_done(t) for t in trials)
+        interrupted = sum(t.status == Trial.TERMINATED and not is_done(t) for t in trials)
         best = self._best(trials)
         fraction = self._study_fraction(trials)
         if self._start_fraction < 0:
@@ -113,6 +128,9 @@ class StudyProgress(Callback):
         if errors:
             parts[-1] += ","
             parts.append(f"{errors} failed")
+        if interrupted:
+            parts[-1] += ","
+            parts.append(f"{interrupted} interrupted")
         parts.append(f"| best {self.metric} {best:.4f}" if best is not None else "| best -")
         parts.append(f"| {format_duration(elapsed)} elapsed")
         parts.append(f"| ETA {format_duration(eta)}" if math.isfinite(eta) else "| ETA -")
@@ -143,7 +161,9 @@ class StudyProgress(Callback):
     def _best(self, trials: list[Trial]) -> float | None:
         key = "min" if self.mode == "min" else "max"
         values = [
-            t.metric_analysis[self.metric][key] for t in trials if self.metric in t.metric_analysis
+            t.metric_analysis[self.metric][key]
+            for t in trials
+            if self.metric in t.metric_analysis and not is_failed(t)
         ]
         if not values:
             return None
@@ -153,10 +173,21 @@ class StudyProgress(Callback):
         """Share of the whole study's planned work that is done (finished trials count whole)."""
         work = 0.0
         for trial in trials:
-            if trial.status in (Trial.TERMINATED, Trial.ERROR):
+            if is_done(trial):
                 work += 1.0
             else:
                 iteration = (trial.last_result or {}).get(ITERATION, 0) or 0
                 work += min(float(iteration) / self.iterations, 1.0)
         this_loss = min(work / self.num_samples, 1.0)
         return (self.loss_index + this_loss) / self.loss_count
+
+
+def is_done(trial: Trial) -> bool:
+    """Whether a trial has ended for good: a final result (finished, stopped early, failed for its
+    configuration) or an error after its retries. A trial Tune stopped on Ctrl-C is not done."""
+    return trial.status == Trial.ERROR or bool((trial.last_result or {}).get(DONE))
+
+
+def is_failed(trial: Trial) -> bool:
+    """Whether a trial failed for its own configuration (``study_format.TRIAL_FAILED``)."""
+    return bool((trial.last_result or {}).get(TRIAL_FAILED))

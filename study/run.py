@@ -8,14 +8,17 @@ study in ``<study folder>/optuna.db``. The folder layout is described in :mod:`r
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
 import math
 import os
 import shlex
 import shutil
+import socket
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +26,23 @@ import numpy as np
 import optuna
 
 from repmet.cli import (
+    EXIT_INTERRUPTED,
     DefaultsHelpFormatter,
     OneLineArgumentParser,
     UsageError,
+    WorkFailed,
+    check_writable,
     program_name,
     run_command,
 )
-from repmet.config import SELECTABLE_METRICS, TrainingConfig
+from repmet.config import MAX_INT, MAX_SEED, SELECTABLE_METRICS, TrainingConfig
 from repmet.errors import ConfigError
 from repmet.study_format import (
     DEFAULT_SELECT,
+    FINISHED,
     FORMAT_VERSION,
     MANIFEST_FILE,
+    PENDING,
     Manifest,
     StudySettings,
     validation_metric,
@@ -46,6 +54,7 @@ from search_spaces import (
     SearchSpace,
     SpaceContext,
 )
+from study import lock as study_lock
 
 PROG = program_name("study/run.py")
 
@@ -57,11 +66,36 @@ QUIET_ENVIRONMENT = {
     "RAY_AIR_NEW_OUTPUT": "0",  # with RunConfig(verbose=0) the classic reporter prints nothing
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }
+#: Set before Ray is imported when joining a cluster at an address: Ray would otherwise try a
+#: cluster that does not answer for about 14 minutes (20 attempts of about 41 s). With these, an
+#: address whose port is open but is no Ray cluster fails after 2 attempts of about 8 s. They
+#: bound Ray's connection attempts only; the environment can override each one.
+CONNECT_ENVIRONMENT = {
+    "RAY_gcs_server_port_wait_time_s": "2",
+    "RAY_py_gcs_connect_timeout_s": "3",
+    "RAY_gcs_rpc_server_connect_timeout_s": "2",
+}
+
+#: How long the TCP check of ``--address`` waits for the cluster's port to answer.
+CONNECT_TIMEOUT_S = 5.0
 
 #: ``--smoke`` shrinks the study to a quick end-to-end check (explicit options still win).
 SMOKE = {"num_samples": 2, "max_iterations": 20, "eval_every": 10}
 
 DEFAULT_MAX_FAILURES = 2
+#: The most CPUs or GPUs one trial may ask for (no node has more).
+MAX_RESOURCES = 1_000_000.0
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (``float`` alone accepts nan and inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,7 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dataset", default=None, help="data set (default: the space's, digits)")
     add("--data-root", default=None, help="data folder (default: $REPMET_DATA_ROOT or ./data)")
     add("--model", default=None, help="embedding network (default: the space's, small-cnn)")
-    add("--num-samples", type=int, default=None, help="trials per loss (default: the space's)")
+    add(
+        "--num-samples",
+        type=int,
+        default=None,
+        help="trials per loss (default: the space's); with --resume, a larger number adds trials "
+        "to the study",
+    )
     add(
         "--max-iterations",
         type=int,
@@ -94,12 +134,33 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="iterations between validation evaluations (default: the space's)",
     )
-    add("--cpus-per-trial", type=float, default=1.0, help="CPUs reserved per trial")
-    add("--gpus-per-trial", type=float, default=0.0, help="GPUs per trial (fractions share a GPU)")
+    add("--cpus-per-trial", type=finite_float, default=1.0, help="CPUs reserved per trial")
+    add(
+        "--gpus-per-trial",
+        type=finite_float,
+        default=0.0,
+        help="GPUs per trial (fractions share a GPU)",
+    )
     add("--max-concurrent", type=int, default=None, help="most trials at once (default: all fit)")
-    add("--max-failures", type=int, default=DEFAULT_MAX_FAILURES, help="retries of a failed trial")
-    add("--scheduler", default="asha", help="early stopping: asha, or none (every trial runs out)")
-    add("--sampler", default="tpe", help="Optuna sampler: tpe, or random (a baseline for TPE)")
+    add(
+        "--max-failures",
+        type=int,
+        default=DEFAULT_MAX_FAILURES,
+        help="retries of a trial that raised an error (a trial that fails for its own "
+        "configuration, e.g. a diverging loss, is not retried)",
+    )
+    add(
+        "--scheduler",
+        default="asha",
+        choices=("asha", "none"),
+        help="early stopping: asha, or none (every trial runs out)",
+    )
+    add(
+        "--sampler",
+        default="tpe",
+        choices=("tpe", "random"),
+        help="Optuna sampler: tpe, or random (a baseline for TPE)",
+    )
     add(
         "--select",
         default=DEFAULT_SELECT,
@@ -108,12 +169,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="validation metric that selects each trial's best step and the best trial: "
         + ", ".join(SELECTABLE_METRICS),
     )
-    add("--seed", type=int, default=0, help="seed of the TPE sampler and of every trial")
+    add(
+        "--seed",
+        type=int,
+        default=0,
+        help=f"seed of the TPE sampler and of every trial (0..{MAX_SEED})",
+    )
     add("--storage", default="results", help="folder holding study folders")
-    add("--name", default=None, help="study folder name under --storage (default: the space)")
-    add("--address", default=None, help="join a running Ray cluster (auto, host:port, ray://..)")
-    add("--resume", action="store_true", help="continue an interrupted study (its stored settings)")
-    add("--overwrite", action="store_true", help="delete an existing study folder and start anew")
+    add(
+        "--name",
+        default=None,
+        help="study folder name under --storage, one plain folder name (default: the space)",
+    )
+    add(
+        "--address",
+        default=None,
+        help="join a running Ray cluster: auto, HOST:PORT or ray://HOST:PORT",
+    )
+    add(
+        "--resume",
+        action="store_true",
+        help="continue a study with its stored settings (options given with it must agree with "
+        "them, except a larger --num-samples)",
+    )
+    add(
+        "--overwrite",
+        action="store_true",
+        help="delete an existing study folder (only one holding a study of this suite) and start "
+        "anew",
+    )
     add("--smoke", action="store_true", help="a quick check: 2 trials per loss, 20 iterations")
     add("--verbose", action="store_true", help="show Ray's and Tune's own output")
     return parser
@@ -121,57 +205,360 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the study the command line describes; returns the exit status (:mod:`repmet.cli`)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = actual_command(None if argv is None else given)
 
     def body() -> int:
-        args = build_parser().parse_args(argv)
-        return run(args, command=shlex.join(["python", PROG, *argv]))
+        args = build_parser().parse_args(given)
+        try:
+            return run(args, command=command, explicit=explicit_options(given))
+        except WorkFailed as error:
+            if not getattr(error, "interrupted", False):
+                raise
+            # Ctrl-C: nothing is broken, the study stops where it is (exit status 130).
+            print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
+            return EXIT_INTERRUPTED
 
     return run_command(PROG, body)
 
 
-def run(args: argparse.Namespace, *, command: str) -> int:
+def actual_command(argv: Sequence[str] | None) -> str:
+    """The command line of this run, with the interpreter that ran it, for the manifest."""
+    original = getattr(sys, "orig_argv", None)
+    if argv is None and original:
+        return shlex.join([sys.executable, *original[1:]])
+    return shlex.join([sys.executable, PROG, *(argv or [])])
+
+
+def explicit_options(argv: Sequence[str]) -> set[str]:
+    """The destinations of the options given on the command line (not left at their default)."""
+    parser = build_parser()
+    for action in parser._actions:  # argparse has no public way to tell given from default
+        action.default = argparse.SUPPRESS
+    return set(vars(parser.parse_args(list(argv))))
+
+
+def run(args: argparse.Namespace, *, command: str, explicit: Collection[str] = frozenset()) -> int:
+    """Checks everything that can be checked without Ray, then runs (or continues) the study.
+
+    Nothing is written before the checks pass, and nothing in the study folder is written or
+    deleted before this run holds the folder's lock (:mod:`study.lock`).
+    """
     configure_logging(verbose=args.verbose)
-    folder = Path(args.storage).resolve() / (args.name or args.space)
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other; choose one")
-    stored: Manifest | None = None
-    if args.resume:
-        if not (folder / MANIFEST_FILE).is_file():
-            raise ConfigError(f"cannot resume: there is no study at {folder}")
-        stored = Manifest.read(folder)
-        if stored.version != FORMAT_VERSION:
-            raise ConfigError(
-                f"the study at {folder} was written in study format {stored.version} by an earlier "
-                f"release (this one writes format {FORMAT_VERSION}); its report can still be "
-                "made, but it cannot be resumed: start a new study"
-            )
-        stored.command = command
-    elif folder.exists() and not args.overwrite:
-        raise ConfigError(
-            f"the study folder {folder} already exists; pass --resume to continue it or "
-            "--overwrite to replace it"
+    check_arguments(args)
+    folder = study_folder(args)
+    stored = inspect_folder(folder, args)
+    settings = resume_settings(args, explicit, stored.settings) if stored else None
+    if args.address is not None:
+        check_reachable(args.address)
+    if stored is not None and settings == stored.settings and all_finished(stored):
+        print(
+            f"Study {folder.name!r} at {folder}: every loss finished earlier; nothing to do "
+            "(--resume --num-samples N with a larger N adds trials)"
         )
-    space = SEARCH_SPACES.get(stored.settings.space if stored else args.space)
-    context, settings = prepare(args, space, stored.settings if stored else None)
-    manifest = stored or Manifest.create(folder, settings, command=command)
+        return 0
+    space = SEARCH_SPACES.get(settings.space if settings else args.space)
+    context, settings = prepare(args, space, settings)
 
     # Ray (and the trainable, with it) is imported only once the command line has been checked,
     # so that --help and mistakes answer at once.
     for name, value in QUIET_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
+    if args.address not in (None, "local"):
+        for name, value in CONNECT_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
     from study import tuning
 
     started_ray = tuning.connect(address=args.address, verbose=args.verbose)
     try:
         tuning.check_resources(settings)
-        if args.overwrite and folder.exists():
-            shutil.rmtree(folder)
-        manifest.write()
-        return tuning.run_losses(tuning.Study(folder=folder, manifest=manifest, context=context))
+        with study_lock.acquire(folder, command=command):
+            manifest = claim(folder, args, explicit, settings, command=command)
+            return tuning.run_losses(
+                tuning.Study(folder=folder, manifest=manifest, context=context),
+                verbose=args.verbose,
+            )
     finally:
         if started_ray:
             tuning.disconnect()
+
+
+# ------------------------------------------------------------------------- checks
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The options' values on their own: ranges, the study name, the address, the space."""
+    counts = (
+        ("num_samples", "--num-samples", 1),
+        ("max_iterations", "--max-iterations", 1),
+        ("eval_every", "--eval-every", 1),
+        ("max_concurrent", "--max-concurrent", 1),
+        ("max_failures", "--max-failures", 0),
+    )
+    for dest, flag, low in counts:
+        value = getattr(args, dest)
+        if value is not None and not low <= value <= MAX_INT:
+            raise ConfigError(f"{flag} {value} must be between {low} and {MAX_INT}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise ConfigError(f"--seed {args.seed} must be between 0 and {MAX_SEED}")
+    if not 0 < args.cpus_per_trial <= MAX_RESOURCES:
+        raise ConfigError(
+            f"--cpus-per-trial {args.cpus_per_trial:g} must be > 0 and at most {MAX_RESOURCES:g}"
+        )
+    if not 0 <= args.gpus_per_trial <= MAX_RESOURCES:
+        raise ConfigError(
+            f"--gpus-per-trial {args.gpus_per_trial:g} must be >= 0 and at most {MAX_RESOURCES:g}"
+        )
+    if args.name is not None:
+        check_name(args.name)
+    parse_address(args.address)
+    if not args.resume:
+        space = SEARCH_SPACES.get(args.space)
+        select_losses(space.losses, args.losses)
+
+
+def check_name(name: str) -> None:
+    """A study name is one plain folder name: it can only ever name a folder under --storage."""
+    separators = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    if (
+        not name.strip()
+        or name in (".", "..")
+        or any(sep in name for sep in separators)
+        or "\0" in name
+        or len(os.fsencode(name)) > 255  # NAME_MAX of the common filesystems
+    ):
+        raise ConfigError(
+            f"--name {name!r} must be one plain folder name (no path separator, not '.' or '..', "
+            "at most 255 bytes)"
+        )
+
+
+def study_folder(args: argparse.Namespace) -> Path:
+    """``<storage>/<name>``; a storage that is a file is refused."""
+    if "\0" in args.storage:
+        raise ConfigError("--storage must not contain a NUL character")
+    storage = Path(args.storage).expanduser()
+    if storage.exists() and not storage.is_dir():
+        raise ConfigError(f"--storage {args.storage} is a file, not a folder")
+    return storage.resolve() / (args.name or args.space)
+
+
+def is_study(folder: Path) -> bool:
+    """Whether ``folder`` holds a study of this suite: its manifest, with a format version (format
+    1 had none, but its settings fields)."""
+    try:
+        values = json.loads((folder / MANIFEST_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    if not isinstance(values, dict):
+        return False
+    version = values.get("version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        return True
+    return {"space", "losses", "fixed", "status"} <= set(values)
+
+
+def occupied(folder: Path) -> bool:
+    """Whether ``folder`` holds anything besides a lock file (left by a run that stopped before it
+    wrote its manifest)."""
+    return folder.is_dir() and any(p.name != study_lock.LOCK_FILE for p in folder.iterdir())
+
+
+def inspect_folder(folder: Path, args: argparse.Namespace) -> Manifest | None:
+    """What is at ``folder`` against what the command asks for, reading only. Returns the stored
+    manifest for ``--resume``."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder} is a file, not a study folder; choose another --name")
+    holder = study_lock.holder_of(folder) if folder.is_dir() else None
+    if holder is not None:
+        raise study_lock.StudyInUse(study_lock.in_use_message(folder, holder))
+    if args.resume:
+        stored = read_resumable(folder)
+        check_writable(folder, what="the study folder")
+        return stored
+    if occupied(folder):
+        if not args.overwrite:
+            raise ConfigError(
+                f"the study folder {folder} already exists; pass --resume to continue it or "
+                "--overwrite to replace it"
+            )
+        if not is_study(folder):
+            raise ConfigError(
+                f"--overwrite refuses to delete {folder}: it is not a study of this suite (no "
+                f"{MANIFEST_FILE} manifest in it); choose another --name or remove it yourself"
+            )
+    check_writable(folder, what="the study folder")
+    return None
+
+
+def read_resumable(folder: Path) -> Manifest:
+    if not (folder / MANIFEST_FILE).is_file():
+        raise ConfigError(f"cannot resume: there is no study at {folder}")
+    try:
+        stored = Manifest.read(folder)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise ConfigError(
+            f"cannot resume: the study manifest {folder / MANIFEST_FILE} is damaged "
+            f"({type(error).__name__}: {error})"
+        ) from None
+    if stored.version != FORMAT_VERSION:
+        raise ConfigError(
+            f"the study at {folder} was written in study format {stored.version} by an earlier "
+            f"release (this one writes format {FORMAT_VERSION}); its report can still be "
+            "made, but it cannot be resumed: start a new study"
+        )
+    return stored
+
+
+def all_finished(manifest: Manifest) -> bool:
+    return all(status == FINISHED for status in manifest.status.values())
+
+
+def parse_address(address: str | None) -> tuple[str, int] | None:
+    """``(host, port)`` of an explicit address; None for a local Ray or ``auto``."""
+    if address is None or address in ("auto", "local"):
+        return None
+    rest = address.removeprefix("ray://")
+    host, separator, port = rest.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # [IPv6]:port
+    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"--address {address!r} must be auto, local, HOST:PORT or ray://HOST:PORT"
+        )
+    return host, int(port)
+
+
+def check_reachable(address: str) -> None:
+    """Refuses at once a cluster whose port does not answer (Ray would keep retrying)."""
+    target = parse_address(address)
+    if target is None:
+        return
+    try:
+        socket.create_connection(target, timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise ConfigError(f"cannot reach the Ray cluster at {address}: {reason}") from None
+
+
+def resume_settings(
+    args: argparse.Namespace, explicit: Collection[str], stored: StudySettings
+) -> StudySettings:
+    """The settings a resumed study runs with: the stored ones, with a larger ``--num-samples``
+    if one is given. Every other option given with ``--resume`` must agree with them."""
+    smoke = SMOKE if args.smoke else {}
+    conflicts: list[str] = []
+
+    def given(dest: str) -> Any:
+        return getattr(args, dest) if dest in explicit else None
+
+    def compare(flag: str, wanted: Any, have: Any, note: str = "") -> None:
+        if wanted is not None and wanted != have:
+            conflicts.append(f"{flag} {_shown(wanted)}{note} (stored: {_shown(have)})")
+
+    fixed = stored.fixed
+    compare("--space", given("space"), stored.space)
+    if given("losses") is not None:
+        wanted = tuple(loss.strip() for loss in args.losses.split(",") if loss.strip())
+        if sorted(wanted) != sorted(stored.losses):
+            conflicts.append(f"--losses {args.losses} (stored: {','.join(stored.losses)})")
+    compare("--dataset", given("dataset"), fixed.get("dataset"))
+    if given("data_root") is not None:
+        compare("--data-root", str(Path(args.data_root).resolve()), fixed.get("data_root"))
+    compare("--model", given("model"), fixed.get("model"))
+    for dest, key, flag in (
+        ("max_iterations", "iterations", "--max-iterations"),
+        ("eval_every", "eval_every", "--eval-every"),
+    ):
+        note = "" if given(dest) is not None or dest not in smoke else " (from --smoke)"
+        compare(flag, first_given(given(dest), smoke.get(dest)), fixed.get(key), note)
+    compare("--cpus-per-trial", given("cpus_per_trial"), stored.cpus_per_trial)
+    compare("--gpus-per-trial", given("gpus_per_trial"), stored.gpus_per_trial)
+    compare("--max-concurrent", given("max_concurrent"), stored.max_concurrent)
+    compare("--max-failures", given("max_failures"), stored.max_failures)
+    compare("--scheduler", given("scheduler"), stored.scheduler)
+    compare("--sampler", given("sampler"), stored.sampler)
+    compare("--select", given("select"), stored.select)
+    compare("--seed", given("seed"), stored.seed)
+    samples = first_given(given("num_samples"), smoke.get("num_samples"))
+    if samples is not None and samples < stored.num_samples:
+        note = "" if given("num_samples") is not None else " (from --smoke)"
+        conflicts.append(
+            f"--num-samples {samples}{note} (stored: {stored.num_samples}; a study can get more "
+            "trials, not fewer)"
+        )
+    if conflicts:
+        raise ConfigError(
+            "--resume continues a study with its stored settings, and the command line differs "
+            f"from them: {'; '.join(conflicts)}"
+        )
+    if samples is not None and samples > stored.num_samples:
+        return dataclasses.replace(stored, num_samples=samples)
+    return stored
+
+
+def _shown(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def claim(
+    folder: Path,
+    args: argparse.Namespace,
+    explicit: Collection[str],
+    settings: StudySettings,
+    *,
+    command: str,
+) -> Manifest:
+    """Under the lock: checks the folder again (another run may have changed it since the first
+    look), clears it for ``--overwrite``, and writes the manifest of this run."""
+    if args.resume:
+        manifest = read_resumable(folder)
+        if resume_settings(args, explicit, manifest.settings) != settings:
+            raise ConfigError(
+                f"the study at {folder} changed while this run was starting; run it again"
+            )
+        if settings.num_samples > manifest.settings.num_samples:
+            # More trials for every loss: finished losses run again, from where they ended.
+            manifest.settings = settings
+            manifest.status = {
+                loss: PENDING if status == FINISHED else status
+                for loss, status in manifest.status.items()
+            }
+            manifest.finished = None
+        manifest.command = command
+        manifest.write()
+        return manifest
+    if occupied(folder):
+        if not args.overwrite:
+            raise ConfigError(
+                f"the study folder {folder} already exists; pass --resume to continue it or "
+                "--overwrite to replace it"
+            )
+        if not is_study(folder):
+            raise ConfigError(
+                f"--overwrite refuses to delete {folder}: it is not a study of this suite"
+            )
+        clear_study(folder)
+    manifest = Manifest.create(folder, settings, command=command)
+    manifest.write()
+    return manifest
+
+
+def clear_study(folder: Path) -> None:
+    """Deletes everything in a study folder except its lock file; the manifest goes last, so that
+    a delete cut short still leaves a folder that ``--overwrite`` recognises as a study."""
+    for entry in folder.iterdir():
+        if entry.name in (study_lock.LOCK_FILE, MANIFEST_FILE):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+    (folder / MANIFEST_FILE).unlink(missing_ok=True)
 
 
 def configure_logging(*, verbose: bool) -> None:
@@ -192,8 +579,6 @@ def prepare(
 ) -> tuple[SpaceContext, StudySettings]:
     """Loads the data set (a bad name or a missing folder fails here, before Ray starts), derives
     the data context of the search space and, for a new study, its settings."""
-    from repmet.training import load_splits  # imports torch: only once the cheap checks passed
-
     if stored is not None:
         fixed = dict(stored.fixed)
         batch_budget = stored.batch_budget
@@ -201,6 +586,13 @@ def prepare(
         fixed = fixed_config(args, space)
         batch_budget = GPU_BATCH_BUDGET if args.gpus_per_trial > 0 else CPU_BATCH_BUDGET
     config = TrainingConfig.from_dict(fixed)
+    # These import torch: only once the cheap checks passed.
+    from repmet.data import DATASETS
+    from repmet.models import MODELS
+    from repmet.training import load_splits
+
+    DATASETS.get(config.dataset)
+    MODELS.get(config.model)
     splits = load_splits(config)
     labels = splits.train.labels.numpy()
     context = SpaceContext.from_labels(labels, model=config.model, batch_budget=batch_budget)

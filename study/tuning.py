@@ -3,26 +3,36 @@ the baseline first, ASHA, checkpoints, retries), resuming, and the per-loss summ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
+import pickle
 import shlex
 import shutil
+import sys
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 import ray
+import ray.cloudpickle
 from optuna.trial import TrialState
 from ray import tune
+from ray.exceptions import RayError
+from ray.tune.error import TuneError
 from ray.tune.experiment import Trial
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from analysis.study_files import StudyFolderError
 from repmet.catalogue import LOSSES
 from repmet.cli import WorkFailed
 from repmet.config import TrainingConfig
@@ -34,11 +44,13 @@ from repmet.study_format import (
     OPTUNA_FILE,
     RUNNING,
     TRIAL_FAILED,
+    TRIALS_FILE,
     Manifest,
     StudySettings,
 )
 from search_spaces import SEARCH_SPACES, SpaceContext
 from study.progress import StudyProgress, format_duration
+from study.trials_table import write_trials_csv
 from trainables import MetricLearningTrainable
 
 #: ASHA: rungs at 1, 3, 9, ... evaluations; a third of the trials reaching a rung go on.
@@ -49,7 +61,16 @@ CHECKPOINTS_KEPT = 1
 
 
 class StudyInterrupted(WorkFailed):
-    """A study stopped before every trial of a loss finished; ``--resume`` continues it."""
+    """A study stopped by Ctrl-C (or SIGUSR1) before every trial of a loss finished; ``--resume``
+    continues it. ``study/run.py`` ends with exit status 130 for it."""
+
+    interrupted = True
+
+
+class StudyFailed(WorkFailed):
+    """A failure of the whole study, not of one configuration: a trial raised an error after its
+    retries (missing data on a node, a worker that cannot import the project, a bug), or Ray
+    itself failed. The study stops; ``--resume`` continues it once the cause is fixed."""
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -212,16 +233,47 @@ def connect(*, address: str | None, verbose: bool) -> bool:
     if ray.is_initialized():
         return False
     logging_level = logging.INFO if verbose else logging.ERROR
+    # Joining a cluster, Ray's C++ client logs a warning per failed attempt straight to stderr;
+    # the one line below says what went wrong (--verbose shows them).
+    quiet = not verbose and address not in (None, "local")
     try:
-        ray.init(
-            address=address or "local",
-            log_to_driver=verbose,
-            logging_level=logging_level,
-            configure_logging=True,
-        )
-    except ConnectionError as error:
-        raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {error}") from None
+        with _stderr_dropped(quiet):
+            ray.init(
+                address=address or "local",
+                log_to_driver=verbose,
+                logging_level=logging_level,
+                configure_logging=True,
+            )
+    except (ConnectionError, TimeoutError, RuntimeError, ValueError) as error:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+        raise ConfigError(f"cannot reach {where}: {first_line(error)}") from None
     return True
+
+
+@contextlib.contextmanager
+def _stderr_dropped(enabled: bool) -> Iterator[None]:
+    """Sends what the process writes to file descriptor 2 to a scratch file while the block runs."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def first_line(error: BaseException | str) -> str:
+    """The first non-empty line of an error's message (Ray's messages run over many lines)."""
+    text = error if isinstance(error, str) else str(error) or type(error).__name__
+    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip())
 
 
 def disconnect() -> None:
@@ -230,7 +282,7 @@ def disconnect() -> None:
 
 def check_resources(settings: StudySettings) -> None:
     """Refuses requests no node can satisfy, instead of leaving trials pending forever."""
-    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
     most_cpus = max((node.get("CPU", 0.0) for node in nodes), default=0.0)
     most_gpus = max((node.get("GPU", 0.0) for node in nodes), default=0.0)
     if settings.gpus_per_trial > most_gpus:
@@ -256,13 +308,30 @@ def trial_folder_name(experiment_tag: str, trial_id: str) -> str:
     return f"trial_{int(counter):03d}_{trial_id}" if counter.isdigit() else trial_id
 
 
-def run_losses(study: Study) -> int:
+def run_losses(study: Study, *, verbose: bool = False) -> int:
+    """Runs the Tune experiment of every loss not finished yet, one after another.
+
+    A loss ends in one of three ways. Every planned trial ended (finished, stopped early, or
+    failed for its own configuration): the loss is finished and the next one starts. A trial
+    raised an error after its retries: the study stops (:class:`StudyFailed`). Ctrl-C left trials
+    unfinished: the study stops (:class:`StudyInterrupted`). Either way ``--resume`` continues.
+    """
     settings, manifest = study.settings, study.manifest
     started = time.monotonic()
+    manifest.hardware = hardware()
     print(
         f"Study {study.folder.name!r}: {', '.join(settings.losses)} on "
         f"{settings.fixed['dataset']}, {settings.num_samples} trials each -> {study.folder}"
     )
+    try:
+        return _run_losses(study, verbose=verbose, started=started)
+    finally:
+        manifest.add_elapsed(time.monotonic() - started)
+        record_trials(study.folder)
+
+
+def _run_losses(study: Study, *, verbose: bool, started: float) -> int:
+    settings, manifest = study.settings, study.manifest
     summaries = []
     for index, loss in enumerate(settings.losses):
         if manifest.status[loss] == FINISHED:
@@ -270,28 +339,165 @@ def run_losses(study: Study) -> int:
             continue
         manifest.set_status(loss, RUNNING)
         try:
-            results = fit_loss(study, loss, index)
+            extend_experiment(study.folder / loss, settings.num_samples)
+            results = fit_loss(study, loss, index, verbose=verbose)
         except KeyboardInterrupt:
             manifest.set_status(loss, INTERRUPTED)
             raise StudyInterrupted(
                 f"interrupted during {loss}; continue the study with --resume"
             ) from None
-        unfinished = settings.num_samples - results.num_terminated - results.num_errors
-        complete = results.num_errors == 0 and unfinished <= 0
-        manifest.set_status(loss, FINISHED if complete else INTERRUPTED)
-        summaries.append(summarize(loss, results, settings))
-        if not complete:
+        except (TuneError, RayError) as error:
+            manifest.set_status(loss, INTERRUPTED)
+            raise StudyFailed(
+                f"{loss}: Ray stopped the study ({type(error).__name__}: {first_line(error)}); "
+                "continue it with --resume once the cause is fixed"
+            ) from None
+        outcome = LossOutcome.of(results, settings.num_samples)
+        if outcome.errored:
+            manifest.set_status(loss, INTERRUPTED)
+            print("\n".join(summaries))
+            raise StudyFailed(outcome.error_message(loss))
+        if outcome.unfinished:
+            manifest.set_status(loss, INTERRUPTED)
             print("\n".join(summaries))
             raise StudyInterrupted(
-                f"{loss}: {results.num_errors} of {settings.num_samples} trials failed"
-                + (f" and {unfinished} did not finish" if unfinished > 0 else "")
-                + "; fix the cause and continue the study with --resume"
+                f"interrupted during {loss} ({outcome.ended} of {settings.num_samples} trials "
+                "finished); continue the study with --resume"
             )
+        manifest.set_status(loss, FINISHED)
+        record_trials(study.folder)
+        summaries.append(summarize(loss, results, settings))
     print("\n".join(summaries))
     print(f"Done in {format_duration(time.monotonic() - started)}. Results: {study.folder}")
-    print(f"  curves:  tensorboard --logdir {shlex.quote(str(study.folder))}")
-    print(f"  table:   python analysis/report.py {shlex.quote(str(study.folder))}")
+    print(f"  table:   {command_hint('analysis/report.py', study.folder)}")
+    print(f"  curves:  {command_hint('tensorboard', '--logdir', study.folder)}")
+    print(f"  trials:  {study.folder / TRIALS_FILE} (pandas.read_csv)")
     return 0
+
+
+def record_trials(folder: Path) -> None:
+    """Rewrites the study-wide trials.csv; a folder it cannot read yet costs only the table."""
+    try:
+        write_trials_csv(folder)
+    except (StudyFolderError, OSError) as error:
+        print(f"trials.csv not written: {first_line(error)}", file=sys.stderr)
+
+
+def command_hint(program: str, *arguments: object) -> str:
+    """A command line that runs ``program`` as this study's interpreter would, in a new shell:
+    a script with this Python, a tool from the same environment (``.venv/bin/tensorboard``);
+    paths under the current folder are written relative to it."""
+
+    def shown(path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
+    interpreter = Path(sys.executable)
+    if program.endswith(".py"):
+        parts = [shown(interpreter), program]
+    else:
+        tool = interpreter.parent / program
+        parts = [shown(tool) if tool.exists() else program]
+    parts += [shown(a) if isinstance(a, Path) else str(a) for a in arguments]
+    return shlex.join(parts)
+
+
+def hardware() -> dict[str, Any]:
+    """Where this run of the study ran: the machine and the Ray cluster it used."""
+    import platform
+
+    import torch
+
+    resources = ray.cluster_resources()
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return {
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "gpus": gpus or "none",
+        "cluster": {key: resources[key] for key in ("CPU", "GPU") if key in resources},
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "optuna": optuna.__version__,
+    }
+
+
+@dataclass(frozen=True)
+class LossOutcome:
+    """How the trials of one Tune experiment ended.
+
+    Attributes:
+        ended: trials with a final result (finished, stopped early, failed for their
+            configuration) or an error.
+        failed: trials that failed for their own configuration (``TRIAL_FAILED``).
+        errored: trials that raised an error after their retries, with their error.
+        unfinished: planned trials without a final result (interrupted, pending, not created).
+    """
+
+    ended: int
+    failed: int
+    errored: tuple[tune.Result, ...]
+    unfinished: int
+
+    @classmethod
+    def of(cls, results: tune.ResultGrid, planned: int) -> LossOutcome:
+        errored = tuple(result for result in results if result.error is not None)
+        clean = [result for result in results if result.error is None]
+        done = sum(bool(result.metrics.get("done")) for result in clean)
+        failed = sum(bool(result.metrics.get(TRIAL_FAILED)) for result in clean)
+        ended = done + len(errored)
+        return cls(ended=ended, failed=failed, errored=errored, unfinished=max(planned - ended, 0))
+
+    def error_message(self, loss: str) -> str:
+        first = self.errored[0]
+        cause = first.error
+        cause = getattr(cause, "cause", None) or cause
+        if isinstance(cause, str):  # Tune's fallback: the text of error.txt
+            lines = [line.strip() for line in cause.splitlines() if line.strip()]
+            what = lines[-1] if lines else "unknown error"
+        else:
+            what = f"{type(cause).__name__}: {first_line(cause)}"
+        where = os.path.join(first.path, "error.txt") if first.path else "its trial folder"
+        count = len(self.errored)
+        return (
+            f"{loss}: {count} trial{'s' if count > 1 else ''} stopped with an error ({what}); "
+            f"the traceback is in {where}; the study stopped: fix the cause and continue it "
+            "with --resume"
+        )
+
+
+def extend_experiment(path: Path, num_samples: int) -> None:
+    """Lets the Tune experiment at ``path`` (if any) create trials up to ``num_samples``.
+
+    ``Tuner.restore`` keeps the number of samples of the first run: its search generator's state
+    (``search_gen_state-*.json``, the newest file of which Tune restores) counts the trials it
+    created against that total. Raising the total there makes the restored experiment ask the
+    searcher (Optuna, with its whole history) for the extra trials.
+    """
+    states = sorted(path.glob("search_gen_state-*.json"))
+    if not states:
+        return
+    newest = states[-1]
+    try:
+        with newest.open("rb") as stream:
+            state: dict[str, Any] = ray.cloudpickle.load(stream)
+        total = int(state["total_samples"])
+    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as error:
+        raise StudyFailed(
+            f"cannot continue the Tune experiment at {path}: its state {newest.name} is "
+            f"unreadable ({type(error).__name__}: {first_line(error)})"
+        ) from None
+    if total >= num_samples:
+        return
+    state["total_samples"] = num_samples
+    state["finished"] = False
+    temporary = newest.with_name(f".{newest.name}.tmp")
+    with temporary.open("wb") as stream:
+        ray.cloudpickle.dump(state, stream)
+    os.replace(temporary, newest)
 
 
 def fit_loss(study: Study, loss: str, index: int, *, verbose: bool = False) -> tune.ResultGrid:
@@ -439,14 +645,29 @@ def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
 
 
 def summarize(loss: str, results: tune.ResultGrid, settings: StudySettings) -> str:
-    """One line per loss: trials run and the best configuration found."""
-    try:
-        best = results.get_best_result(settings.objective, settings.mode, scope="last")
-    except RuntimeError:
-        return f"{loss}: no trial reported {settings.objective}"
-    value = best.metrics[settings.objective]
+    """One line per loss: trials run, how many failed for their configuration, and the best
+    configuration among the others."""
+    objective, sign = settings.objective, (1.0 if settings.mode == "min" else -1.0)
+    failed = sum(bool(result.metrics.get(TRIAL_FAILED)) for result in results)
+    scored = [
+        result
+        for result in results
+        if result.error is None
+        and not result.metrics.get(TRIAL_FAILED)
+        and isinstance(result.metrics.get(objective), (int, float))
+        and math.isfinite(result.metrics[objective])
+    ]
+    counted = f"{loss}: {len(results)} trials" + (
+        f" ({failed} failed for their configuration)" if failed else ""
+    )
+    if not scored:
+        return f"{counted}, none " + (
+            "finished without failing" if failed else f"reported {objective}"
+        )
+    best = min(scored, key=lambda result: sign * result.metrics[objective])
+    value = best.metrics[objective]
     searched = {k: v for k, v in best.config.items() if k in settings.baseline[loss]}
     shown = " ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in searched.items()
     )
-    return f"{loss}: {len(results)} trials, best {settings.metric} {value:.4f} ({shown})"
+    return f"{counted}, best {settings.metric} {value:.4f} ({shown})"

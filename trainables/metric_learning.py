@@ -11,6 +11,12 @@ only repeat it.
 - ``step`` is one step of :mod:`repmet.schedule` (train ``eval_every`` iterations, measure on the
   validation split) and returns the metrics of :mod:`repmet.study_format`. It never reads the
   test split.
+- A trial that fails because of its own configuration (:class:`repmet.errors.TrialFailed`: its
+  loss diverged) ends at once with a final result that says why (``study_format.TRIAL_FAILED``)
+  instead of raising: Tune would retry it ``max_failures`` times in vain and then stop the study.
+  That result carries the worst possible value of the selection metric, so that neither the search,
+  ASHA nor Tune's checkpoint ranking can prefer it. Every other exception is a failure of the
+  study (missing data, a bug, a lost node) and is raised as before.
 - ``save_checkpoint`` / ``load_checkpoint`` write and read the full trial state
   (``trial.pt``, written atomically and read with ``weights_only=True``).
 - Each trial writes its TensorBoard records (:mod:`trainables.records`): clean tags
@@ -29,7 +35,8 @@ from typing import Any
 from ray import tune
 
 from repmet import study_format as layout
-from repmet.config import TrainingConfig
+from repmet.config import SELECTABLE_METRICS, TrainingConfig
+from repmet.errors import TrainingDiverged, TrialFailed
 from repmet.schedule import ScheduledStep, next_step
 from repmet.training import TrainingRun, load_splits, read_state, use_threads
 from trainables.records import ProjectorSnapshot, TrialRecords
@@ -39,6 +46,19 @@ from trainables.records import ProjectorSnapshot, TrialRecords
 #: ``REPMET_FAIL_ONCE_FILE`` so that the retried or resumed trial goes through.
 FAIL_AT_ITERATION_ENV = "REPMET_FAIL_AT_ITERATION"
 FAIL_ONCE_FILE_ENV = "REPMET_FAIL_ONCE_FILE"
+#: Fault injection for tests of trial-level failures: the trials whose folder numbers
+#: (``trial_<NNN>_...``) are listed here (comma-separated) diverge in their first step, every time.
+DIVERGE_TRIALS_ENV = "REPMET_DIVERGE_TRIALS"
+
+#: The value a failed trial reports for its selection metric: no real measurement is worse (errors
+#: lie in [0, 1]; AMI, the one metric that can be negative, in [-1, 1]).
+WORST_VALUE = {"min": 1.0, "max": 0.0}
+WORST_VALUE_OF = {"ami": -1.0}
+
+
+def failed_value(select: str) -> float:
+    """The worst possible value of the selection metric ``select``."""
+    return WORST_VALUE_OF.get(select, WORST_VALUE[SELECTABLE_METRICS[select]])
 
 
 class InjectedFailure(RuntimeError):
@@ -75,7 +95,11 @@ class MetricLearningTrainable(tune.Trainable):
     def step(self) -> dict[str, Any]:
         config = self.training_config
         self._maybe_inject_failure(min(config.eval_every, config.iterations - self.run.iteration))
-        scheduled = next_step(self.run)
+        try:
+            self._maybe_inject_divergence()
+            scheduled = next_step(self.run)
+        except TrialFailed as error:
+            return self._failed_result(str(error))
         stats = scheduled.stats
         result: dict[str, Any] = {
             layout.ITERATION: self.run.iteration,
@@ -109,6 +133,18 @@ class MetricLearningTrainable(tune.Trainable):
 
     # ----------------------------------------------------------------- internals
 
+    def _failed_result(self, reason: str) -> dict[str, Any]:
+        """The final result of a trial that failed for its own configuration."""
+        select = self.training_config.select
+        worst = failed_value(select)
+        return {
+            layout.ITERATION: self.run.iteration,
+            layout.best_metric(select): worst,
+            layout.validation_metric(select): worst,
+            layout.TRIAL_FAILED: " ".join(reason.split()) or "failed",
+            "done": True,
+        }
+
     def _projector_snapshot(self, scheduled: ScheduledStep) -> ProjectorSnapshot:
         """The validation embeddings of the step and the centroids it was measured against."""
         measurement = scheduled.measurement
@@ -125,6 +161,18 @@ class MetricLearningTrainable(tune.Trainable):
             class_names=self.run.splits.class_names,
             centroid_kind="representative" if learned else "centroid",
         )
+
+    def _maybe_inject_divergence(self) -> None:
+        listed = os.environ.get(DIVERGE_TRIALS_ENV)
+        if not listed:
+            return
+        parts = Path(self.logdir).name.split("_")
+        number = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
+        if number in {int(n) for n in listed.split(",") if n.strip().isdigit()}:
+            raise TrainingDiverged(
+                f"training diverged at iteration {self.run.iteration + 1}: injected by "
+                f"{DIVERGE_TRIALS_ENV}"
+            )
 
     def _maybe_inject_failure(self, chunk: int) -> None:
         at = os.environ.get(FAIL_AT_ITERATION_ENV)

@@ -1,0 +1,513 @@
+"""Faults in the middle of a study, each ending with every finished trial kept and the study
+completable: ``kill -9`` and Ctrl-C mid-trial followed by ``--resume``, two runs on one study, a
+``--resume`` (and an ``--overwrite``) while the study runs, a trial that always fails, and a
+damaged ``optuna.db`` under the report.
+
+The studies are tiny (one or two losses, a few trials of 30 iterations on digits). The runs that
+are killed or run side by side are processes of their own; resumes run in this process on one
+shared Ray. Those tests are marked slow; the pieces they rely on (the lock, reading a failed trial,
+the progress counts, the Optuna views of a damaged database) are tested at the end without Ray.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import optuna
+import pytest
+import ray
+
+from analysis import report as report_cli
+from analysis import search_plots
+from repmet.study_format import TRIAL_FAILED
+from study import lock as study_lock
+from study.run import main as study_main
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+RUN = [sys.executable, str(REPOSITORY / "study" / "run.py")]
+#: One loss, three trials one at a time, three steps each: a run lasts long enough to be hit
+#: mid-trial, and every trial runs to its end (no ASHA).
+STUDY = [
+    "--space", "magnet", "--losses", "magnet", "--num-samples", "3", "--max-iterations", "30",
+    "--eval-every", "10", "--scheduler", "none", "--max-concurrent", "1",
+]  # fmt: skip
+ITERATIONS = [10, 20, 30]
+#: Result fields that differ between two runs of the same step (time, process, host).
+VOLATILE = {
+    "date", "timestamp", "time_this_iter_s", "time_total_s", "time_since_restore", "pid",
+    "hostname", "node_ip", "iterations_since_restore", "training_iteration",
+    "time/seconds_per_iteration", "time/examples_per_second", "checkpoint_dir_name",
+}  # fmt: skip
+
+slow = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One in-process Ray for the resumes (reused if another module started one)."""
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
+    yield
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPOSITORY), env.get("PYTHONPATH")) if p)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def start_study(*args: str, **env: str) -> subprocess.Popen:
+    """A study in a session of its own, as a terminal would start it."""
+    return subprocess.Popen(
+        [*RUN, *args],
+        cwd=REPOSITORY,
+        env=subprocess_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def run_study(*args: str, timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*RUN, *args],
+        cwd=REPOSITORY,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_for(condition: Callable[[], bool], *, what: str, process=None, timeout=120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process is not None and process.poll() is not None:
+            out, err = process.communicate()
+            pytest.fail(f"the study ended before {what}:\n{out}\n{err}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def manifest(folder: Path) -> dict:
+    return json.loads((folder / "study.json").read_text())
+
+
+def trial_folders(folder: Path, loss: str = "magnet") -> list[Path]:
+    path = folder / loss
+    if not path.is_dir():
+        return []
+    return sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith("trial_"))
+
+
+def result_rows(trial: Path) -> list[dict]:
+    path = trial / "result.json"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def mid_trial(folder: Path, number: int) -> Callable[[], bool]:
+    """True once trial ``number`` has reported a step but not its last."""
+
+    def check() -> bool:
+        trials = trial_folders(folder)
+        if len(trials) < number:
+            return False
+        rows = result_rows(trials[number - 1])
+        return bool(rows) and not rows[-1].get("done") and rows[-1]["iteration"] < 30
+
+    return check
+
+
+def finished_files(trial: Path) -> dict[str, bytes]:
+    """The result and checkpoint files of a trial, by path."""
+    files = [trial / "result.json", *sorted(trial.glob("checkpoint_*/trial.pt"))]
+    return {str(p.relative_to(trial)): p.read_bytes() for p in files}
+
+
+def one_error_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("study/run.py: error: "), stderr
+    return lines[0]
+
+
+def assert_continued_exactly(trial: Path) -> None:
+    """A trial cut short and resumed reports every step once, to the end; a step it ran twice
+    (reported, then cut before its checkpoint) has the same metrics both times, bit for bit."""
+    rows = result_rows(trial)
+    by_iteration: dict[int, dict] = {}
+    for row in rows:
+        kept = {key: value for key, value in row.items() if key not in VOLATILE}
+        if row["iteration"] in by_iteration:
+            assert by_iteration[row["iteration"]] == kept, trial
+        by_iteration[row["iteration"]] = kept
+    assert sorted(by_iteration) == ITERATIONS, [row["iteration"] for row in rows]
+    assert rows[-1]["done"] is True
+
+
+def assert_resume_completes(storage: Path, name: str, kept: dict[str, dict[str, bytes]]) -> None:
+    """``--resume`` finishes the study without redoing (or touching) a finished trial."""
+    folder = storage / name
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = study_main(["--resume", "--storage", str(storage), "--name", name])
+    assert status == 0, out.getvalue()
+    info = manifest(folder)
+    assert info["status"] == {"magnet": "finished"} and info["finished"]
+    trials = trial_folders(folder)
+    assert len(trials) == 3
+    for name_, files in kept.items():
+        assert finished_files(folder / "magnet" / name_) == files, name_
+    for trial in trials:
+        assert_continued_exactly(trial)
+    studied = optuna.load_study(study_name="magnet", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert len(studied.trials) == 3
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in studied.trials)
+
+
+# ------------------------------------------------------------------------ killed mid-trial
+
+
+@slow
+def test_kill_9_mid_trial_then_resume_completes(ray_local, tmp_path: Path) -> None:
+    storage = tmp_path / "studies"
+    process = start_study(*STUDY, "--storage", str(storage), "--name", "killed")
+    folder = storage / "killed"
+    try:
+        wait_for(mid_trial(folder, 2), what="the second trial mid-way", process=process)
+        kept = {trial_folders(folder)[0].name: finished_files(trial_folders(folder)[0])}
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert manifest(folder)["status"] == {"magnet": "running"}
+    # The kernel released the dead run's lock: nothing is left to clear by hand.
+    assert study_lock.holder_of(folder) is None
+    assert_resume_completes(storage, "killed", kept)
+
+
+@slow
+def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(ray_local, tmp_path) -> None:
+    storage = tmp_path / "studies"
+    process = start_study(*STUDY, "--storage", str(storage), "--name", "interrupted")
+    folder = storage / "interrupted"
+    try:
+        wait_for(mid_trial(folder, 2), what="the second trial mid-way", process=process)
+        kept = {trial_folders(folder)[0].name: finished_files(trial_folders(folder)[0])}
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C on a terminal sends
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 130, stdout + stderr
+    line = one_error_line(stderr)
+    assert "interrupted during magnet" in line and "continue the study with --resume" in line
+    assert "fix the cause" not in line
+    # The last progress line counts the interrupted trial as interrupted, not done.
+    done = sum(bool(rows) and rows[-1]["done"] for rows in map(result_rows, trial_folders(folder)))
+    progress = [line for line in stdout.splitlines() if line.startswith("[1/1] magnet:")]
+    assert f"{done}/3 done" in progress[-1] and "1 interrupted" in progress[-1], stdout
+    assert f"({done} of 3 trials finished)" in line
+    assert manifest(folder)["status"] == {"magnet": "interrupted"}
+    assert_resume_completes(storage, "interrupted", kept)
+
+
+# ------------------------------------------------------------------------- one study, two runs
+
+
+@slow
+def test_second_run_resume_and_overwrite_are_refused_while_a_study_runs(
+    ray_local, tmp_path: Path
+) -> None:
+    storage = tmp_path / "studies"
+    args = [*STUDY, "--storage", str(storage), "--name", "busy"]
+    folder = storage / "busy"
+    first = start_study(*args)
+    try:
+        wait_for(mid_trial(folder, 1), what="the first trial mid-way", process=first)
+        others = {
+            "again": start_study(*args),
+            "resume": start_study("--resume", "--storage", str(storage), "--name", "busy"),
+            "overwrite": start_study(*args, "--overwrite"),
+        }
+        refused = {how: (p, *p.communicate(timeout=60)) for how, p in others.items()}
+        still_running = first.poll() is None
+        stdout, stderr = first.communicate(timeout=180)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.communicate()
+    assert still_running, "the first run ended before the others were refused"
+    for how, (process, out, err) in refused.items():
+        assert process.returncode == 2, (how, out, err)
+        line = one_error_line(err)
+        assert f"is in use by another run (pid {first.pid} on" in line, (how, line)
+    # The first run was not disturbed and completed its study.
+    assert first.returncode == 0, stdout + stderr
+    info = manifest(folder)
+    assert info["status"] == {"magnet": "finished"} and info["command"].endswith("--name busy")
+    trials = trial_folders(folder)
+    assert len(trials) == 3 and all(result_rows(t)[-1]["done"] for t in trials)
+    # Once it has ended, --resume finds nothing to do and the report reads the study.
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert study_main(["--resume", "--storage", str(storage), "--name", "busy"]) == 0
+    assert "nothing to do" in out.getvalue()
+    report = tmp_path / "report"
+    with contextlib.redirect_stdout(io.StringIO()):
+        argv = [str(folder), "--no-plots", "--device", "cpu", "--out", str(report)]
+        assert report_cli.main(argv) == 0
+    assert "Magnet Loss 3 of 3 trials finished" in (report / "results.md").read_text()
+
+
+# ---------------------------------------------------------------- a trial that always fails
+
+
+@pytest.fixture(scope="module")
+def failing_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """Two losses, two trials each; the first trial of every loss diverges at its first step,
+    every time it is run (injected by REPMET_DIVERGE_TRIALS)."""
+    storage = tmp_path_factory.mktemp("failing")
+    args = ["--space", "all", "--losses", "magnet,repmet-v2", "--num-samples", "2"]
+    args += ["--max-iterations", "30", "--eval-every", "10", "--scheduler", "none"]
+    args += ["--max-concurrent", "1", "--storage", str(storage), "--name", "failing"]
+    result = run_study(*args, timeout=240, REPMET_DIVERGE_TRIALS="1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return storage / "failing", result.stdout
+
+
+@slow
+def test_an_always_failing_trial_is_recorded_and_the_study_goes_on(failing_study) -> None:
+    folder, stdout = failing_study
+    info = manifest(folder)
+    assert info["status"] == {"magnet": "finished", "repmet-v2": "finished"}
+    for loss in ("magnet", "repmet-v2"):
+        failed, other = trial_folders(folder, loss)
+        rows = result_rows(failed)
+        # One attempt: no retry, no error file, one final result saying why.
+        assert len(rows) == 1 and rows[0]["done"] is True
+        assert "training diverged" in rows[0][TRIAL_FAILED]
+        assert rows[0]["val/best/error_simple"] == 1.0
+        assert not (failed / "error.txt").exists()
+        assert f"{loss}: trial {failed.name} failed: training diverged" in stdout
+        assert [row["iteration"] for row in result_rows(other)] == [10, 20, 30]
+        assert TRIAL_FAILED not in result_rows(other)[-1]
+        assert list(other.glob("checkpoint_*/trial.pt"))
+    assert "magnet: 2 trials (1 failed for their configuration), best" in stdout
+    assert "Done in" in stdout
+
+
+@slow
+def test_the_report_lists_the_failed_trial_with_its_reason(failing_study, tmp_path) -> None:
+    folder, _ = failing_study
+    out = tmp_path / "report"
+    with contextlib.redirect_stdout(io.StringIO()):
+        argv = [str(folder), "--no-plots", "--device", "cpu", "--out", str(out)]
+        assert report_cli.main(argv) == 0
+    text = (out / "results.md").read_text()
+    for loss, label in (("magnet", "Magnet Loss"), ("repmet-v2", "RepMet.v2")):
+        failed, other = trial_folders(folder, loss)
+        assert f"{label} {failed.name}: training diverged at iteration 1" in text
+        # The failed trial never stands for its loss.
+        assert f"| {label} | {other.name} |" in text
+    assert "| Magnet Loss | 2 | 2 of 2 | 1 | 0 | 1 | 0 |" in text
+
+
+# -------------------------------------------------------------- a damaged optuna.db
+
+
+@slow
+def test_a_damaged_optuna_db_costs_only_the_optuna_views(failing_study, tmp_path, capsys):
+    original, _ = failing_study
+    folder = tmp_path / "damaged"
+    shutil.copytree(original, folder)
+    (folder / "optuna.db").write_bytes(os.urandom(20_000))
+    out = tmp_path / "report"
+    assert report_cli.main([str(folder), "--device", "cpu", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    for name in ("results.md", "results.csv", "results.tex", "report.html"):
+        assert (out / name).is_file(), name
+    notes = [line for line in captured.err.splitlines() if line.startswith("figures not drawn")]
+    assert len(notes) == 1 and "optuna.db is unreadable" in notes[0]
+    text = (out / "results.md").read_text()
+    assert "skipped for magnet, repmet-v2: optuna.db is unreadable" in text
+    assert (out / "val_error_curves.png").is_file()
+
+
+# ------------------------------------------------------- more trials for a finished study
+
+
+@slow
+def test_a_larger_num_samples_extends_a_finished_study(ray_local, failing_study) -> None:
+    # Last of the tests of the failing study, which it changes. (Not on a copy: a resumed
+    # experiment's Optuna searcher keeps the database path it was created with.)
+    folder, _ = failing_study
+    storage = folder.parent
+    database = f"sqlite:///{folder / 'optuna.db'}"
+    before = {
+        loss: [(t.number, t.params, t.value, t.state) for t in optuna.load_study(
+            study_name=loss, storage=database).trials]
+        for loss in ("magnet", "repmet-v2")
+    }  # fmt: skip
+    kept = {
+        loss: {t.name: finished_files(t) for t in trial_folders(folder, loss)}
+        for loss in ("magnet", "repmet-v2")
+    }
+    argv = ["--resume", "--storage", str(storage), "--name", "failing", "--num-samples", "3"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert study_main(argv) == 0
+    info = manifest(folder)
+    assert info["num_samples"] == 3 and info["finished"]
+    assert info["status"] == {"magnet": "finished", "repmet-v2": "finished"}
+    assert "--num-samples 3" in info["command"]
+    for loss in ("magnet", "repmet-v2"):
+        trials = trial_folders(folder, loss)
+        assert len(trials) == 3 and trials[2].name.startswith("trial_003_")
+        for name, files in kept[loss].items():
+            assert finished_files(folder / loss / name) == files
+        assert [row["iteration"] for row in result_rows(trials[2])] == [10, 20, 30]
+        after = optuna.load_study(study_name=loss, storage=database).trials
+        assert len(after) == 3
+        assert [(t.number, t.params, t.value, t.state) for t in after[:2]] == before[loss]
+        assert after[2].state == optuna.trial.TrialState.COMPLETE
+
+
+# ------------------------------------------------------------------ the pieces, without Ray
+
+
+def test_a_lock_has_one_holder_and_is_free_once_released(tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    held = study_lock.acquire(folder, command="first")
+    assert study_lock.holder_of(folder).startswith(f"pid {os.getpid()} on ")
+    with pytest.raises(study_lock.StudyInUse, match=r"in use by another run \(pid \d+ on .*first"):
+        study_lock.acquire(folder, command="second")
+    held.release()
+    assert study_lock.holder_of(folder) is None
+    with study_lock.acquire(folder, command="third"):
+        assert "third" in (folder / study_lock.LOCK_FILE).read_text()
+    assert (folder / study_lock.LOCK_FILE).is_file()  # never deleted
+
+
+def test_a_lock_dies_with_its_holder(tmp_path: Path) -> None:
+    folder = tmp_path / "study"
+    code = "import sys, time; from study import lock; lock.acquire(lock.Path(sys.argv[1]), "
+    code += "command='holder'); print('held', flush=True); time.sleep(600)"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert study_lock.holder_of(folder).startswith(f"pid {holder.pid} on ")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert study_lock.holder_of(folder) is None
+    study_lock.acquire(folder, command="next").release()
+
+
+def test_a_failed_trial_is_read_with_its_reason_and_never_selected(tmp_path: Path) -> None:
+    from analysis.study_files import TrialStatus, read_trial
+
+    failed = tmp_path / "trial_001_a"
+    failed.mkdir()
+    (failed / "params.json").write_text(json.dumps({"loss": "magnet", "iterations": 30}))
+    rows = [
+        {"iteration": 10, "val/error_simple": 0.2, "val/best/error_simple": 0.2, "done": False},
+        {"iteration": 12, "val/error_simple": 1.0, "val/best/error_simple": 1.0, "done": True,
+         TRIAL_FAILED: "training diverged at iteration 13: the magnet loss is nan"},
+    ]  # fmt: skip
+    (failed / "result.json").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    trial = read_trial(failed)
+    assert trial.status is TrialStatus.FAILED and trial.failed_by_configuration
+    assert trial.failure == "training diverged at iteration 13: the magnet loss is nan"
+    assert [step.iteration for step in trial.steps] == [10]  # the marker is no measurement
+    assert trial.best_steps("val/error_simple", "min") == ()
+
+    errored = tmp_path / "trial_002_b"
+    errored.mkdir()
+    (errored / "params.json").write_text(json.dumps({"loss": "magnet", "iterations": 30}))
+    (errored / "error.txt").write_text(
+        "Failure # 1\n\x1b[36mray::Trainable.train()\x1b[39m\n  File x\n"
+        "repmet.errors.DataNotFoundError: data set 'mnist' not found\n\n"
+    )
+    trial = read_trial(errored)
+    assert trial.status is TrialStatus.FAILED and not trial.failed_by_configuration
+    assert trial.failure == "repmet.errors.DataNotFoundError: data set 'mnist' not found"
+
+
+def test_progress_counts_interrupted_trials_as_interrupted() -> None:
+    from ray.tune.experiment import Trial
+
+    from study.progress import StudyProgress
+
+    def trial(status: str, last: dict) -> SimpleNamespace:
+        return SimpleNamespace(status=status, last_result=last, metric_analysis={})
+
+    trials = [
+        trial(Trial.TERMINATED, {"done": True, "iteration": 30}),  # finished
+        trial(Trial.TERMINATED, {"done": True, TRIAL_FAILED: "diverged"}),  # failed
+        trial(Trial.TERMINATED, {"iteration": 10}),  # stopped by Ctrl-C
+        trial(Trial.RUNNING, {"iteration": 20}),
+        trial(Trial.ERROR, {"iteration": 10}),  # errored after its retries
+    ]
+    progress = StudyProgress(
+        loss="magnet", loss_index=0, loss_count=1, num_samples=6, iterations=30,
+        metric="val/error_simple", mode="min",
+    )  # fmt: skip
+    line = progress.line(trials)
+    assert "magnet: 3/6 done, 1 running, 2 failed, 1 interrupted" in line
+
+
+@pytest.mark.parametrize(
+    ("damage", "note"),
+    [
+        (lambda good: os.urandom(20_000), "optuna.db is unreadable"),
+        (lambda good: good[: len(good) // 3], "optuna.db is unreadable"),
+        (lambda good: b"", "optuna.db"),
+    ],
+    ids=["random-bytes", "truncated", "empty"],
+)
+def test_optuna_views_of_a_damaged_database_are_one_note(tmp_path: Path, damage, note) -> None:
+    storage = tmp_path / "optuna.db"
+    study = optuna.create_study(study_name="magnet", storage=f"sqlite:///{storage}")
+    for value in (0.3, 0.2):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"alpha": value},
+                distributions={"alpha": optuna.distributions.FloatDistribution(0.1, 1.0)},
+                value=value,
+            )
+        )
+    good = storage.read_bytes()
+    storage.write_bytes(damage(good))
+    written = storage.read_bytes()
+    views = search_plots.plot_search_views(
+        storage, ["magnet"], select="error_simple", folder=tmp_path
+    )
+    assert views.pictures == []
+    assert len(views.notes) == 1 and note in views.notes[0], views.notes
+    assert storage.read_bytes() == written  # the report never repairs (writes) the database
