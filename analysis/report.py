@@ -131,8 +131,6 @@ def run(args: argparse.Namespace) -> Report:
     print(report.markdown())
     for path in report.write(folder, formats=args.format):
         progress_to_stderr(f"wrote {path}")
-    if report.figure_notes:
-        progress_to_stderr(f"figures not drawn: {'; '.join(report.figure_notes)}")
     return report
 
 

@@ -99,10 +99,13 @@ class TrialFolder:
         kept = [(i, v) for i, v in pairs if v is not None]
         return [i for i, _ in kept], [v for _, v in kept]
 
-    def best_steps(self, metric: str, mode: str) -> tuple[ReportedStep, ...]:
+    def best_steps(
+        self, metric: str, mode: str, *, of_failed: bool = False
+    ) -> tuple[ReportedStep, ...]:
         """The steps that share the best value of ``metric`` (several on ties), oldest first;
-        empty when no step reports it or the trial failed for its configuration."""
-        if self.failed_by_configuration:
+        empty when no step reports it, or when the trial failed for its configuration (unless
+        ``of_failed``: what it measured before it failed)."""
+        if self.failed_by_configuration and not of_failed:
             return ()
         scored = [(v, s) for s in self.steps if (v := _number(s.metrics.get(metric))) is not None]
         if not scored:

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from analysis.study_files import StudyFolder, TrialFolder, TrialStatus
+from analysis.study_files import StudyFolder, TrialStatus
 from analysis.tables import METRIC_NAMES, TextTable, loss_label
 from repmet.config import SELECTABLE_METRICS, TrainingConfig
 from repmet.data import DatasetSplits
-from repmet.study_format import TRIAL_FAILED
 
 #: A study whose trials train fewer iterations than this is smoke-sized: it checks the pipeline.
 MIN_ITERATIONS = 100
@@ -54,22 +53,15 @@ def smoke_reason(study: StudyFolder) -> str | None:
 
 
 def failure_reasons(study: StudyFolder) -> dict[str, list[str]]:
-    """Per loss, one entry per failed trial: its reason (the ``trial_failed`` key of its last
-    result) or, for a trial that errored, where its traceback is."""
+    """Per loss, one entry per failed trial: its reason (why its configuration could not train,
+    or the last line of its error)."""
     failed: dict[str, list[str]] = {}
     for loss, record in study.losses.items():
         for trial in record.trials:
-            reason = _failed_reason(trial)
-            if reason:
+            if trial.failed_by_configuration or trial.status is TrialStatus.FAILED:
+                reason = trial.failure or "errored (see its error.txt)"
                 failed.setdefault(loss, []).append(f"{trial.name}: {reason}")
-            elif trial.status is TrialStatus.FAILED:
-                failed.setdefault(loss, []).append(f"{trial.name}: errored (see its error.txt)")
     return failed
-
-
-def _failed_reason(trial: TrialFolder) -> str | None:
-    reason = trial.steps[-1].metrics.get(TRIAL_FAILED) if trial.steps else None
-    return str(reason) if reason else None
 
 
 def completed_trials(study: StudyFolder) -> dict[str, int]:
@@ -77,7 +69,7 @@ def completed_trials(study: StudyFolder) -> dict[str, int]:
     return {
         loss: sum(
             trial.status in (TrialStatus.COMPLETED, TrialStatus.STOPPED)
-            and _failed_reason(trial) is None
+            and not trial.failed_by_configuration
             for trial in record.trials
         )
         for loss, record in study.losses.items()
@@ -237,7 +229,7 @@ def hardware_text(study: StudyFolder) -> str:
         }
     )
     if hosts:
-        parts.append(f"host{'s' if len(hosts) > 1 else ''} {', '.join(hosts)}")
+        parts.append(f"trials ran on host{'s' if len(hosts) > 1 else ''} {', '.join(hosts)}")
     return "; ".join(parts)
 
 

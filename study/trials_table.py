@@ -30,9 +30,7 @@ from typing import Any
 from analysis.study_files import StudyFolder, TrialFolder, TrialStatus, read_study
 from repmet.catalogue import LOSSES
 from repmet.study_format import (
-    ERROR_FILES,
     ITERATION,
-    TRIAL_FAILED,
     TRIALS_FILE,
     VALIDATION_METRICS,
 )
@@ -80,37 +78,22 @@ def trial_row(
     """One row of the table (see the module)."""
     own = set(_searched(study, loss))
     last = trial.steps[-1].metrics if trial.steps else {}
-    best = trial.best_steps(study.metric, study.mode)
+    best = trial.best_steps(study.metric, study.mode, of_failed=True)
     at_best = best[-1] if best else None  # the latest of equal values, as the study keeps
-    reason = last.get(TRIAL_FAILED)
-    if reason:
-        status, failure = "failed", str(reason)
-    else:
-        status, failure = trial.status.value, ""
-        if trial.status is TrialStatus.FAILED:
-            failure = _last_error_line(trial.path)
+    failed = trial.failed_by_configuration or trial.status is TrialStatus.FAILED
     counter = trial.name.split("_")[1] if trial.name.startswith("trial_") else ""
     return {
         "loss": loss,
         "trial": int(counter) if counter.isdigit() else None,
         **{name: trial.params.get(name) if name in own else None for name in searched},
-        "status": status,
+        "status": "failed" if failed else trial.status.value,
         "iterations": last.get(ITERATION, 0 if not trial.steps else None),
         "best_iteration": at_best.iteration if at_best else None,
         **{name: at_best.metrics.get(name) if at_best else None for name in VALIDATION_METRICS},
         "seconds": last.get("time_total_s"),
-        "failure": failure,
+        "failure": trial.failure or "",
         "trial_dir": f"{loss}/{trial.name}",
     }
-
-
-def _last_error_line(folder: Path) -> str:
-    """The last line of Tune's ``error.txt`` (the exception and its message), if any."""
-    try:
-        lines = (folder / ERROR_FILES[0]).read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return lines[-1].strip()[:300] if lines else ""
 
 
 def _searched(study: StudyFolder, loss: str) -> list[str]:

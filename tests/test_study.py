@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -96,8 +97,18 @@ def test_two_loss_study_completes(two_loss_study) -> None:
     assert info["status"] == {"magnet": "finished", "repmet-v2": "finished"}
     assert info["num_samples"] == 3 and info["metric"] == "val/error_simple"
     assert info["fixed"]["iterations"] == SMOKE_ITERATIONS and info["finished"]
-    assert f"tensorboard --logdir {folder}" in output
-    assert f"python analysis/report.py {folder}" in output
+    # The hints run as written in a new shell: this interpreter, the tools beside it.
+    hints = {
+        line.split(":", 1)[0].strip(): shlex.split(line.split(":", 1)[1])
+        for line in output.splitlines()
+        if line.startswith("  ") and ":" in line
+    }
+    python, script, study = hints["table"]
+    assert Path(python).resolve() == Path(sys.executable).resolve()
+    assert script == "analysis/report.py" and Path(study).resolve() == folder.resolve()
+    tensorboard, flag, logdir = hints["curves"]
+    assert Path(tensorboard).resolve() == (Path(sys.executable).parent / "tensorboard").resolve()
+    assert flag == "--logdir" and Path(logdir).resolve() == folder.resolve()
 
     for loss in info["losses"]:
         trials = trial_folders(folder, loss)
