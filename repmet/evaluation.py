@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Protocol
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from repmet import geometry
@@ -280,6 +279,8 @@ def assignment_accuracy(cluster_ids: Tensor, labels: Tensor) -> float:
         cluster_index.reshape(-1) * num_classes + class_index.reshape(-1),
         minlength=clusters.numel() * num_classes,
     ).reshape(clusters.numel(), num_classes)
+    from scipy.optimize import linear_sum_assignment  # here: slow to import, needed late
+
     rows, cols = linear_sum_assignment(table.numpy(), maximize=True)
     return float(table.numpy()[rows, cols].sum()) / labels.numel()
 

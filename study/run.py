@@ -593,7 +593,7 @@ def prepare(
 
     DATASETS.get(config.dataset)
     MODELS.get(config.model)
-    splits = load_splits(config)
+    splits = load_splits(config, cached=True)  # kept for the trials (study.tuning.shared_data)
     labels = splits.train.labels.numpy()
     context = SpaceContext.from_labels(labels, model=config.model, batch_budget=batch_budget)
     if stored is not None:

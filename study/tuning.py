@@ -48,6 +48,7 @@ from repmet.study_format import (
     Manifest,
     StudySettings,
 )
+from repmet.training import load_splits
 from search_spaces import SEARCH_SPACES, SpaceContext
 from study.progress import StudyProgress, format_duration
 from study.trials_table import write_trials_csv
@@ -506,7 +507,7 @@ def fit_loss(study: Study, loss: str, index: int, *, verbose: bool = False) -> t
     settings = study.settings
     path = study.folder / loss
     trainable = tune.with_resources(
-        MetricLearningTrainable,
+        tune.with_parameters(MetricLearningTrainable, data=shared_data(settings)),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
     if path.exists() and tune.Tuner.can_restore(str(path)):
@@ -569,6 +570,13 @@ def fit_loss(study: Study, loss: str, index: int, *, verbose: bool = False) -> t
         ),
     )
     return tuner.fit()
+
+
+def shared_data(settings: StudySettings) -> tuple[tuple[Any, ...], Any]:
+    """The data set every trial of the study trains on, as the driver loaded it (the copy it
+    checked the study against), for the trainables (see ``MetricLearningTrainable.setup``)."""
+    config = TrainingConfig.from_dict(settings.fixed)
+    return config.data_key(), load_splits(config, cached=True)
 
 
 def reporting(study: Study, loss: str, index: int, *, verbose: bool) -> dict[str, Any]:

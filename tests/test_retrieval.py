@@ -68,3 +68,28 @@ def test_clustering_metrics_of_a_perfect_and_a_random_clustering() -> None:
     assert clustering_metrics(labels + 5, labels) == pytest.approx({"nmi": 1.0, "ami": 1.0})
     shuffled = labels[torch.randperm(labels.numel(), generator=torch.Generator().manual_seed(0))]
     assert clustering_metrics(shuffled, labels)["ami"] == pytest.approx(0.0, abs=0.05)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_clustering_metrics_match_scikit_learn(seed: int) -> None:
+    from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
+
+    gen = torch.Generator().manual_seed(seed)
+    size = int(torch.randint(20, 400, (1,), generator=gen))
+    labels = torch.randint(0, 2 + seed, (size,), generator=gen)
+    noise = torch.randint(0, 5, (size,), generator=gen)
+    clusters = torch.where(torch.rand(size, generator=gen) < 0.3, noise, labels + 7)
+    ours = clustering_metrics(clusters, labels)
+    assert ours["nmi"] == pytest.approx(
+        normalized_mutual_info_score(labels.numpy(), clusters.numpy()), abs=1e-12
+    )
+    assert ours["ami"] == pytest.approx(
+        adjusted_mutual_info_score(labels.numpy(), clusters.numpy()), abs=1e-12
+    )
+
+
+def test_a_single_group_shares_no_information() -> None:
+    labels = torch.tensor([0, 0, 1, 1])
+    assert clustering_metrics(torch.zeros(4, dtype=torch.long), labels) == {"nmi": 0.0, "ami": 0.0}
+    same = torch.zeros(4, dtype=torch.long)
+    assert clustering_metrics(same, same) == {"nmi": 1.0, "ami": 1.0}

@@ -36,6 +36,7 @@ from ray import tune
 
 from repmet import study_format as layout
 from repmet.config import SELECTABLE_METRICS, TrainingConfig
+from repmet.data import DatasetSplits
 from repmet.errors import TrainingDiverged, TrialFailed
 from repmet.schedule import ScheduledStep, next_step
 from repmet.training import TrainingRun, load_splits, read_state, use_threads
@@ -61,6 +62,10 @@ def failed_value(select: str) -> float:
     return WORST_VALUE_OF.get(select, WORST_VALUE[SELECTABLE_METRICS[select]])
 
 
+#: A data set and the key of the configuration fields that decide it (``TrainingConfig.data_key``).
+SharedData = tuple[tuple[Any, ...], DatasetSplits]
+
+
 class InjectedFailure(RuntimeError):
     """Raised by the fault injection hook; never raised in normal runs."""
 
@@ -78,10 +83,16 @@ def _absolute_data_root(config: dict[str, Any]) -> dict[str, Any]:
 class MetricLearningTrainable(tune.Trainable):
     """Trains one metric-learning configuration per Tune trial (any loss of ``repmet.losses``)."""
 
-    def setup(self, config: dict[str, Any]) -> None:
+    def setup(self, config: dict[str, Any], data: SharedData | None = None) -> None:
+        """``data``: the study driver's copy of the data set, ``(data key, splits)``, shipped
+        through Ray's object store (``tune.with_parameters``), so that a worker neither reads the
+        files again nor imports what reading them needs; used when its key is the trial's."""
         self.training_config = TrainingConfig.from_dict(_absolute_data_root(dict(config)))
         use_threads(self.training_config)
-        splits = load_splits(self.training_config, cached=True)
+        if data is not None and data[0] == self.training_config.data_key():
+            splits = data[1]
+        else:
+            splits = load_splits(self.training_config, cached=True)
         self.run = TrainingRun(self.training_config, splits=splits)
         # Tune may start an actor that runs setup() and is stopped without training: the records
         # open their writer at the first step, so such an actor leaves no empty run.
@@ -89,7 +100,7 @@ class MetricLearningTrainable(tune.Trainable):
 
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         self.cleanup()
-        self.setup(new_config)
+        self.setup(new_config)  # tune.with_parameters passes the data again
         return True
 
     def step(self) -> dict[str, Any]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 
 from repmet.data.datasets import DatasetSplits
 from repmet.data.in_memory import in_memory_splits
@@ -128,6 +127,8 @@ def group_split(
 def digits_distorted(request: DataRequest) -> DatasetSplits:
     """The 1,797 bundled digits, each drawn 4 times at 16x16 with random affine distortions,
     contrast, brightness and noise (fixed seed); split 60/20/20 by source image and seed."""
+    from sklearn.datasets import load_digits  # here: scikit-learn is slow to import
+
     bunch = load_digits()
     sources = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
     images = distort_digits(sources)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
 
 from repmet.data.datasets import DatasetSplits, InMemoryDataset
 from repmet.data.problems import (
@@ -89,6 +88,8 @@ def _require_finite(name: str, images: torch.Tensor) -> None:
 @DATASETS.register("digits")
 def digits(request: DataRequest) -> DatasetSplits:
     """scikit-learn's bundled 1,797 8x8 grey digits (no files needed), split 60/20/20 by seed."""
+    from sklearn.datasets import load_digits  # here: scikit-learn is slow to import
+
     bunch = load_digits()
     # Pixel values are 0..16.
     images = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.io import loadmat
-from scipy.io.matlab import MatReadError
 
 from repmet.data.datasets import DatasetSplits, FileDataset
 from repmet.data.problems import (
@@ -85,6 +83,9 @@ def _mat_vectors(path: Path, fields: Sequence[str], *, source: str) -> list[np.n
     """The ``fields`` of a MATLAB file, each a vector (or cell array of strings) as a flat numpy
     array. A corrupt, truncated or v7.3 (HDF5) file, or a missing field, is a DataError naming
     the file."""
+    from scipy.io import loadmat  # here: only Flowers and Dogs need it
+    from scipy.io.matlab import MatReadError
+
     try:
         content = loadmat(path, squeeze_me=True)
     except (MatReadError, ValueError, TypeError, NotImplementedError, OSError) as error:

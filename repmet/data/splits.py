@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from repmet.data.problems import error_reason
 from repmet.errors import DataError
@@ -31,6 +30,8 @@ def _stratified_cut(
     indices: np.ndarray, labels: np.ndarray, *, fraction: float, seed: int, dataset: str
 ) -> tuple[np.ndarray, np.ndarray]:
     try:
+        from sklearn.model_selection import train_test_split  # here: scikit-learn is slow to import
+
         kept, cut = train_test_split(
             indices, test_size=fraction, random_state=seed, stratify=labels[indices]
         )
