@@ -288,7 +288,8 @@ FIELD_HELP: dict[str, str] = {
     "download": "let torchvision download a missing data set",
     "image_size": "side of the square input images (default: native size, 224 for photo sets)",
     "split_seed": "seed of the train/validation/test split (kept fixed across trials)",
-    "augment": "random training augmentation (photo sets)",
+    "augment": "random training augmentation (shifts of in-memory images; random resized crops "
+    "and flips of photos)",
     "model": "embedding network: small-cnn, resnet18, resnet50",
     "pretrained": "start the backbone from ImageNet weights",
     "weights": "file with backbone weights (a torchvision state_dict)",

@@ -50,6 +50,8 @@ class StudyProgress(Callback):
         iterations: training iterations of a trial that runs to the end.
         metric: the validation metric to show the best value of.
         mode: "min" or "max".
+        study_started_at: when this run of the study began (``time.time()``): the elapsed time
+            shown counts from there, across losses.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class StudyProgress(Callback):
         iterations: int,
         metric: str,
         mode: str,
+        study_started_at: float | None = None,
     ) -> None:
         self.loss = loss
         self.loss_index = loss_index
@@ -70,6 +73,7 @@ class StudyProgress(Callback):
         self.iterations = iterations
         self.metric = metric
         self.mode = mode
+        self.study_started_at = time.time() if study_started_at is None else study_started_at
         self._started = time.monotonic()
         self._start_fraction = -1.0
         self._last_shown = -math.inf
@@ -132,7 +136,7 @@ class StudyProgress(Callback):
             parts[-1] += ","
             parts.append(f"{interrupted} interrupted")
         parts.append(f"| best {self.metric} {best:.4f}" if best is not None else "| best -")
-        parts.append(f"| {format_duration(elapsed)} elapsed")
+        parts.append(f"| {format_duration(time.time() - self.study_started_at)} elapsed")
         parts.append(f"| ETA {format_duration(eta)}" if math.isfinite(eta) else "| ETA -")
         return " ".join(parts)
 

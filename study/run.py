@@ -98,6 +98,18 @@ def finite_float(text: str) -> float:
     return value
 
 
+def shared(field: str) -> str:
+    """A setting's default as the spaces set it: one value when every space agrees (they do
+    today), else each space's."""
+    values = {
+        name: getattr(space, field) if field == "num_samples" else space.fixed.get(field)
+        for name, space in ((name, SEARCH_SPACES.get(name)) for name in SEARCH_SPACES.names())
+    }
+    if len(set(values.values())) == 1:
+        return str(next(iter(values.values())))
+    return ", ".join(f"{value} ({name})" for name, value in values.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
         prog=PROG,
@@ -112,27 +124,28 @@ def build_parser() -> argparse.ArgumentParser:
     add = parser.add_argument
     add("--space", default="repmet", help=f"search space: {spaces}")
     add("--losses", default=None, help="comma-separated subset of the space's losses to search")
-    add("--dataset", default=None, help="data set (default: the space's, digits)")
+    add("--dataset", default=None, help=f"data set (default: {shared('dataset')})")
     add("--data-root", default=None, help="data folder (default: $REPMET_DATA_ROOT or ./data)")
-    add("--model", default=None, help="embedding network (default: the space's, small-cnn)")
+    add("--model", default=None, help=f"embedding network (default: {shared('model')})")
     add(
         "--num-samples",
         type=int,
         default=None,
-        help="trials per loss (default: the space's); with --resume, a larger number adds trials "
+        help=f"trials per loss (default: {shared('num_samples')}); with --resume, a larger number "
+        "adds trials "
         "to the study",
     )
     add(
         "--max-iterations",
         type=int,
         default=None,
-        help="training iterations of a full trial (default: the space's)",
+        help=f"training iterations of a full trial (default: {shared('iterations')})",
     )
     add(
         "--eval-every",
         type=int,
         default=None,
-        help="iterations between validation evaluations (default: the space's)",
+        help=f"iterations between validation evaluations (default: {shared('eval_every')})",
     )
     add("--cpus-per-trial", type=finite_float, default=1.0, help="CPUs reserved per trial")
     add(

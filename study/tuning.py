@@ -15,7 +15,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,8 @@ class Study:
     folder: Path
     manifest: Manifest
     context: SpaceContext
+    #: When this run of the study started (``time.time()``), for the progress display.
+    started_at: float = field(default_factory=time.time)
 
     @property
     def settings(self) -> StudySettings:
@@ -601,6 +603,7 @@ def reporting(study: Study, loss: str, index: int, *, verbose: bool) -> dict[str
                 iterations=settings.iterations,
                 metric=settings.metric,
                 mode=settings.mode,
+                study_started_at=study.started_at,
             )
         )
         return {"verbose": 0, "progress_reporter": None, "callbacks": callbacks}

@@ -480,6 +480,12 @@ def test_progress_counts_interrupted_trials_as_interrupted() -> None:
     )  # fmt: skip
     line = progress.line(trials)
     assert "magnet: 3/6 done, 1 running, 2 failed, 1 interrupted" in line
+    # The elapsed time counts from the start of the study's run, not of the loss.
+    second = StudyProgress(
+        loss="magnet", loss_index=1, loss_count=2, num_samples=6, iterations=30,
+        metric="val/error_simple", mode="min", study_started_at=time.time() - 125,
+    )  # fmt: skip
+    assert "| 2m05s elapsed" in second.line(trials)
 
 
 @pytest.mark.parametrize(
