@@ -61,7 +61,7 @@ def compute_embeddings(
         with torch.no_grad():
             for start in range(0, labels.shape[0], batch_size):
                 indices = torch.arange(start, min(start + batch_size, labels.shape[0]))
-                batch = dataset.get_batch(indices).to(device)
+                batch = dataset.get_batch(indices).to(device, non_blocking=True)
                 parts.append(model(batch).to(device="cpu", dtype=torch.float32))
     finally:
         model.train(was_training)

@@ -154,6 +154,7 @@ class TrainingRun:
         config.validate_against(torch.bincount(train_labels, minlength=num_classes).tolist())
 
         self.device = resolve_device(config.device)
+        self._datasets: dict[str, LabeledDataset] = {}
         # k-means and sampling draw from the run's generator. Initialisation and augmentation
         # draw from torch's global generator (nn.init and torchvision know no other), so the run
         # keeps a private copy of the global state and swaps it in while it uses it.
@@ -235,7 +236,7 @@ class TrainingRun:
             return self._train(iterations)
 
     def _train(self, iterations: int) -> TrainStats:
-        train_set = self.splits.train
+        train_set = self.dataset("train")
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         accuracy_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.model.train()
@@ -306,9 +307,15 @@ class TrainingRun:
     # ---------------------------------------------------------------- evaluation
 
     def dataset(self, split: str) -> LabeledDataset:
+        """A split as this run reads it (:meth:`LabeledDataset.for_run`: on a GPU, in-memory data
+        lives there and photo batches are pinned)."""
         if split not in SPLITS:
             raise ArgumentError(f"split = {split!r} is not one of: {', '.join(SPLITS)}")
-        return getattr(self.splits, split)
+        if split not in self._datasets:
+            self._datasets[split] = getattr(self.splits, split).for_run(
+                self.device, threads=torch.get_num_threads()
+            )
+        return self._datasets[split]
 
     def evaluation_dataset(self, split: str) -> LabeledDataset:
         """The split through its deterministic transform (no training augmentation)."""
@@ -467,8 +474,18 @@ class TrainingRun:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as handle:
-            torch.save(self.state_dict(), handle)
-        os.replace(handle.name, path)
+            temporary = Path(handle.name)
+            try:
+                torch.save(self.state_dict(), handle)
+            except BaseException:
+                handle.close()
+                temporary.unlink(missing_ok=True)
+                raise
+        try:
+            os.replace(temporary, path)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         return path
 
     @classmethod

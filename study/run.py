@@ -35,7 +35,7 @@ from repmet.cli import (
     program_name,
     run_command,
 )
-from repmet.config import MAX_INT, MAX_SEED, SELECTABLE_METRICS, TrainingConfig
+from repmet.config import FIELD_HELP, MAX_INT, MAX_SEED, SELECTABLE_METRICS, TrainingConfig
 from repmet.errors import ConfigError
 from repmet.study_format import (
     DEFAULT_SELECT,
@@ -81,6 +81,8 @@ CONNECT_TIMEOUT_S = 5.0
 
 #: ``--smoke`` shrinks the study to a quick end-to-end check (explicit options still win).
 SMOKE = {"num_samples": 2, "max_iterations": 20, "eval_every": 10}
+#: Trial settings that a study can switch on for every trial (off by default, as in a single run).
+TRIAL_SWITCHES = ("augment", "amp")
 
 DEFAULT_MAX_FAILURES = 2
 #: The most CPUs or GPUs one trial may ask for (no node has more).
@@ -211,6 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete an existing study folder (only one holding a study of this suite) and start "
         "anew",
     )
+    for switch in TRIAL_SWITCHES:
+        add(f"--{switch}", action="store_true", help=f"every trial: {FIELD_HELP[switch]}")
     add("--smoke", action="store_true", help="a quick check: 2 trials per loss, 20 iterations")
     add("--verbose", action="store_true", help="show Ray's and Tune's own output")
     return parser
@@ -483,6 +487,8 @@ def resume_settings(
     if given("data_root") is not None:
         compare("--data-root", str(Path(args.data_root).resolve()), fixed.get("data_root"))
     compare("--model", given("model"), fixed.get("model"))
+    for switch in TRIAL_SWITCHES:
+        compare(f"--{switch}", given(switch), fixed.get(switch, False))
     for dest, key, flag in (
         ("max_iterations", "iterations", "--max-iterations"),
         ("eval_every", "eval_every", "--eval-every"),
@@ -663,6 +669,7 @@ def fixed_config(args: argparse.Namespace, space: SearchSpace) -> dict[str, Any]
     fixed["num_threads"] = max(1, math.floor(args.cpus_per_trial))
     fixed["seed"] = args.seed
     fixed["select"] = args.select
+    fixed.update({switch: True for switch in TRIAL_SWITCHES if getattr(args, switch)})
     return fixed
 
 

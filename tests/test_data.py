@@ -796,6 +796,39 @@ def test_photo_augmentation_applies_to_train_only(tmp_path: Path) -> None:
     assert float(first[0, 0].mean()) == pytest.approx(red, abs=0.06)
 
 
+def test_a_photo_split_decodes_with_threads_to_the_same_batch_in_the_same_order(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for n in range(12):  # every file different, so that a reordering shows
+            pixels = rng.integers(0, 256, size=(SIZE, SIZE, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / name / f"{n}.png")
+    splits = load_dataset("folder", root=tmp_path, image_size=SIZE, augment=True)
+    plain = splits.train.evaluation_view()
+    threaded = plain.for_run(torch.device("cpu"), threads=4)
+    assert (threaded.decode_threads, threaded.pin_memory) == (4, False)
+    indices = torch.randperm(len(plain), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(threaded.get_batch(indices), plain.get_batch(indices))
+    # Augmented batches keep their fixed order of random draws: one file after the other.
+    augmented = splits.train.for_run(torch.device("cpu"), threads=4)
+    torch.manual_seed(3)
+    first = augmented.get_batch(indices)
+    torch.manual_seed(3)
+    assert torch.equal(first, splits.train.get_batch(indices))
+    assert plain.for_run(torch.device("cpu"), threads=1) is plain
+
+
+def test_an_in_memory_split_moves_to_the_runs_device_once(digits) -> None:
+    assert digits.train.for_run(torch.device("cpu"), threads=2) is digits.train
+    moved = digits.train.for_run(torch.device("meta"))
+    assert moved.images.device.type == "meta" and moved.labels.device.type == "cpu"
+    assert moved.get_batch(torch.arange(5)).shape == (5, *digits.image_shape)
+    assert moved.get_batch(torch.arange(5)).device.type == "meta"
+    assert moved.for_run(torch.device("meta")) is moved
+
+
 def _image_folder(root: Path, counts: dict[str, int]) -> None:
     """``counts[name]`` solid-colour PNGs in class folder ``name`` (an empty folder for 0)."""
     for class_id, (name, count) in enumerate(counts.items()):

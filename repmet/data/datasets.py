@@ -2,13 +2,20 @@
 
 Small sets live in memory as one normalised float tensor (:class:`InMemoryDataset`), so a batch is a
 single indexing operation; photo sets are decoded lazily from disk (:class:`FileDataset`).
+
+:meth:`LabeledDataset.for_run` gives a split as a run reads it. On a GPU, an in-memory split moves
+its tensor to the GPU once, so a batch never crosses the bus, and a photo split decodes into pinned
+memory, so the copy to the GPU does not wait for the host; a photo split decodes the files of a
+batch with as many threads as the run has CPU threads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -46,6 +53,11 @@ class LabeledDataset(torch.utils.data.Dataset):
     def evaluation_view(self) -> LabeledDataset:
         """The same examples through the deterministic evaluation transform (``self`` if that is
         already the case), e.g. to embed the training set when refreshing clusters."""
+        raise NotImplementedError
+
+    def for_run(self, device: torch.device, *, threads: int = 1) -> LabeledDataset:
+        """The split as a run on ``device`` with ``threads`` CPU threads reads it (``self`` when
+        nothing changes); labels stay on the CPU, where the samplers index them."""
         raise NotImplementedError
 
 
@@ -86,6 +98,11 @@ class InMemoryDataset(LabeledDataset):
     def evaluation_view(self) -> InMemoryDataset:
         return InMemoryDataset(self.images, self.labels) if self.augmented else self
 
+    def for_run(self, device: torch.device, *, threads: int = 1) -> InMemoryDataset:
+        if self.images.device == torch.device(device):
+            return self
+        return InMemoryDataset(self.images.to(device), self.labels, augment=self.augment)
+
 
 class FileDataset(LabeledDataset):
     """A split of image files decoded on demand with PIL (always as RGB).
@@ -98,6 +115,10 @@ class FileDataset(LabeledDataset):
         labels: LongTensor [N] of class indices.
         transform: deterministic evaluation transform, PIL image -> float32 [C, H, W].
         augment_transform: optional random training transform used instead of ``transform``.
+        decode_threads: threads that decode the files of one batch side by side (PIL releases
+            the GIL while it decodes and resizes). Augmented batches are decoded one file after
+            the other, since their random transforms must draw in a fixed order.
+        pin_memory: return batches in page-locked memory, for asynchronous copies to a GPU.
     """
 
     def __init__(
@@ -107,13 +128,19 @@ class FileDataset(LabeledDataset):
         *,
         transform: Transform,
         augment_transform: Transform | None = None,
+        decode_threads: int = 1,
+        pin_memory: bool = False,
     ) -> None:
         _check_labels(labels, len(paths))
+        if decode_threads < 1:
+            raise ArgumentError(f"decode_threads must be at least 1, got {decode_threads}")
         self.paths = list(paths)
         self.labels = labels
         self.transform = transform
         self.augment_transform = augment_transform
         self.augmented = augment_transform is not None
+        self.decode_threads = decode_threads
+        self.pin_memory = pin_memory
 
     def _load(self, i: int) -> torch.Tensor:
         path = self.paths[i]
@@ -134,12 +161,34 @@ class FileDataset(LabeledDataset):
 
     def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
         # Decoding is per file; there is no batched JPEG path to vectorise over.
-        return torch.stack([self._load(int(i)) for i in indices])
+        positions = [int(i) for i in indices]
+        if self.decode_threads > 1 and not self.augmented and len(positions) > 1:
+            with ThreadPoolExecutor(min(self.decode_threads, len(positions))) as pool:
+                images = list(pool.map(self._load, positions))
+        else:
+            images = [self._load(i) for i in positions]
+        batch = torch.stack(images)
+        return batch.pin_memory() if self.pin_memory else batch
 
     def evaluation_view(self) -> FileDataset:
         if not self.augmented:
             return self
-        return FileDataset(self.paths, self.labels, transform=self.transform)
+        return self._copy(augment_transform=None)
+
+    def for_run(self, device: torch.device, *, threads: int = 1) -> FileDataset:
+        cuda = torch.device(device).type == "cuda"
+        if (cuda, threads) == (self.pin_memory, self.decode_threads):
+            return self
+        return self._copy(pin_memory=cuda, decode_threads=threads)
+
+    def _copy(self, **changes: Any) -> FileDataset:
+        arguments = {
+            "transform": self.transform,
+            "augment_transform": self.augment_transform,
+            "decode_threads": self.decode_threads,
+            "pin_memory": self.pin_memory,
+        }
+        return FileDataset(self.paths, self.labels, **{**arguments, **changes})
 
 
 @dataclass(frozen=True)
