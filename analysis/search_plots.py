@@ -70,7 +70,15 @@ class Search:
 
     @property
     def completed(self) -> list[FrozenTrial]:
+        """Trials that ran all their iterations."""
         return [t for t in self.trials if t.state is TrialState.COMPLETE and t.value is not None]
+
+    @property
+    def scored(self) -> list[FrozenTrial]:
+        """Completed trials and those the scheduler stopped early (PRUNED), whose value is the
+        objective they had reached: with ASHA most trials of a study are of the second kind."""
+        states = (TrialState.COMPLETE, TrialState.PRUNED)
+        return [t for t in self.trials if t.state in states and t.value is not None]
 
     @property
     def failed(self) -> list[FrozenTrial]:
@@ -136,7 +144,7 @@ def plot_search_views(storage: Path, losses: Sequence[str], *, select: str, fold
     if not searches:
         return plots
     objective = f"best {metric_name(select)}"
-    history = [s for s in searches.values() if s.completed]
+    history = [s for s in searches.values() if s.scored]
     if history:
         file = "search_history.png"
         plot_history(history, select=select, path=folder / file)
@@ -145,9 +153,9 @@ def plot_search_views(storage: Path, losses: Sequence[str], *, select: str, fold
                 title="Search history",
                 file=file,
                 section="history",
-                caption=f"Each trial's {objective} (dots) in the order Optuna proposed them, and "
-                "the best so far (line); trials stopped early by the scheduler count with the "
-                "value they had reached; failed trials are crosses on the axis.",
+                caption=f"Each trial's {objective} in the order Optuna proposed them (dots; rings: "
+                "trials the scheduler stopped early, at the value they had reached), and the best "
+                "so far (line); failed trials are crosses on the axis.",
             )
         )
     ranked, notes_importance = importances(searches, select=select)
@@ -167,41 +175,42 @@ def plot_search_views(storage: Path, losses: Sequence[str], *, select: str, fold
             )
         )
     for search in searches.values():
-        completed = search.completed
+        scored = search.scored
         label = loss_label(search.loss)
-        if len(completed) < 2:
+        if len(scored) < 2:
             plots.notes.append(
-                f"{search.loss}: slices and parallel coordinates skipped ({len(completed)} "
-                "completed Optuna trials, needs 2)"
+                f"{search.loss}: slices and parallel coordinates skipped ({len(scored)} "
+                "Optuna trials with a value, needs 2)"
             )
             continue
-        scales = parameter_scales(completed)
+        scales = parameter_scales(scored)
         if not scales:
             plots.notes.append(
                 f"{search.loss}: slices and parallel coordinates skipped (no searched parameters)"
             )
             continue
         file = f"search_{search.loss}_slices.png"
-        plot_slices(completed, scales, select=select, path=folder / file)
+        plot_slices(scored, scales, select=select, path=folder / file)
         plots.pictures.append(
             Picture(
                 title=f"{label}: slice plot",
                 file=file,
                 section="slices",
-                caption=f"The {objective} of each completed trial against each parameter; colour "
-                "is the trial number, the ringed point the best trial.",
+                caption=f"The {objective} of each trial (trials stopped early at the value they "
+                "had reached) against each parameter; colour is the trial number, the ringed point "
+                "the best trial.",
             )
         )
         file = f"search_{search.loss}_parallel.png"
-        plot_parallel(completed, scales, select=select, path=folder / file)
+        plot_parallel(scored, scales, select=select, path=folder / file)
         plots.pictures.append(
             Picture(
                 title=f"{label}: parallel coordinates",
                 file=file,
                 section="parallel",
-                caption="One line per completed trial through its parameter values and, on the "
-                f"last axis, its {objective}; darker lines are better trials, the red line the "
-                "best.",
+                caption="One line per trial through its parameter values and, on the last axis, "
+                f"its {objective} (trials stopped early at the value they had reached); darker "
+                "lines are better trials, the red line the best.",
             )
         )
     return plots
@@ -334,11 +343,11 @@ def _is_error(select: str) -> bool:
 
 
 def plot_history(searches: Sequence[Search], *, select: str, path: Path) -> None:
-    """One panel per loss: each completed trial's objective by trial number, the best so far, the
-    failed trials as crosses on the axis."""
+    """One panel per loss: each trial's objective by trial number (rings for trials stopped
+    early), the best so far, the failed trials as crosses on the axis."""
     rows, columns = grid(len(searches))
     lower = lower_is_better(select)
-    values = [_percent(t) for s in searches for t in s.completed]
+    values = [_percent(t) for s in searches for t in s.scored]
     with figure_style():
         figure, axes = plt.subplots(
             rows,
@@ -349,10 +358,21 @@ def plot_history(searches: Sequence[Search], *, select: str, path: Path) -> None
             layout="constrained",
         )
         for axis, search in zip(axes.flat, searches, strict=False):
-            completed = sorted(search.completed, key=lambda t: t.number)
-            numbers = [t.number for t in completed]
-            scores = [_percent(t) for t in completed]
-            axis.scatter(numbers, scores, s=16, color="tab:blue", zorder=3, label="trial")
+            scored = sorted(search.scored, key=lambda t: t.number)
+            numbers = [t.number for t in scored]
+            scores = [_percent(t) for t in scored]
+            for stopped, label in ((False, "trial"), (True, "stopped early")):
+                mine = [t for t in scored if (t.state is TrialState.PRUNED) == stopped]
+                if mine:
+                    axis.scatter(
+                        [t.number for t in mine],
+                        [_percent(t) for t in mine],
+                        s=16,
+                        facecolors="none" if stopped else "tab:blue",
+                        edgecolors="tab:blue",
+                        zorder=3,
+                        label=label,
+                    )
             running = np.minimum.accumulate(scores) if lower else np.maximum.accumulate(scores)
             axis.step(
                 numbers,
@@ -375,7 +395,7 @@ def plot_history(searches: Sequence[Search], *, select: str, path: Path) -> None
                     label="failed",
                     clip_on=False,
                 )
-            detail = f"{len(completed)} trials" + (f", {len(failed)} failed" if failed else "")
+            detail = f"{len(scored)} trials" + (f", {len(failed)} failed" if failed else "")
             axis.set_title(panel_title(loss_label(search.loss), detail))
             axis.set_xlabel("Optuna trial number")
             axis.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=6))

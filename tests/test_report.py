@@ -541,3 +541,33 @@ def test_verdict_ranks_the_repeated_losses_with_intervals(made) -> None:
     for row in verdict.rows:
         low, high = (float(x) for x in row[3].strip("[]").split(", "))
         assert low <= float(row[2].split(" ± ")[0]) <= high
+
+
+def test_search_views_include_the_trials_stopped_early(tmp_path) -> None:
+    """With ASHA most trials end PRUNED, at the objective they had reached: the history, slice
+    and parallel-coordinate views must show them, the importances (fANOVA) only completed ones."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from analysis.search_plots import plot_search_views, read_searches
+
+    path = tmp_path / "optuna.db"
+    study = optuna.create_study(study_name="repmet-v2", storage=f"sqlite:///{path}")
+    space = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    for state, lr, value in (
+        (TrialState.COMPLETE, 1e-3, 0.02),
+        (TrialState.PRUNED, 2e-3, 0.05),
+        (TrialState.PRUNED, 5e-3, 0.08),
+    ):
+        trial = create_trial(state=state, value=value, params={"lr": lr}, distributions=space)
+        study.add_trial(trial)
+    searches, notes = read_searches(path, ["repmet-v2"])
+    search = searches["repmet-v2"]
+    assert notes == [] and len(search.completed) == 1 and len(search.scored) == 3
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    plots = plot_search_views(path, ["repmet-v2"], select="error_simple", folder=figures)
+    drawn = {picture.file for picture in plots.pictures}
+    assert {"search_repmet-v2_slices.png", "search_repmet-v2_parallel.png"} <= drawn
+    assert "search_history.png" in drawn and "search_importances.png" not in drawn
