@@ -8,6 +8,8 @@ Study folder layout (``FORMAT_VERSION`` 2)::
 
     <storage>/<name>/
         study.json                  the manifest (:class:`Manifest`), rewritten atomically
+        study.lock                  held (``flock``) by the run using the study (``study.lock``);
+                                    the file stays, an unlocked file means nothing
         optuna.db                   SQLite, one Optuna study per loss, study_name = the loss name
                                     (its metric named after the objective; a trial's user
                                     attribute ``trial_dir`` names its folder, ``<loss>/trial_...``)
@@ -62,6 +64,7 @@ CHECKPOINT_FILE = "trial.pt"
 TENSORBOARD_DIR = "."
 PROJECTOR_DIR = "projector"
 TRIALS_FILE = "trials.csv"
+LOCK_FILE = "study.lock"
 ERROR_FILES = ("error.txt", "error.pkl")
 
 # -------------------------------------------------------------------------- metric names

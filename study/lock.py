@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repmet.errors import RepmetError
-from repmet.study_format import now
+from repmet.study_format import LOCK_FILE, now
 
-LOCK_FILE = "study.lock"
 #: A lock that is busy is tried again this often before the run is refused: a second process that
 #: only probes the lock (:func:`holder_of`) holds it for microseconds.
 ATTEMPTS = 10

@@ -86,6 +86,33 @@ class ResumableOptunaSearch(OptunaSearch):
             return
         super().on_trial_complete(trial_id, result=result, error=error)
 
+    #: The study folder of the run resuming this searcher (set by :func:`fit_loss`): the
+    #: pickled state names the folder the searcher was created in.
+    study_folder: Path | None = None
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restores the pickled state, then follows the study folder where it is now: a study
+        copied or moved since must record its trials in its own ``optuna.db``, not in the one
+        the searcher was created with."""
+        folder = self.study_folder
+        super().restore(checkpoint_path)
+        self.study_folder = folder
+        if folder is None:
+            return
+        storage = optuna_storage(folder)
+        # Optuna wraps an RDBStorage in a cache that keeps it as ``_backend``.
+        used = getattr(self._ot_study._storage, "_backend", self._ot_study._storage)
+        if getattr(used, "url", None) != storage.url:
+            name, sampler = self._ot_study.study_name, self._ot_study.sampler
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+            self._ot_study, self._storage = study, storage
+            self._ot_trials = {
+                trial_id: optuna.Trial(study, trial._trial_id)
+                for trial_id, trial in self._ot_trials.items()
+            }
+        if hasattr(self, "_experiment"):
+            self._experiment = str(folder / self._ot_study.study_name)
+
 
 class StudyOptunaSearch(ResumableOptunaSearch):
     """The Optuna records of a study's search (new studies; ``ResumableOptunaSearch`` stays for the
@@ -523,6 +550,10 @@ def fit_loss(study: Study, loss: str, index: int, *, verbose: bool = False) -> t
             run_config = local.get_run_config()
             for name, value in reporting(study, loss, index, verbose=verbose).items():
                 setattr(run_config, name, value)
+            search_alg = getattr(getattr(local, "_tune_config", None), "search_alg", None)
+            searcher = getattr(search_alg, "searcher", search_alg)
+            if isinstance(searcher, ResumableOptunaSearch):
+                searcher.study_folder = study.folder
         return tuner.fit()
     # A loss that died before Tune's first snapshot starts over, Optuna study included.
     shutil.rmtree(path, ignore_errors=True)
@@ -644,10 +675,34 @@ def sampler(settings: StudySettings) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=settings.seed, n_startup_trials=startup)
 
 
+class BaselineKeepingASHA(ASHAScheduler):
+    """ASHA, except that the loss's first trial, its default configuration (the baseline every
+    search starts from), is never stopped early.
+
+    Its results still fill ASHA's rungs, so the other trials are judged against it as before. A
+    search therefore never ends worse than the defaults it started from. An early cut judges on
+    the noisy errors of the first evaluations: on digits-distorted, plain ASHA stopped the default
+    configuration in 2 of 10 searches (``benchmarks/bench_search.py``, seed 3) although it ended
+    as the best trial of the same searches without early stopping.
+    """
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == self.STOP and is_baseline(trial):
+            return self.CONTINUE if result.get(self._time_attr, 0) < self._max_t else action
+        return action
+
+
+def is_baseline(trial: Trial) -> bool:
+    """True for a loss's first trial (``trial_001_...``): the searcher proposes the baseline
+    first (``points_to_evaluate``)."""
+    return trial.experiment_tag.split("_", 1)[0] == "1"
+
+
 def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
     if settings.scheduler == "none":
         return FIFOScheduler()
-    return ASHAScheduler(
+    return BaselineKeepingASHA(
         time_attr="training_iteration",
         max_t=settings.steps_per_trial,
         grace_period=min(ASHA_GRACE_PERIOD, settings.steps_per_trial),

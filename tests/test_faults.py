@@ -359,22 +359,31 @@ def test_a_damaged_optuna_db_costs_only_the_optuna_views(failing_study, tmp_path
 
 
 @slow
-def test_a_larger_num_samples_extends_a_finished_study(ray_local, failing_study) -> None:
-    # Last of the tests of the failing study, which it changes. (Not on a copy: a resumed
-    # experiment's Optuna searcher keeps the database path it was created with.)
-    folder, _ = failing_study
-    storage = folder.parent
+def test_a_larger_num_samples_extends_a_finished_study_copied_elsewhere(
+    ray_local, failing_study, tmp_path: Path
+) -> None:
+    # On a copy in another folder: the resumed searcher must write to the copy's optuna.db, and
+    # the original must stay as it was.
+    original, _ = failing_study
+    storage = tmp_path / "elsewhere"
+    folder = storage / "extended"
+    shutil.copytree(original, folder)
+
+    def optuna_trials(study_folder: Path) -> dict[str, list]:
+        database = f"sqlite:///{study_folder / 'optuna.db'}"
+        return {
+            loss: [(t.number, t.params, t.value, t.state) for t in optuna.load_study(
+                study_name=loss, storage=database).trials]
+            for loss in ("magnet", "repmet-v2")
+        }  # fmt: skip
+
+    before = optuna_trials(folder)
     database = f"sqlite:///{folder / 'optuna.db'}"
-    before = {
-        loss: [(t.number, t.params, t.value, t.state) for t in optuna.load_study(
-            study_name=loss, storage=database).trials]
-        for loss in ("magnet", "repmet-v2")
-    }  # fmt: skip
     kept = {
         loss: {t.name: finished_files(t) for t in trial_folders(folder, loss)}
         for loss in ("magnet", "repmet-v2")
     }
-    argv = ["--resume", "--storage", str(storage), "--name", "failing", "--num-samples", "3"]
+    argv = ["--resume", "--storage", str(storage), "--name", "extended", "--num-samples", "3"]
     with contextlib.redirect_stdout(io.StringIO()):
         assert study_main(argv) == 0
     info = manifest(folder)
@@ -391,6 +400,8 @@ def test_a_larger_num_samples_extends_a_finished_study(ray_local, failing_study)
         assert len(after) == 3
         assert [(t.number, t.params, t.value, t.state) for t in after[:2]] == before[loss]
         assert after[2].state == optuna.trial.TrialState.COMPLETE
+        assert after[2].user_attrs["trial_dir"] == f"{loss}/{trials[2].name}"
+    assert optuna_trials(original) == before
 
 
 # ------------------------------------------------------------------ the pieces, without Ray
