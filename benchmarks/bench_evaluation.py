@@ -69,9 +69,17 @@ def main() -> None:
             flush=True,
         )
         print(f"{'rule':<14}{'seconds':>10}{'embeddings/s':>15}{'peak MiB':>10}", flush=True)
+        rates = {}
         for rule in rules:
             argv = [arg for arg in sys.argv[1:] if arg != "--skip-unsupervised"]
-            subprocess.run([sys.executable, __file__, *argv, "--only", rule], check=True)
+            line = subprocess.run(
+                [sys.executable, __file__, *argv, "--only", rule],
+                check=True, capture_output=True, text=True,
+            ).stdout  # fmt: skip
+            print(line, end="", flush=True)
+            rates[rule] = float(line.split()[2])
+        shown = " ".join(f"{rule}={rate:.0f}" for rule, rate in rates.items())
+        print(f"evaluation-throughput: {shown} embeddings_per_s")
         return
 
     gen = torch.Generator().manual_seed(0)

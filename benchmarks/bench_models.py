@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     print(f"{'model':<10} {'input':<14} {'1 thread':>10} {'2 threads':>10}")
+    summary = []
     for name, channels, size in CASES:
         times = []
         for threads in (1, 2):
@@ -63,6 +64,8 @@ def main() -> None:
             )
         shape = f"{args.batch}x{channels}x{size}x{size}"
         print(f"{name:<10} {shape:<14} {times[0]:>8.2f}ms {times[1]:>8.2f}ms")
+        summary.append(f"{name}@{size}={times[0]:.2f}/{times[1]:.2f}")
+    print(f"model-step-ms: {' '.join(summary)} (1/2 threads)")
 
 
 if __name__ == "__main__":

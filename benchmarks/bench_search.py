@@ -229,23 +229,47 @@ def draw(runs, summary, args, path: Path, metric: str, sign: float) -> None:
     percent = 100.0 if args.select.startswith("error_") or sign < 0 else 1.0
     for axis, problem in zip(axes.flat, args.problems, strict=True):
         top = max(r["trial_seconds"] for r in runs if r["problem"] == problem)
-        grid = np.linspace(0.0, top, 400)
+        # Log-spaced: the first seconds, where the curves fall, and the long tail both show.
+        first = min(r["curve"][0][0] for r in runs if r["problem"] == problem)
+        grid = np.geomspace(max(first, 1e-3), top, 400)
+        finals = []
         for method in args.methods:
             mine = [
                 tuple(r["curve"]) for r in runs if r["problem"] == problem and r["method"] == method
             ]
             mean, low, high = step_mean(mine, grid)
-            axis.plot(grid, percent * mean, color=COLOURS[method], label=method, linewidth=1.8)
+            finals.append(mean[-1])
+            # Each curve ends where its longest search ended (shorter ones hold their best).
+            spent = grid <= max(xs[-1] for xs, _ in mine)
+            axis.plot(
+                grid[spent], percent * mean[spent], color=COLOURS[method], label=method,
+                linewidth=1.8,
+            )  # fmt: skip
             axis.fill_between(
-                grid, percent * low, percent * high, color=COLOURS[method], alpha=0.12
-            )
+                grid[spent], percent * low[spent], percent * high[spent], color=COLOURS[method],
+                alpha=0.12,
+            )  # fmt: skip
         target = summary[problem].get("random", {}).get("mean_best_val")
         if target is not None:
-            axis.axhline(percent * target, color="0.3", linestyle=":", linewidth=1)
+            axis.axhline(
+                percent * target, color="0.3", linestyle=":", linewidth=1,
+                label="random's final best",
+            )  # fmt: skip
+        reach = summary[problem].get("compute_to_reach_random", math.inf)
+        if math.isfinite(reach):
+            axis.axvline(
+                reach, color=COLOURS["tpe+asha"], linestyle="--", linewidth=1,
+                label="tpe+asha reaches it",
+            )  # fmt: skip
+        axis.set_xscale("log")
+        # Zoomed on the end of the search: the start is off the scale for every method.
+        values = [v for v in finals if math.isfinite(v)]
+        if values and sign > 0:
+            axis.set_ylim(0.8 * percent * min(values), 3.0 * percent * max(values))
         axis.set_title(
             f"{problem}: {args.loss}, {args.num_samples} trials, {len(args.seeds)} seeds"
         )
-        axis.set_xlabel("trial-seconds spent")
+        axis.set_xlabel("trial-seconds spent (log scale)")
         axis.set_ylabel(f"best {metric} so far" + (" (%)" if percent == 100.0 else ""))
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")

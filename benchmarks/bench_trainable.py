@@ -104,6 +104,11 @@ def main() -> None:
         print(
             f"{name:<10} {best:8.2f} {args.iterations / best:8.1f} {100 * (best / base - 1):8.1f}%"
         )
+    overheads = {name: 100 * (min(values) / base - 1) for name, values in times.items()}
+    print(
+        f"trainable-overhead: trainable={overheads['trainable']:.1f}% "
+        f"tune={overheads['tune']:.1f}% direct_s={base:.2f}"
+    )
 
 
 if __name__ == "__main__":
