@@ -303,7 +303,7 @@ def test_smoke_study_on_a_separate_ray_head(tmp_path) -> None:
 
 def test_asha_never_stops_the_baseline_but_judges_the_others_against_it() -> None:
     """The first trial (the loss's defaults) runs out even when it is the worst at a rung; a later
-    trial that is as bad at the same rung is stopped, and the baseline's value counts in the rung."""
+    trial as bad at the same rung is stopped, and the baseline's value counts in the rung."""
     from types import SimpleNamespace
 
     from study.tuning import BaselineKeepingASHA
