@@ -326,3 +326,21 @@ def test_asha_never_stops_the_baseline_but_judges_the_others_against_it() -> Non
     assert result(trials[3], 1, 0.50) == asha.STOP  # as bad, not the baseline: stopped
     assert result(trials[0], 3, 0.50) == asha.CONTINUE
     assert result(trials[0], 9, 0.40) == asha.STOP  # its last step ends it as for any trial
+
+
+def test_a_study_one_trial_at_a_time_is_reproducible(ray_local, tmp_path) -> None:
+    """With --max-concurrent 1 neither Optuna nor ASHA depends on which trial finishes first, so
+    the same command gives the same trials, configurations and numbers."""
+    import pandas as pd
+
+    tables = []
+    for name in ("first", "second"):
+        argv = ["--space", "repmet", "--losses", "repmet-v2", "--num-samples", "4"]
+        argv += ["--max-iterations", "40", "--eval-every", "10", "--max-concurrent", "1"]
+        argv += ["--storage", str(tmp_path), "--name", name]
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert main(argv) == 0
+        table = pd.read_csv(tmp_path / name / "trials.csv")
+        tables.append(table.drop(columns=["seconds", "trial_dir"]))
+    assert len(tables[0]) == 4 and set(tables[0]["status"]) >= {"completed"}
+    pd.testing.assert_frame_equal(tables[0], tables[1])
