@@ -395,19 +395,26 @@ def inspect_folder(folder: Path, args: argparse.Namespace) -> Manifest | None:
         stored = read_resumable(folder)
         check_writable(folder, what="the study folder")
         return stored
-    if occupied(folder):
-        if not args.overwrite:
-            raise ConfigError(
-                f"the study folder {folder} already exists; pass --resume to continue it or "
-                "--overwrite to replace it"
-            )
-        if not is_study(folder):
-            raise ConfigError(
-                f"--overwrite refuses to delete {folder}: it is not a study of this suite (no "
-                f"{MANIFEST_FILE} manifest in it); choose another --name or remove it yourself"
-            )
+    check_replaceable(folder, overwrite=args.overwrite)
     check_writable(folder, what="the study folder")
     return None
+
+
+def check_replaceable(folder: Path, *, overwrite: bool) -> None:
+    """A new study may start at ``folder`` if it holds nothing, or with ``--overwrite`` if it holds
+    a study of this suite (its manifest is there); anything else is refused."""
+    if not occupied(folder):
+        return
+    if not overwrite:
+        raise ConfigError(
+            f"the study folder {folder} already exists; pass --resume to continue it or "
+            "--overwrite to replace it"
+        )
+    if not is_study(folder):
+        raise ConfigError(
+            f"--overwrite refuses to delete {folder}: it is not a study of this suite (no "
+            f"{MANIFEST_FILE} manifest in it); choose another --name or remove it yourself"
+        )
 
 
 def read_resumable(folder: Path) -> Manifest:
@@ -551,16 +558,8 @@ def claim(
         manifest.command = command
         manifest.write()
         return manifest
+    check_replaceable(folder, overwrite=args.overwrite)
     if occupied(folder):
-        if not args.overwrite:
-            raise ConfigError(
-                f"the study folder {folder} already exists; pass --resume to continue it or "
-                "--overwrite to replace it"
-            )
-        if not is_study(folder):
-            raise ConfigError(
-                f"--overwrite refuses to delete {folder}: it is not a study of this suite"
-            )
         clear_study(folder)
     manifest = Manifest.create(folder, settings, command=command)
     manifest.write()

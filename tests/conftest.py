@@ -29,6 +29,16 @@ def _seed_everything() -> None:
 
 
 @pytest.fixture(scope="session")
+def ray_local():
+    """One in-process Ray for the in-process studies of every test module."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
+    yield
+
+
+@pytest.fixture(scope="session")
 def digits() -> DatasetSplits:
     """The default data set (seed 0, no augmentation), loaded once; tests must not modify it."""
     return load_dataset("digits")
@@ -39,16 +49,12 @@ TINY_STUDY_LOSSES = ("magnet", "repmet-v2")
 
 
 @pytest.fixture(scope="session")
-def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def study_dir(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny real study made once per test session by the study driver: two losses, two trials
     each, 20 iterations on digits (``--smoke``)."""
-    import ray
-
     from study.run import main as run_study
 
     storage = tmp_path_factory.mktemp("studies")
-    if not ray.is_initialized():  # shared with the other Ray tests; the driver reuses it
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     argv = ["--space", "all", "--losses", ",".join(TINY_STUDY_LOSSES), "--smoke"]
     argv += ["--storage", str(storage), "--name", "tiny", "--scheduler", "none"]
     argv += ["--max-concurrent", "1"]

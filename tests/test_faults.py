@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
-import ray
+from processes import subprocess_env
 
 from analysis import report as report_cli
 from analysis import search_plots
@@ -51,21 +51,6 @@ VOLATILE = {
 }  # fmt: skip
 
 slow = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    """One in-process Ray for the resumes (reused if another module started one)."""
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
-    yield
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, **extra}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPOSITORY), env.get("PYTHONPATH")) if p)
-    env.pop("RAY_ADDRESS", None)
-    return env
 
 
 def start_study(*args: str, **env: str) -> subprocess.Popen:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-import ray
+from processes import subprocess_env
 
 from study.run import main
 
@@ -28,21 +28,6 @@ RAY = str(Path(sys.executable).parent / "ray")
 SMOKE_ITERATIONS = 20  # study.run.SMOKE
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def ray_local():
-    """One in-process Ray for the in-process studies (reused if another module started one)."""
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
-    yield
-
-
-def subprocess_env(**extra: str) -> dict[str, str]:
-    env = {**os.environ, **extra}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPOSITORY), env.get("PYTHONPATH")) if p)
-    env.pop("RAY_ADDRESS", None)
-    return env
 
 
 def run_cli(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
