@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+#: ``python study/run.py`` with this interpreter.
+STUDY_COMMAND = [sys.executable, str(REPOSITORY / "study" / "run.py")]
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -15,3 +19,15 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPOSITORY), env.get("PYTHONPATH")) if p)
     env.pop("RAY_ADDRESS", None)
     return env
+
+
+def run_study(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    """``python study/run.py ARGS`` in its own process, with ``env`` added to the environment."""
+    return subprocess.run(
+        [*STUDY_COMMAND, *args],
+        cwd=REPOSITORY,
+        env=subprocess_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
-from processes import subprocess_env
+from processes import STUDY_COMMAND, run_study, subprocess_env
 
 from analysis import report as report_cli
 from analysis import search_plots
@@ -35,7 +35,6 @@ from study import lock as study_lock
 from study.run import main as study_main
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-RUN = [sys.executable, str(REPOSITORY / "study" / "run.py")]
 #: One loss, three trials one at a time, three steps each: a run lasts long enough to be hit
 #: mid-trial, and every trial runs to its end (no ASHA).
 STUDY = [
@@ -56,24 +55,13 @@ slow = pytest.mark.slow
 def start_study(*args: str, **env: str) -> subprocess.Popen:
     """A study in a session of its own, as a terminal would start it."""
     return subprocess.Popen(
-        [*RUN, *args],
+        [*STUDY_COMMAND, *args],
         cwd=REPOSITORY,
         env=subprocess_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-    )
-
-
-def run_study(*args: str, timeout: float = 240, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*RUN, *args],
-        cwd=REPOSITORY,
-        env=subprocess_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
     )
 
 

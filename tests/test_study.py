@@ -18,27 +18,15 @@ from pathlib import Path
 
 import optuna
 import pytest
-from processes import subprocess_env
+from processes import STUDY_COMMAND, run_study, subprocess_env
 
 from study.run import main
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-RUN = [sys.executable, str(REPOSITORY / "study" / "run.py")]
 RAY = str(Path(sys.executable).parent / "ray")
 SMOKE_ITERATIONS = 20  # study.run.SMOKE
 
 pytestmark = pytest.mark.slow
-
-
-def run_cli(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*RUN, *args],
-        cwd=REPOSITORY,
-        env=subprocess_env(**env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def manifest(folder: Path) -> dict:
@@ -156,7 +144,7 @@ def test_resume_after_injected_failure_finishes_without_redoing_trials(ray_local
     args += ["--max-concurrent", "1"]
     # The first trial fails once on its way to iteration 20 (after its checkpoint at 10); the
     # second then runs to the end.
-    failed = run_cli(
+    failed = run_study(
         *args,
         *common,
         REPMET_FAIL_AT_ITERATION="20",
@@ -206,7 +194,7 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path) -> None:
         storage = tmp_path / str(number)
         storage.mkdir()
         process = subprocess.Popen(
-            [*RUN, *args, "--storage", str(storage)],
+            [*STUDY_COMMAND, *args, "--storage", str(storage)],
             cwd=REPOSITORY,
             env=subprocess_env(),
             stdout=subprocess.PIPE,
@@ -273,7 +261,7 @@ def test_smoke_study_on_a_separate_ray_head(tmp_path) -> None:
             head, env=subprocess_env(), capture_output=True, text=True, timeout=120
         )
         assert started.returncode == 0, started.stderr
-        result = run_cli(
+        result = run_study(
             "--space", "magnet", "--losses", "magnet", "--smoke", "--address", f"127.0.0.1:{port}",
             "--storage", str(tmp_path),
         )  # fmt: skip
