@@ -131,6 +131,24 @@ def test_loading_a_state_skips_the_initial_index_build(digits, tmp_path, monkeyp
     assert torch.equal(loaded.index.assignments, trial.index.assignments)
 
 
+def test_a_failed_save_keeps_the_old_state_and_leaves_no_temporary_file(
+    digits, tmp_path, monkeypatch
+) -> None:
+    trial = TrainingRun(TrainingConfig(loss="magnet", m=4, k=2), splits=digits)
+    path = trial.save(tmp_path / "trial.pt")
+    before = path.read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    trial.train(2)
+    with pytest.raises(OSError, match="No space left"):
+        trial.save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["trial.pt"]
+    assert path.read_bytes() == before
+
+
 REPRESENTATIVE_LOSSES = [
     name for name in LOSSES.in_order() if LOSSES.get(name).learns_representatives
 ]
