@@ -102,10 +102,22 @@ def save(figure: Figure, path: Path) -> None:
     plt.close(figure)
 
 
-def grid(count: int, columns: int = 3) -> tuple[int, int]:
-    """Rows and columns of a grid of ``count`` panels at most ``columns`` wide."""
-    columns = max(1, min(count, columns))
-    return math.ceil(count / columns), columns
+def panel_grid(
+    count: int, *, columns: int = 3, row_height: float, sharey: bool = False
+) -> tuple[Figure, np.ndarray]:
+    """A figure of ``count`` panels, at most ``columns`` to a row, each ``MAX_WIDTH / columns``
+    inches wide and ``row_height`` high; the axes as a 2-d array (call under
+    :func:`figure_style`)."""
+    used = max(1, min(count, columns))
+    rows = math.ceil(count / used)
+    return plt.subplots(
+        rows,
+        used,
+        figsize=(MAX_WIDTH * used / columns, row_height * rows),
+        squeeze=False,
+        sharey=sharey,
+        layout="constrained",
+    )
 
 
 def panel_title(label: str, detail: str) -> str:
@@ -328,19 +340,11 @@ def plot_val_curves(
     loss, the selected trial drawn bold."""
     select = metric.removeprefix("val/")
     errors = lower_is_better(select) and select.startswith("error_")
-    rows, columns = grid(len(losses))
     values = [
         100.0 * v for record in losses.values() for t in record.trials for v in t.curve(metric)[1]
     ]
     with figure_style():
-        figure, axes = plt.subplots(
-            rows,
-            columns,
-            figsize=(MAX_WIDTH * columns / 3, 2.9 * rows),
-            squeeze=False,
-            sharey=True,
-            layout="constrained",
-        )
+        figure, axes = panel_grid(len(losses), row_height=2.9, sharey=True)
         for axis, (loss, record) in zip(axes.flat, losses.items(), strict=False):
             best = selections.get(loss)
             for trial in record.trials:

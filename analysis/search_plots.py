@@ -33,9 +33,9 @@ from analysis.plots import (
     Picture,
     Plots,
     figure_style,
-    grid,
     lower_is_better,
     metric_name,
+    panel_grid,
     panel_title,
     percent_axis,
     save,
@@ -345,18 +345,10 @@ def _is_error(select: str) -> bool:
 def plot_history(searches: Sequence[Search], *, select: str, path: Path) -> None:
     """One panel per loss: each trial's objective by trial number (rings for trials stopped
     early), the best so far, the failed trials as crosses on the axis."""
-    rows, columns = grid(len(searches))
     lower = lower_is_better(select)
     values = [_percent(t) for s in searches for t in s.scored]
     with figure_style():
-        figure, axes = plt.subplots(
-            rows,
-            columns,
-            figsize=(MAX_WIDTH * columns / 3, 2.7 * rows),
-            squeeze=False,
-            sharey=True,
-            layout="constrained",
-        )
+        figure, axes = panel_grid(len(searches), row_height=2.7, sharey=True)
         for axis, search in zip(axes.flat, searches, strict=False):
             scored = sorted(search.scored, key=lambda t: t.number)
             numbers = [t.number for t in scored]
@@ -452,16 +444,9 @@ def plot_importances(
     ranked: Mapping[str, Mapping[str, float]], counts: Mapping[str, int], *, path: Path
 ) -> None:
     """One panel per loss: horizontal bars of each parameter's importance in percent."""
-    rows, columns = grid(len(ranked), columns=2)
     longest = max(len(names) for names in ranked.values())
     with figure_style():
-        figure, axes = plt.subplots(
-            rows,
-            columns,
-            figsize=(MAX_WIDTH * columns / 2, (0.9 + 0.26 * longest) * rows),
-            squeeze=False,
-            layout="constrained",
-        )
+        figure, axes = panel_grid(len(ranked), columns=2, row_height=0.9 + 0.26 * longest)
         for axis, (loss, values) in zip(axes.flat, ranked.items(), strict=False):
             names = list(values)[::-1]  # largest on top
             shares = [100.0 * values[n] for n in names]
@@ -484,19 +469,11 @@ def plot_slices(
     trials: Sequence[FrozenTrial], scales: Sequence[Scale], *, select: str, path: Path
 ) -> None:
     """One panel per parameter: each trial's objective against the parameter's value."""
-    rows, columns = grid(len(scales), columns=4)
     best = _best(trials, select)
     numbers = [t.number for t in trials]
     values = [_percent(t) for t in trials]
     with figure_style():
-        figure, axes = plt.subplots(
-            rows,
-            columns,
-            figsize=(MAX_WIDTH * columns / 4, 2.35 * rows),
-            squeeze=False,
-            sharey=True,
-            layout="constrained",
-        )
+        figure, axes = panel_grid(len(scales), columns=4, row_height=2.35, sharey=True)
         points = None
         for axis, scale in zip(axes.flat, scales, strict=False):
             xs = [scale.native(t.params.get(scale.name)) for t in trials]
