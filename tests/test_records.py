@@ -15,11 +15,11 @@ import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
+from outside_tune import make_trainable
 
 from repmet import study_format as layout
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
-from trainables import MetricLearningTrainable
 from trainables.records import final_metrics, searched_fields, session_hparams
 
 SMALL = {"loss": "repmet-v2", "m": 4, "d": 4, "k": 2, "iterations": 20, "eval_every": 5}
@@ -75,19 +75,6 @@ def tensorboard_view(logdir: Path) -> dict:
     }
 
 
-def trainable(config: dict, tmp_path: Path) -> MetricLearningTrainable:
-    """A trainable outside Tune; its log folder goes under ``tmp_path``."""
-    from ray.tune.trainable import trainable as trainable_module
-
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    previous = trainable_module.DEFAULT_STORAGE_PATH
-    trainable_module.DEFAULT_STORAGE_PATH = str(tmp_path)
-    try:
-        return MetricLearningTrainable(config=dict(config))
-    finally:
-        trainable_module.DEFAULT_STORAGE_PATH = previous
-
-
 def projector(folder: Path) -> tuple[str, list[list[str]], int]:
     """The tensor name, the metadata rows (header first) and the row count of the tensors of a
     run's projector snapshot."""
@@ -106,7 +93,7 @@ def projector(folder: Path) -> tuple[str, list[list[str]], int]:
 
 
 def test_a_trial_is_one_run_with_its_hparams_metrics_and_projector(tmp_path) -> None:
-    trial = trainable(SMALL, tmp_path)
+    trial = make_trainable(SMALL, tmp_path)
     results = [trial.train() for _ in range(2)]
     trial.stop()  # stopped early, as ASHA would: everything is there already
     folder = Path(trial.logdir)
@@ -146,7 +133,7 @@ def test_a_trial_is_one_run_with_its_hparams_metrics_and_projector(tmp_path) -> 
 
 
 def test_k_means_losses_mark_their_centroids(tmp_path) -> None:
-    trial = trainable({**SMALL, "loss": "magnet"}, tmp_path)
+    trial = make_trainable({**SMALL, "loss": "magnet"}, tmp_path)
     trial.train()
     trial.stop()
     _, rows, _ = projector(Path(trial.logdir))
@@ -154,7 +141,7 @@ def test_k_means_losses_mark_their_centroids(tmp_path) -> None:
 
 
 def test_an_actor_that_never_trains_leaves_no_run(tmp_path) -> None:
-    trial = trainable(SMALL, tmp_path)
+    trial = make_trainable(SMALL, tmp_path)
     trial.stop()
     assert list(Path(trial.logdir).iterdir()) == []
 
@@ -162,7 +149,7 @@ def test_an_actor_that_never_trains_leaves_no_run(tmp_path) -> None:
 def test_a_reused_actor_writes_each_trial_into_its_own_folder(tmp_path, monkeypatch) -> None:
     from ray.tune.trainable import trainable as trainable_module
 
-    trial = trainable(SMALL, tmp_path)
+    trial = make_trainable(SMALL, tmp_path)
     trial.train()
     first = Path(trial.logdir)
     # What Tune does with reuse_actors=True: a new log folder, then reset_config.

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from outside_tune import make_trainable
 
 from repmet import study_format as layout
 from repmet.data import LabeledDataset
@@ -44,21 +45,8 @@ def no_test_split(monkeypatch, digits):
     monkeypatch.setattr(metric_learning, "load_splits", lambda config, cached: guarded)
 
 
-def _trainable(config: dict, tmp_path: Path) -> MetricLearningTrainable:
-    """A trainable outside Tune; its log folder goes under ``tmp_path``, not the home folder."""
-    from ray.tune.trainable import trainable as trainable_module
-
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    previous = trainable_module.DEFAULT_STORAGE_PATH
-    trainable_module.DEFAULT_STORAGE_PATH = str(tmp_path)
-    try:
-        return MetricLearningTrainable(config=dict(config))
-    finally:
-        trainable_module.DEFAULT_STORAGE_PATH = previous
-
-
 def test_step_reports_every_metric_and_never_reads_test(no_test_split, tmp_path) -> None:
-    trainable = _trainable(SMALL, tmp_path)
+    trainable = make_trainable(SMALL, tmp_path)
     result = trainable.train()
     assert set(layout.ALL_METRICS) <= set(result)
     assert result[layout.ITERATION] == 5
@@ -72,12 +60,12 @@ def test_step_reports_every_metric_and_never_reads_test(no_test_split, tmp_path)
 
 
 def test_checkpoint_restores_identical_continuation(tmp_path) -> None:
-    first = _trainable(SMALL, tmp_path / "a")
+    first = make_trainable(SMALL, tmp_path / "a")
     first.train()
     checkpoint = first.save(str(tmp_path / "ckpt"))
     expected = [first.train()[layout.TRAIN_LOSS] for _ in range(2)]
 
-    second = _trainable(SMALL, tmp_path / "b")
+    second = make_trainable(SMALL, tmp_path / "b")
     second.restore(checkpoint)
     assert second.run.iteration == 5
     assert [second.train()[layout.TRAIN_LOSS] for _ in range(2)] == expected
@@ -92,7 +80,7 @@ def test_unknown_config_key_is_rejected(tmp_path) -> None:
     from repmet.errors import ConfigError
 
     with pytest.raises(ConfigError, match="unknown configuration fields: alhpa"):
-        _trainable({**SMALL, "alhpa": 1.0}, tmp_path)
+        make_trainable({**SMALL, "alhpa": 1.0}, tmp_path)
 
 
 def _event_tags(directory: Path) -> set[str]:
