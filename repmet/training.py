@@ -473,15 +473,12 @@ class TrainingRun:
         """Writes the state atomically (a temporary file renamed into place)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".tmp-", delete=False) as handle:
-            temporary = Path(handle.name)
-            try:
-                torch.save(self.state_dict(), handle)
-            except BaseException:
-                handle.close()
-                temporary.unlink(missing_ok=True)
-                raise
+        descriptor, name = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        os.close(descriptor)
+        temporary = Path(name)
         try:
+            with temporary.open("wb") as handle:
+                torch.save(self.state_dict(), handle)
             os.replace(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)

@@ -334,8 +334,14 @@ def trial_dirname(trial: Trial) -> str:
 
 def trial_folder_name(experiment_tag: str, trial_id: str) -> str:
     """``trial_<NNN>_<trial id>``, NNN the counter that starts Tune's ``experiment_tag``."""
+    counter = trial_counter(experiment_tag)
+    return f"trial_{counter:03d}_{trial_id}" if counter is not None else trial_id
+
+
+def trial_counter(experiment_tag: str) -> int | None:
+    """The creation number (1, 2, ...) that starts Tune's ``experiment_tag``, if it has one."""
     counter = experiment_tag.split("_", 1)[0]
-    return f"trial_{int(counter):03d}_{trial_id}" if counter.isdigit() else trial_id
+    return int(counter) if counter.isdigit() else None
 
 
 def run_losses(study: Study, *, verbose: bool = False) -> int:
@@ -696,7 +702,7 @@ class BaselineKeepingASHA(ASHAScheduler):
 def is_baseline(trial: Trial) -> bool:
     """True for a loss's first trial (``trial_001_...``): the searcher proposes the baseline
     first (``points_to_evaluate``)."""
-    return trial.experiment_tag.split("_", 1)[0] == "1"
+    return trial_counter(trial.experiment_tag) == 1
 
 
 def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
