@@ -30,8 +30,8 @@ from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
 from analysis.scores import Selection  # noqa: E402
 from analysis.study_files import LossFolder  # noqa: E402
-from analysis.tables import METRIC_NAMES, loss_label  # noqa: E402
-from repmet.config import SELECTABLE_METRICS  # noqa: E402
+from analysis.tables import loss_label  # noqa: E402
+from repmet.metrics import VALIDATION_PREFIX, is_error, label_of, lower_is_better  # noqa: E402
 
 DPI = 110
 #: The widest figure in inches: MAX_WIDTH * DPI pixels fit the report page's column at real size.
@@ -127,11 +127,7 @@ def panel_title(label: str, detail: str) -> str:
 
 def metric_name(select: str) -> str:
     """``validation simple error`` for ``error_simple``, ``validation MAP@R`` for ``map_at_r``."""
-    return f"validation {METRIC_NAMES.get(select, select)}"
-
-
-def lower_is_better(select: str) -> bool:
-    return SELECTABLE_METRICS.get(select, "min") == "min"
+    return f"validation {label_of(select)}"
 
 
 def percent_axis(axis: Axes, values: Sequence[float], *, which: str = "y", errors: bool) -> None:
@@ -269,7 +265,7 @@ def plot_loss_comparison(
         axis.grid(axis="x", alpha=0.35)
         axis.set_axisbelow(True)
         better = "lower is better" if lower else "higher is better"
-        axis.set_xlabel(f"test {METRIC_NAMES.get(select, select)} ({better})")
+        axis.set_xlabel(f"test {label_of(select)} ({better})")
         handles = _comparison_legend(repeated, ranked)
         baseline_handles, _ = axis.get_legend_handles_labels()
         figure.legend(
@@ -338,8 +334,8 @@ def plot_val_curves(
 ) -> None:
     """The validation metric (percent) against iterations, every trial of every loss, one panel per
     loss, the selected trial drawn bold."""
-    select = metric.removeprefix("val/")
-    errors = lower_is_better(select) and select.startswith("error_")
+    select = metric.removeprefix(VALIDATION_PREFIX)
+    errors = is_error(select)
     values = [
         100.0 * v for record in losses.values() for t in record.trials for v in t.curve(metric)[1]
     ]

@@ -27,22 +27,21 @@ from analysis.study_files import (
 )
 from analysis.study_summary import Baseline, settings_table, study_warnings
 from analysis.tables import (
-    ERROR_KINDS,
-    METRIC_NAMES,
     MISSING,
-    RETRIEVAL_COLUMNS,
     ResultsTable,
     Row,
     Stat,
     TextTable,
+    columns_of,
     loss_label,
     to_latex,
     to_markdown,
 )
 from analysis.verdict import CONFIDENCE, Spread, verdict
 from repmet.catalogue import LOSSES
-from repmet.config import SELECTABLE_METRICS, TrainingConfig
+from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
+from repmet.metrics import label_of, lower_is_better
 from search_spaces.spaces import REFERENCE
 
 UNTRAINED_KEY = "untrained"
@@ -168,11 +167,12 @@ def build_report(
             f"{selection.checkpoint_iteration}"
         )
         measurement = run.measure("train", "test")
-        rows.append(Row(loss, loss_label(loss), percent_cells(measurement.errors, ERROR_KINDS)))
-        retrieval = percent_cells(measurement.retrieval, tuple(RETRIEVAL_COLUMNS))
+        rows.append(
+            Row(loss, loss_label(loss), percent_cells(measurement.metrics, columns_of("error")))
+        )
+        retrieval = percent_cells(measurement.metrics, columns_of("retrieval"))
         retrieval_rows.append(Row(loss, loss_label(loss), retrieval))
-        scores = Scores(errors=measurement.errors, retrieval=measurement.retrieval)
-        test_values[loss] = 100.0 * test_value(scores, study.select)
+        test_values[loss] = 100.0 * Scores(metrics=measurement.metrics).test_value(study.select)
         if draw:
             embeddings, labels = measurement.embedded["test"]
             file = f"embedding_{loss}.png"
@@ -225,7 +225,7 @@ def build_report(
             "et al., ECCV 2020), and NMI and AMI of the k-means clustering behind the unsupervised "
             "error, in percent as Train (Test), from the same checkpoints; higher is better."
         ),
-        columns=RETRIEVAL_COLUMNS,
+        columns=columns_of("retrieval"),
     )
     repeated = None
     if repeats:
@@ -314,7 +314,7 @@ def comparison_scores(
         runs: tuple[float, ...] = ()
         low = high = None
         if repeated is not None and loss in repeated.runs:
-            runs = tuple(100.0 * test_value(s, select) for s in repeated.runs[loss])
+            runs = tuple(100.0 * s.test_value(select) for s in repeated.runs[loss])
             spread = Spread.of(runs, bounds=(0.0, 100.0))
             if len(runs) > 1:
                 low, high = spread.low, spread.high
@@ -334,7 +334,7 @@ def comparison_scores(
 def comparison_picture(
     file: str, select: str, repeated: Repeats | None, baselines: Sequence[Baseline]
 ) -> plots.Picture:
-    name = METRIC_NAMES.get(select, select)
+    name = label_of(select)
     if repeated is not None:
         how = (
             f"the mean of each loss's best configuration re-trained N = {repeated.n} times "
@@ -372,17 +372,17 @@ def baseline_rows(
         Row(
             UNTRAINED_KEY,
             f"Untrained network ({loss_label(loss)} config)",
-            percent_cells(measurement.errors, ERROR_KINDS),
+            percent_cells(measurement.metrics, columns_of("error")),
         )
     ]
-    scores = Scores(errors=measurement.errors, retrieval=measurement.retrieval)
-    baselines = [Baseline("untrained network", 100.0 * test_value(scores, select))]
+    scores = Scores(metrics=measurement.metrics)
+    baselines = [Baseline("untrained network", 100.0 * scores.test_value(select))]
     train_error, test_error = raw_nearest_neighbour_errors(untrained.splits)
     rows.append(
         Row(
             RAW_KEY,
             "1-NN on raw pixels",
-            {"simple": (Stat(100.0 * train_error), Stat(100.0 * test_error))},
+            {"error_simple": (Stat(100.0 * train_error), Stat(100.0 * test_error))},
         )
     )
     if select == "error_simple":
@@ -428,38 +428,31 @@ def repeat_tables(
         "validation step on the whole train (test) splits, as in the study; mean ± sample "
         "standard deviation over the N runs."
     )
-    errors = ResultsTable(
+    errors, kinds = columns_of("error"), columns_of("retrieval")
+    errors_table = ResultsTable(
         title=f"Errors (%) of the best configurations re-trained, mean ± std over N = {repeats}",
         rows=tuple(
-            Row(loss, loss_label(loss), mean_std_cells([r.errors for r in scores], ERROR_KINDS))
+            Row(loss, loss_label(loss), mean_std_cells([r.metrics for r in scores], errors))
             for loss, scores in runs.items()
         ),
         caption=caption,
     )
-    kinds = tuple(RETRIEVAL_COLUMNS)
     retrieval = ResultsTable(
         title=f"Retrieval and clustering (%) re-trained, mean ± std over N = {repeats}",
         rows=tuple(
-            Row(loss, loss_label(loss), mean_std_cells([r.retrieval for r in scores], kinds))
+            Row(loss, loss_label(loss), mean_std_cells([r.metrics for r in scores], kinds))
             for loss, scores in runs.items()
         ),
         caption=caption,
-        columns=RETRIEVAL_COLUMNS,
+        columns=kinds,
     )
     return Repeats(
         verdict=verdict_table(runs, select=select),
-        errors=errors,
+        errors=errors_table,
         retrieval=retrieval,
         runs=runs,
         seeds=seeds,
     )
-
-
-def test_value(scores: Scores, metric: str) -> float:
-    """A selectable metric (``error_simple``, ``map_at_r``, ...) of a run on the test split."""
-    if metric.startswith("error_"):
-        return scores.errors["test"][metric.removeprefix("error_")]
-    return scores.retrieval["test"][metric]
 
 
 def verdict_table(runs: Mapping[str, Sequence[Scores]], *, select: str) -> TextTable:
@@ -469,11 +462,11 @@ def verdict_table(runs: Mapping[str, Sequence[Scores]], *, select: str) -> TextT
     verdicts = {
         metric: verdict(
             {
-                loss: [100.0 * test_value(s, metric) for s in scores]
+                loss: [100.0 * s.test_value(metric) for s in scores]
                 for loss, scores in runs.items()
             },
             metric=metric,
-            lower_is_better=SELECTABLE_METRICS[metric] == "min",
+            lower_is_better=lower_is_better(metric),
             bounds=(0.0, 100.0),
         )
         for metric in metrics
@@ -493,7 +486,7 @@ def verdict_table(runs: Mapping[str, Sequence[Scores]], *, select: str) -> TextT
         rows.append(tuple(cells))
     header = ["Rank", "Loss"]
     for metric in metrics:
-        name = METRIC_NAMES.get(metric, metric)
+        name = label_of(metric)
         header += [f"{name} (%)", "95% CI"]
     header.append("Not significantly different from")
     n = next(iter(primary.spreads.values())).n if primary.spreads else 0
@@ -502,7 +495,7 @@ def verdict_table(runs: Mapping[str, Sequence[Scores]], *, select: str) -> TextT
         header=tuple(header),
         rows=tuple(rows),
         caption=(
-            f"Losses ranked by the mean test {METRIC_NAMES.get(select, select)} of their "
+            f"Losses ranked by the mean test {label_of(select)} of their "
             "re-trained runs (the metric the study selected on), with mean ± sample standard "
             "deviation "
             f"and the {CONFIDENCE:.0%} Student-t confidence interval of the mean (clipped to "

@@ -1,8 +1,8 @@
 """The numbers of the report: which trial and checkpoint represent each loss, their errors on the
 whole train and test splits, the baselines, and re-training the best configurations with new seeds.
 
-Errors come from :meth:`repmet.training.TrainingRun.errors` (the four accuracy types of the spec,
-error = 1 - accuracy) and are reported in percent.
+The numbers come from :meth:`repmet.training.TrainingRun.measure` (every metric of
+:mod:`repmet.metrics`, in [0, 1]) and are reported in percent.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from repmet.training import TrainingRun, load_splits, read_state, use_threads
 #: Rows per forward pass when flattening raw inputs for the nearest-neighbour baseline.
 RAW_BATCH = 1024
 
-Errors = Mapping[str, Mapping[str, float]]  # {split: {kind: error in [0, 1]}}
+Values = Mapping[str, Mapping[str, float]]  # {split: {metric name: value in [0, 1]}}
 Progress = Callable[[str], None]
 
 
@@ -147,28 +147,32 @@ class CheckpointLoader:
             run = self.build(config.replace(seed=seed))
             train_and_select(run)
             measurement = run.measure("train", "test")
-            runs.append(Scores(errors=measurement.errors, retrieval=measurement.retrieval))
+            runs.append(Scores(metrics=measurement.metrics))
         return runs
 
 
 @dataclass(frozen=True)
 class Scores:
-    """What one run measured on the train and test splits: ``{split: {kind: value}}`` for the
-    errors and for the retrieval metrics, each in [0, 1]."""
+    """What one run measured on the train and test splits: ``{split: {metric name: value}}``,
+    each in [0, 1]."""
 
-    errors: Errors
-    retrieval: Errors
+    metrics: Values
+
+    def test_value(self, metric: str) -> float:
+        """A metric (``error_simple``, ``map_at_r``, ...) of the run on the test split."""
+        return self.metrics["test"][metric]
 
 
-def percent_cells(values: Errors, kinds: Sequence[str]) -> dict[str, SplitStats]:
-    """``{split: {kind: value}}`` of the train and test splits as table cells in percent."""
+def percent_cells(values: Values, kinds: Sequence[str]) -> dict[str, SplitStats]:
+    """``{split: {metric name: value}}`` of the train and test splits as table cells in
+    percent."""
     return {
         kind: (Stat(100.0 * values["train"][kind]), Stat(100.0 * values["test"][kind]))
         for kind in kinds
     }
 
 
-def mean_std_cells(runs: Sequence[Errors], kinds: Sequence[str]) -> dict[str, SplitStats]:
+def mean_std_cells(runs: Sequence[Values], kinds: Sequence[str]) -> dict[str, SplitStats]:
     """Mean and sample standard deviation (0 for a single run) over repeated runs, in percent."""
 
     def stat(values: list[float]) -> Stat:

@@ -33,7 +33,6 @@ from analysis.plots import (
     Picture,
     Plots,
     figure_style,
-    lower_is_better,
     metric_name,
     panel_grid,
     panel_title,
@@ -41,6 +40,7 @@ from analysis.plots import (
     save,
 )
 from analysis.tables import loss_label
+from repmet.metrics import is_error, lower_is_better
 
 #: Parameter importances from fewer completed trials than this are noise: the view is skipped.
 MIN_IMPORTANCE_TRIALS = 10
@@ -336,7 +336,7 @@ def _best(trials: Sequence[FrozenTrial], select: str) -> FrozenTrial:
 
 
 def _is_error(select: str) -> bool:
-    return select.startswith("error_")
+    return is_error(select)
 
 
 # ---------------------------------------------------------------------------------------- views

@@ -29,6 +29,7 @@ from typing import Any
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
 from repmet.errors import RepmetError
+from repmet.metrics import VALIDATION_PREFIX, lower_is_better
 from repmet.study_format import (
     CHECKPOINT_FILE,
     CHECKPOINT_PREFIX,
@@ -40,7 +41,6 @@ from repmet.study_format import (
     PARAMS_FILE,
     RESULT_FILE,
     SELECTION_METRIC,
-    SELECTION_MODE,
     TRIAL_FAILED,
 )
 
@@ -167,12 +167,14 @@ class StudyFolder:
 
     @property
     def mode(self) -> str:
-        return str(self.manifest.get("mode", SELECTION_MODE))
+        """``min`` or ``max``: as the manifest says (a study made before the manifest said it
+        selected by the simple error, lower is better)."""
+        return str(self.manifest.get("mode", "min" if lower_is_better(self.select) else "max"))
 
     @property
     def select(self) -> str:
-        """The selection metric's name in ``repmet.config.SELECTABLE_METRICS``."""
-        return self.metric.removeprefix("val/")
+        """The selection metric's name in :mod:`repmet.metrics`."""
+        return self.metric.removeprefix(VALIDATION_PREFIX)
 
     @property
     def optuna_path(self) -> Path:

@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from analysis.study_files import StudyFolder, TrialStatus
-from analysis.tables import METRIC_NAMES, TextTable, loss_label
-from repmet.config import SELECTABLE_METRICS, TrainingConfig
+from analysis.tables import TextTable, loss_label
+from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
+from repmet.metrics import label_of, lower_is_better
 
 #: A study whose trials train fewer iterations than this is smoke-sized: it checks the pipeline.
 MIN_ITERATIONS = 100
@@ -87,14 +88,14 @@ def study_warnings(
     """One line per reason the report's numbers cannot mean much, most severe first.
 
     Args:
-        select: the selection metric (a name of ``SELECTABLE_METRICS``).
+        select: the selection metric (a name of :mod:`repmet.metrics`).
         test_values: per loss, the test value of ``select`` of its evaluated checkpoint (percent).
         untrained: the untrained network's value of ``select`` on test, if measured.
         repeats: re-trained runs per loss (0: none).
     """
     lines = []
-    name = METRIC_NAMES.get(select, select)
-    lower = SELECTABLE_METRICS.get(select, "min") == "min"
+    name = label_of(select)
+    lower = lower_is_better(select)
     smoke = smoke_reason(study)
     if smoke:
         lines.append(

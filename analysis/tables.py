@@ -15,30 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from repmet.catalogue import LOSSES
+from repmet.metrics import Table, metrics_of
 
-#: Accuracy types in column order (the keys of ``TrainingRun.errors``), with headers.
-ERROR_COLUMNS: Mapping[str, str] = {
-    "simple": "Simple Error",
-    "magnet": "Magnet Error",
-    "repmet": "RepMet Error",
-    "unsupervised": "Unsup. Error",
-}
-ERROR_KINDS: tuple[str, ...] = tuple(ERROR_COLUMNS)
-#: Retrieval and clustering metrics in column order (the keys of ``Measurement.retrieval``).
-RETRIEVAL_COLUMNS: Mapping[str, str] = {
-    "p_at_1": "P@1",
-    "r_precision": "R-Prec",
-    "map_at_r": "MAP@R",
-    "nmi": "NMI",
-    "ami": "AMI",
-}
-#: How a selectable metric (``repmet.config.SELECTABLE_METRICS``) is called in captions.
-METRIC_NAMES: Mapping[str, str] = {
-    **{f"error_{kind}": header.lower() for kind, header in ERROR_COLUMNS.items()},
-    **RETRIEVAL_COLUMNS,
-}
 SPLIT_HEADER = "Train (Test)"
 MISSING = "-"
+
+
+def columns_of(table: Table) -> dict[str, str]:
+    """The columns of a report table: metric name -> header, in catalogue order."""
+    return {m.name: m.header for m in metrics_of(table)}
 
 
 def loss_label(loss: str) -> str:
@@ -93,14 +78,14 @@ class TextTable:
 
 @dataclass(frozen=True)
 class ResultsTable:
-    """Numbers in percent per loss (and baselines), as Train (Test) for each column: the errors
-    (:data:`ERROR_COLUMNS`, the default) or the retrieval metrics (:data:`RETRIEVAL_COLUMNS`)."""
+    """Numbers in percent per loss (and baselines), as Train (Test) for each column: the metrics
+    of one table of :mod:`repmet.metrics` (the errors by default), keyed by metric name."""
 
     title: str
     rows: tuple[Row, ...]
     caption: str = ""
     notes: tuple[str, ...] = field(default=())
-    columns: Mapping[str, str] = field(default_factory=lambda: ERROR_COLUMNS)
+    columns: Mapping[str, str] = field(default_factory=lambda: columns_of("error"))
 
     def text(self) -> TextTable:
         return TextTable(

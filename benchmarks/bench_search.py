@@ -69,16 +69,14 @@ def chosen_test_value(folder: Path, metric: str) -> float:
     """The study's selected checkpoint (the report's rule), measured once on the test split."""
     from analysis.scores import CheckpointLoader, select_best
     from analysis.study_files import read_study
+    from repmet.metrics import metric_of_key
 
     study = read_study(folder)
     record = next(iter(study.losses.values()))
     selection = select_best(record, metric=study.metric, mode=study.mode)
     run = CheckpointLoader(overrides={"device": "cpu"}, progress=lambda line: None).load(selection)
-    measurement = run.measure("test")
-    name = metric.removeprefix("val/")
-    if name.startswith("error_"):
-        return measurement.errors["test"][name.removeprefix("error_")]
-    return measurement.retrieval["test"][name]
+    selected = metric_of_key(metric)
+    return run.measure("test", metrics=[selected]).metrics["test"][selected.name]
 
 
 def step_mean(curves: Sequence[tuple[list, list]], grid: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -118,11 +116,11 @@ def main() -> int:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 
-    from repmet.config import SELECTABLE_METRICS
+    from repmet.metrics import metric as metric_named
     from study.run import main as run_study
 
-    metric = f"val/{args.select}"
-    sign = 1.0 if SELECTABLE_METRICS[args.select] == "min" else -1.0
+    selection = metric_named(args.select)
+    metric, sign = selection.validation_key, selection.sign
     ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     runs = []
     with tempfile.TemporaryDirectory() as storage:

@@ -20,7 +20,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from repmet.errors import ConfigError
 from repmet.registry import Registry
@@ -87,11 +87,15 @@ class LossEntry:
         return [note.format(label=self.label, **config) for note in self.notes]
 
 
-class Catalogue(Registry[LossEntry]):
-    """The loss registry; the first look-up imports the plugins of ``$REPMET_PLUGINS``."""
+T = TypeVar("T")
 
-    def __init__(self) -> None:
-        super().__init__("loss")
+
+class Catalogue(Registry[T]):
+    """A registry whose first look-up imports the plugins of ``$REPMET_PLUGINS`` (the losses
+    here, the metrics of :mod:`repmet.metrics`)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
         self._plugins_imported = False
 
     def _import_plugins(self) -> None:
@@ -99,7 +103,7 @@ class Catalogue(Registry[LossEntry]):
             self._plugins_imported = True  # set first: a plugin registers through this object
             import_plugins()
 
-    def get(self, name: str) -> LossEntry:
+    def get(self, name: str) -> T:
         self._import_plugins()
         return super().get(name)
 
@@ -117,7 +121,7 @@ class Catalogue(Registry[LossEntry]):
 
 
 #: Every loss by name; :meth:`Catalogue.in_order` gives the table order.
-LOSSES = Catalogue()
+LOSSES: Catalogue[LossEntry] = Catalogue("loss")
 
 
 def register(entry: LossEntry) -> LossEntry:

@@ -18,6 +18,8 @@ from typing import Any
 
 from repmet.catalogue import LOSSES, LossEntry
 from repmet.errors import ConfigError
+from repmet.metrics import METRICS
+from repmet.registry import Registry
 
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 
@@ -49,22 +51,6 @@ LOSS_DEFAULTS: Mapping[str, Any] = MappingProxyType(
 
 #: Upper bound on M*D: a batch larger than this is almost certainly a typo on the command line.
 MAX_BATCH_SIZE = 4096
-#: The validation metrics a run's best step can be selected by, with the better direction: the four
-#: errors of the spec and the retrieval and clustering metrics of :mod:`repmet.retrieval`.
-SELECTABLE_METRICS: Mapping[str, str] = MappingProxyType(
-    {
-        "error_simple": "min",
-        "error_magnet": "min",
-        "error_repmet": "min",
-        "error_unsupervised": "min",
-        "p_at_1": "max",
-        "r_precision": "max",
-        "map_at_r": "max",
-        "nmi": "max",
-        "ami": "max",
-    }
-)
-
 #: A batch holds its seed cluster and at least one impostor cluster (Magnet eq. 4 sums over them).
 MIN_CLUSTERS_PER_BATCH = 2
 
@@ -123,6 +109,7 @@ class TrainingConfig:
     weight_decay: float | None = None
     iterations: int = 500
     eval_every: int = 100
+    kmeans_every: int = 1
     eval_batch_size: int = 512
     select: str = "error_simple"
 
@@ -136,7 +123,7 @@ class TrainingConfig:
         _require_choice("loss", self.loss, LOSSES.in_order())
         self._resolve_loss_defaults()
         _require_choice("device", self.device, DEVICES)
-        _require_choice("select", self.select, tuple(SELECTABLE_METRICS))
+        _require_choice("select", self.select, METRICS.in_order())
         _require_positive_int("embedding_dim", self.embedding_dim)
         _require_positive_int(
             "m", self.m, minimum=MIN_CLUSTERS_PER_BATCH, why="a batch needs an impostor cluster"
@@ -146,6 +133,7 @@ class TrainingConfig:
         _require_positive_int("l_nearest", self.l_nearest)
         _require_positive_int("iterations", self.iterations)
         _require_positive_int("eval_every", self.eval_every)
+        _require_positive_int("kmeans_every", self.kmeans_every)
         _require_positive_int("eval_batch_size", self.eval_batch_size)
         _require_positive_int("refresh_every", self.refresh_every, minimum=0, why="0 means never")
         _require_positive_int("seed", self.seed, minimum=0, maximum=MAX_SEED)
@@ -309,9 +297,12 @@ FIELD_HELP: dict[str, str] = {
     "weight_decay": "weight decay of the network",
     "iterations": "training iterations",
     "eval_every": "evaluate on the validation split every this many iterations",
+    "kmeans_every": "measure the k-means-based validation metrics (unsupervised error, NMI, "
+    "AMI) at every this many validations, and at the last (the selection metric: always)",
     "eval_batch_size": "batch size of evaluation and index refresh forward passes",
     "select": "validation metric that selects the step standing for the run: "
-    + ", ".join(SELECTABLE_METRICS)
+    # the built-in metrics: importing plugins here would import them while this module loads
+    + ", ".join(Registry.in_order(METRICS))
     + " (errors: lower is better; the others: higher)",
     "seed": "seed of initialisation and batch sampling",
     "device": "cpu, cuda or auto",

@@ -307,6 +307,35 @@ def unsupervised_accuracy(
     return assignment_accuracy(clusters, labels)
 
 
+def supervised_error_rates(
+    embeddings: Tensor,
+    labels: Tensor,
+    centroids: Tensor,
+    centroid_classes: Tensor,
+    *,
+    variance: float,
+    L: int = 128,
+    chunk_size: int | None = None,
+) -> dict[str, float]:
+    """Errors (1 - accuracy, in [0, 1]) of the three supervised rules, under the keys "simple",
+    "magnet" and "repmet"; they share one distance block per chunk."""
+    predictions = _per_chunk(
+        embeddings,
+        centroids,
+        centroid_classes,
+        methods=METHODS,
+        variance=variance,
+        L=L,
+        chunk_size=chunk_size,
+        reduce=lambda log_scores: log_scores.argmax(dim=1),
+    )
+    labels = labels.long()
+    return {
+        method: 1.0 - float((predicted == labels).double().mean())
+        for method, predicted in predictions.items()
+    }
+
+
 def error_rates(
     embeddings: Tensor,
     labels: Tensor,
@@ -321,24 +350,14 @@ def error_rates(
     clusters: Tensor | None = None,
 ) -> dict[str, float]:
     """Errors (1 - accuracy, in [0, 1]) of a split under the keys "simple", "magnet", "repmet"
-    and "unsupervised". The three supervised rules share one distance block per chunk; the
-    unsupervised error scores ``clusters`` when the caller has them, else
-    :func:`unsupervised_clusters` (``seed``, ``restarts``)."""
-    predictions = _per_chunk(
-        embeddings,
-        centroids,
-        centroid_classes,
-        methods=METHODS,
-        variance=variance,
-        L=L,
-        chunk_size=chunk_size,
-        reduce=lambda log_scores: log_scores.argmax(dim=1),
-    )
+    and "unsupervised": :func:`supervised_error_rates`, and the unsupervised error of
+    ``clusters`` when the caller has them, else of :func:`unsupervised_clusters` (``seed``,
+    ``restarts``)."""
     labels = labels.long()
-    errors = {
-        method: 1.0 - float((predicted == labels).double().mean())
-        for method, predicted in predictions.items()
-    }
+    errors = supervised_error_rates(
+        embeddings, labels, centroids, centroid_classes, variance=variance, L=L,
+        chunk_size=chunk_size,
+    )  # fmt: skip
     if clusters is None:
         clusters = unsupervised_clusters(embeddings, labels, seed=seed, restarts=restarts)
     errors["unsupervised"] = 1.0 - assignment_accuracy(clusters, labels)

@@ -16,21 +16,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from repmet.errors import ArgumentError
+from repmet.metrics import Metric, all_metrics
 from repmet.training import Measurement, TrainingRun, TrainStats
 
 
-def split_metrics(measurement: Measurement, split: str) -> dict[str, float]:
-    """Every metric of one measured split by its name in :data:`repmet.config.SELECTABLE_METRICS`
-    (``error_<kind>`` for the errors)."""
-    errors = {f"error_{kind}": value for kind, value in measurement.errors[split].items()}
-    return {**errors, **measurement.retrieval[split]}
+def validation_metrics(run: TrainingRun) -> list[Metric]:
+    """What the run's next validation measures: every metric of :mod:`repmet.metrics`, except
+    that the k-means-based ones are measured only at every ``kmeans_every``-th validation and at
+    the last; the selection metric is measured at every one, whatever it costs."""
+    config = run.config
+    validation = -(-(run.iteration) // config.eval_every)  # 1 for the first validation
+    last = run.iteration >= config.iterations
+    every = last or validation % config.kmeans_every == 0
+    return [
+        m for m in all_metrics() if m.cost == "cheap" or every or m.name == config.select
+    ]
 
 
 @dataclass(frozen=True)
 class ScheduledStep:
     """One step of the schedule: what the run trained, its validation metrics (by their names in
-    :data:`repmet.config.SELECTABLE_METRICS`), and its best step so far under the selection
-    rule."""
+    :mod:`repmet.metrics`; see :func:`validation_metrics` for which), and its best step so far
+    under the selection rule."""
 
     iteration: int
     stats: TrainStats
@@ -51,8 +58,8 @@ def next_step(run: TrainingRun) -> ScheduledStep:
     validation split."""
     config = run.config
     stats = run.train(min(config.eval_every, config.iterations - run.iteration))
-    measurement = run.measure("val")
-    validation = split_metrics(measurement, "val")
+    measurement = run.measure("val", metrics=validation_metrics(run))
+    validation = measurement.metrics["val"]
     best = run.record_validation(validation[config.select])
     return ScheduledStep(
         iteration=run.iteration,

@@ -43,8 +43,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from repmet.config import SELECTABLE_METRICS
 from repmet.errors import ConfigError
+from repmet.metrics import VALIDATION_PREFIX, Metric, all_metrics, metric
 
 #: The version of this layout. Version 1 had no ``val/best/...`` metric, partial ``params.json``
 #: files (the sampled fields and the study's fixed settings only) and checkpoints of run-state
@@ -78,31 +78,27 @@ EXAMPLES_PER_SECOND = "time/examples_per_second"
 
 
 def validation_metric(name: str) -> str:
-    """``val/<name>``: the value of a metric of :data:`SELECTABLE_METRICS` at one step."""
-    return f"val/{name}"
+    """``val/<name>``: the value of a metric of :mod:`repmet.metrics` at one step."""
+    return metric(name).validation_key
 
 
 def best_metric(name: str) -> str:
     """``val/best/<name>``: the best value of the metric over a trial's steps so far; the
     objective of the search, of early stopping and of Tune's best result, so that all of them
     judge a trial by the step the report evaluates."""
-    return f"val/best/{name}"
+    return metric(name).best_key
 
 
-#: Every validation metric a trial reports at each step.
-VALIDATION_METRICS: tuple[str, ...] = tuple(validation_metric(n) for n in SELECTABLE_METRICS)
-#: Validation errors by accuracy type (the keys of ``TrainingRun.errors``).
-VAL_ERRORS: Mapping[str, str] = {
-    kind: validation_metric(f"error_{kind}")
-    for kind in ("simple", "magnet", "repmet", "unsupervised")
-}
-VAL_ERROR_SIMPLE = VAL_ERRORS["simple"]
+def validation_metrics() -> tuple[str, ...]:
+    """Every validation metric a trial reports (``val/<name>`` of every metric, in catalogue
+    order; the k-means-based ones at the steps ``kmeans_every`` says)."""
+    return tuple(m.validation_key for m in all_metrics())
+
 
 #: What a study selects on unless told otherwise. The test split is never used while searching:
 #: the report evaluates it once, from the best checkpoint.
 DEFAULT_SELECT = "error_simple"
-SELECTION_METRIC = validation_metric(DEFAULT_SELECT)
-SELECTION_MODE = SELECTABLE_METRICS[DEFAULT_SELECT]
+SELECTION_METRIC = f"{VALIDATION_PREFIX}{DEFAULT_SELECT}"
 
 #: Set (to the reason, one line) in the last result of a trial that failed because of its own
 #: configuration (``repmet.errors.TrialFailed``: its loss diverged, ...): the trial ends at once,
@@ -110,15 +106,16 @@ SELECTION_MODE = SELECTABLE_METRICS[DEFAULT_SELECT]
 #: trial table), and the study goes on with the next trial.
 TRIAL_FAILED = "trial_failed"
 
-#: Every metric a trial reports at each step, besides ``best_metric`` of its selection metric.
-ALL_METRICS: tuple[str, ...] = (
-    ITERATION,
-    TRAIN_LOSS,
-    TRAIN_BATCH_ACCURACY,
-    *VALIDATION_METRICS,
-    SECONDS_PER_ITERATION,
-    EXAMPLES_PER_SECOND,
-)
+def all_step_metrics() -> tuple[str, ...]:
+    """Every metric a trial reports at a step, besides ``best_metric`` of its selection metric."""
+    return (
+        ITERATION,
+        TRAIN_LOSS,
+        TRAIN_BATCH_ACCURACY,
+        *validation_metrics(),
+        SECONDS_PER_ITERATION,
+        EXAMPLES_PER_SECOND,
+    )
 
 
 # ------------------------------------------------------------------------------ manifest
@@ -188,9 +185,14 @@ class StudySettings:
 
     @property
     def select(self) -> str:
-        """The validation metric (a name of ``SELECTABLE_METRICS``) whose best step stands for a
+        """The name of the validation metric (:mod:`repmet.metrics`) whose best step stands for a
         trial."""
-        return self.metric.removeprefix("val/")
+        return self.metric.removeprefix(VALIDATION_PREFIX)
+
+    @property
+    def selection(self) -> Metric:
+        """The selection metric itself: its direction, labels and keys."""
+        return metric(self.select)
 
     @property
     def objective(self) -> str:

@@ -1,4 +1,4 @@
-"""Train one configuration without Ray and print its errors on train, validation and test.
+"""Train one configuration without Ray and print its metrics on train, validation and test.
 
     python -m repmet.train --loss magnet --dataset digits --iterations 500
 
@@ -26,12 +26,12 @@ from repmet.cli import (
 )
 from repmet.config import FIELD_HELP, TrainingConfig
 from repmet.errors import ConfigError
+from repmet.metrics import all_metrics
 
 if TYPE_CHECKING:
     from repmet.schedule import ScheduledStep
 
 PROG = program_name("python -m repmet.train")
-ERROR_KINDS: tuple[str, ...] = ("simple", "magnet", "repmet", "unsupervised")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,14 +67,16 @@ def _scalar_type(hint: Any) -> type:
     return args[0] if args else hint
 
 
-def format_error_table(errors: dict[str, dict[str, float]], batch_error: float) -> str:
-    """The errors in percent, one row per split, as a Markdown table."""
-    header = "| split | batch | " + " | ".join(ERROR_KINDS) + " |"
-    rule = "|---" * (len(ERROR_KINDS) + 2) + "|"
+def format_metric_table(values: dict[str, dict[str, float]], batch_error: float) -> str:
+    """Every metric in percent, one row per split, as a Markdown table (the batch error of the
+    last training iterations on the train row)."""
+    measured = [m for m in all_metrics() if all(m.name in row for row in values.values())]
+    header = "| split | batch error | " + " | ".join(m.header for m in measured) + " |"
+    rule = "|---" * (len(measured) + 2) + "|"
     rows = [header, rule]
-    for split, values in errors.items():
+    for split, row in values.items():
         batch = f"{100 * batch_error:.2f}" if split == "train" else "-"
-        cells = " | ".join(f"{100 * values[kind]:.2f}" for kind in ERROR_KINDS)
+        cells = " | ".join(f"{100 * row[m.name]:.2f}" for m in measured)
         rows.append(f"| {split} | {batch} | {cells} |")
     return "\n".join(rows)
 
@@ -82,7 +84,7 @@ def format_error_table(errors: dict[str, dict[str, float]], batch_error: float) 
 def run(config: TrainingConfig, *, save: str | None = None, stream: TextIO = sys.stderr) -> dict:
     """Trains ``config``, measuring on validation every ``eval_every`` iterations, then measures
     the best validation step (the selection rule of :mod:`repmet.schedule`) on all three splits.
-    Returns those errors."""
+    Returns those metrics, ``{split: {name: value}}``."""
     # torch loads here, once the command line has been checked.
     from repmet.schedule import train_and_select
     from repmet.training import TrainingRun, use_threads
@@ -103,15 +105,16 @@ def run(config: TrainingConfig, *, save: str | None = None, stream: TextIO = sys
         )
 
     best = train_and_select(run, on_step=show)
-    errors = run.errors("train", "val", "test")
+    values = run.measure("train", "val", "test").metrics
     print(
-        f"\n{config.loss} on {config.dataset}: errors in % at iteration {best.iteration}, the best "
-        f"validation step of {config.iterations} iterations ({time.perf_counter() - started:.1f} s)"
+        f"\n{config.loss} on {config.dataset}: metrics in % at iteration {best.iteration}, the "
+        f"best validation step of {config.iterations} iterations "
+        f"({time.perf_counter() - started:.1f} s)"
     )
-    print(format_error_table(errors, 1.0 - best.stats.batch_accuracy))
+    print(format_metric_table(values, 1.0 - best.stats.batch_accuracy))
     if save:
         print(f"saved the state of iteration {best.iteration} to {run.save(save)}")
-    return errors
+    return values
 
 
 def check_save_path(save: str) -> None:

@@ -16,7 +16,7 @@ import os
 import pickle
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,14 @@ from typing import Any
 import torch
 
 from repmet.clusters import CLUSTER_SOURCES, ClusterIndex, EvaluationCentroids, LossTable
-from repmet.config import SELECTABLE_METRICS, TrainingConfig
+from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits, LabeledDataset, load_dataset
 from repmet.errors import ArgumentError, CheckpointError, ConfigError, TrainingDiverged
-from repmet.evaluation import compute_embeddings, error_rates, unsupervised_clusters
+from repmet.evaluation import compute_embeddings
 from repmet.losses import build_loss
+from repmet.measures import Reference, SplitData
+from repmet.metrics import Metric, all_metrics, metric
 from repmet.models import build_model
-from repmet.retrieval import clustering_metrics, retrieval_metrics
 from repmet.sampling import BATCH_SAMPLERS
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -72,16 +73,14 @@ class Measurement:
     """What :meth:`TrainingRun.measure` computed.
 
     Attributes:
-        errors: ``{split: {"simple": e, "magnet": e, "repmet": e, "unsupervised": e}}``.
-        retrieval: ``{split: {"p_at_1": p, "r_precision": r, "map_at_r": m, "nmi": n, "ami": a}}``
-            (:mod:`repmet.retrieval`; NMI and AMI of the unsupervised k-means clusters).
+        metrics: ``{split: {name: value}}``, by the names of :mod:`repmet.metrics`, in catalogue
+            order.
         embedded: ``{split: (embeddings, labels)}`` of every evaluated split.
         centroids: ``[J, E]`` centroids the errors were measured against.
         centroid_classes: ``[J]`` class of each centroid.
     """
 
-    errors: dict[str, dict[str, float]]
-    retrieval: dict[str, dict[str, float]]
+    metrics: dict[str, dict[str, float]]
     embedded: dict[str, tuple[torch.Tensor, torch.Tensor]]
     centroids: torch.Tensor
     centroid_classes: torch.Tensor
@@ -353,53 +352,41 @@ class TrainingRun:
             generator=generator,
         )
 
-    def errors(self, *splits: str) -> dict[str, dict[str, float]]:
-        """The simple, Magnet, RepMet and unsupervised errors (in [0, 1]) on each whole split.
-
-        Returns:
-            ``{split: {"simple": e, "magnet": e, "repmet": e, "unsupervised": e}}``.
-        """
-        return self.measure(*splits).errors
-
-    def measure(self, *splits: str) -> Measurement:
-        """Embeds each whole split (validation by default) and measures its errors, keeping the
-        embeddings and centroids for callers that also draw them."""
+    def measure(self, *splits: str, metrics: Sequence[Metric] | None = None) -> Measurement:
+        """Embeds each whole split (validation by default) and measures it by ``metrics`` (every
+        metric of :mod:`repmet.metrics` by default), keeping the embeddings and centroids for
+        callers that also draw them."""
         splits = splits or ("val",)
+        metrics = all_metrics() if metrics is None else metrics
         embedded = {split: self.embed(split) for split in dict.fromkeys(splits)}
         train_embeddings = embedded["train"][0] if "train" in embedded else None
-        reference = self.centroids(train_embeddings)
+        centroids = self.centroids(train_embeddings)
         variance = self.loss_fn.variance
         if variance is None:
-            variance = reference.fitted_variance
-        errors, retrieval = {}, {}
-        for split, (embeddings, labels) in embedded.items():
-            clusters = unsupervised_clusters(embeddings, labels, seed=self.config.seed)
-            errors[split] = error_rates(
-                embeddings,
-                labels,
-                reference.centroids,
-                reference.classes,
-                variance=variance,
-                L=self.config.l_nearest,
-                clusters=clusters,
-            )
-            retrieval[split] = {
-                **retrieval_metrics(embeddings, labels),
-                **clustering_metrics(clusters, labels),
-            }
+            variance = centroids.fitted_variance
+        reference = Reference(
+            centroids=centroids.centroids,
+            classes=centroids.classes,
+            variance=variance,
+            l_nearest=self.config.l_nearest,
+        )
+        values = {
+            split: SplitData(
+                embeddings, labels, reference=reference, seed=self.config.seed
+            ).measure(metrics)
+            for split, (embeddings, labels) in embedded.items()
+        }
         return Measurement(
-            errors=errors,
-            retrieval=retrieval,
+            metrics=values,
             embedded=embedded,
-            centroids=reference.centroids,
-            centroid_classes=reference.classes,
+            centroids=centroids.centroids,
+            centroid_classes=centroids.classes,
         )
 
     def record_validation(self, value: float) -> BestStep:
         """Notes the selection metric measured at the current iteration; returns the best step so
         far (the latest of equal values, as a study keeps the latest of equal checkpoints)."""
-        sign = 1.0 if SELECTABLE_METRICS[self.config.select] == "min" else -1.0
-        if self.best is None or sign * value <= sign * self.best.value:
+        if self.best is None or metric(self.config.select).at_least_as_good(value, self.best.value):
             self.best = BestStep(iteration=self.iteration, value=value)
         return self.best
 

@@ -35,8 +35,9 @@ from repmet.cli import (
     program_name,
     run_command,
 )
-from repmet.config import FIELD_HELP, MAX_INT, MAX_SEED, SELECTABLE_METRICS, TrainingConfig
+from repmet.config import FIELD_HELP, MAX_INT, MAX_SEED, TrainingConfig
 from repmet.errors import ConfigError
+from repmet.metrics import METRICS, metric
 from repmet.study_format import (
     DEFAULT_SELECT,
     FINISHED,
@@ -45,7 +46,6 @@ from repmet.study_format import (
     PENDING,
     Manifest,
     StudySettings,
-    validation_metric,
 )
 from search_spaces import (
     CPU_BATCH_BUDGET,
@@ -149,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"iterations between validation evaluations (default: {shared('eval_every')})",
     )
+    add(
+        "--kmeans-every",
+        type=int,
+        default=None,
+        help="measure the k-means-based validation metrics (unsupervised error, NMI, AMI) at "
+        "every this many validations and at the last; the selection metric is measured at every "
+        "one (default: 1, every validation)",
+    )
     add("--cpus-per-trial", type=finite_float, default=1.0, help="CPUs reserved per trial")
     add(
         "--gpus-per-trial",
@@ -179,10 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--select",
         default=DEFAULT_SELECT,
-        choices=tuple(SELECTABLE_METRICS),
+        choices=METRICS.in_order(),
         metavar="METRIC",
         help="validation metric that selects each trial's best step and the best trial: "
-        + ", ".join(SELECTABLE_METRICS),
+        + ", ".join(METRICS.in_order()),
     )
     add(
         "--seed",
@@ -311,6 +319,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         ("num_samples", "--num-samples", 1),
         ("max_iterations", "--max-iterations", 1),
         ("eval_every", "--eval-every", 1),
+        ("kmeans_every", "--kmeans-every", 1),
         ("max_concurrent", "--max-concurrent", 1),
         ("max_failures", "--max-failures", 0),
     )
@@ -499,6 +508,7 @@ def resume_settings(
     for dest, key, flag in (
         ("max_iterations", "iterations", "--max-iterations"),
         ("eval_every", "eval_every", "--eval-every"),
+        ("kmeans_every", "kmeans_every", "--kmeans-every"),
     ):
         note = "" if given(dest) is not None or dest not in smoke else " (from --smoke)"
         compare(flag, first_given(given(dest), smoke.get(dest)), fixed.get(key), note)
@@ -629,8 +639,8 @@ def prepare(
         num_samples=first_given(
             args.num_samples, SMOKE["num_samples"] if args.smoke else None, space.num_samples
         ),
-        metric=validation_metric(args.select),
-        mode=SELECTABLE_METRICS[args.select],
+        metric=metric(args.select).validation_key,
+        mode=metric(args.select).direction,
         seed=args.seed,
         scheduler=args.scheduler,
         sampler=args.sampler,
@@ -659,6 +669,7 @@ def fixed_config(args: argparse.Namespace, space: SearchSpace) -> dict[str, Any]
         "model": args.model,
         "iterations": first_given(args.max_iterations, smoke.get("max_iterations")),
         "eval_every": first_given(args.eval_every, smoke.get("eval_every")),
+        "kmeans_every": args.kmeans_every,
     }
     fixed.update({key: value for key, value in overrides.items() if value is not None})
     # Tune runs each trial in its own folder: the data root must not depend on the directory.

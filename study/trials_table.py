@@ -29,15 +29,15 @@ from typing import Any
 
 from analysis.study_files import StudyFolder, TrialFolder, TrialStatus, read_study
 from repmet.catalogue import LOSSES
-from repmet.study_format import (
-    ITERATION,
-    TRIALS_FILE,
-    VALIDATION_METRICS,
-)
+from repmet.study_format import ITERATION, TRIALS_FILE, validation_metrics
 
 LEADING = ("loss", "trial")
-TRAILING = ("status", "iterations", "best_iteration", *VALIDATION_METRICS, "seconds")
 LINKS = ("failure", "trial_dir")
+
+
+def trailing_columns() -> tuple[str, ...]:
+    """The columns after the searched parameters: the outcome and every validation metric."""
+    return ("status", "iterations", "best_iteration", *validation_metrics(), "seconds")
 
 
 def write_trials_csv(study_folder: Path) -> Path:
@@ -48,7 +48,7 @@ def write_trials_csv(study_folder: Path) -> Path:
     """
     study = read_study(Path(study_folder))
     searched = searched_parameters(study)
-    columns = [*LEADING, *searched, *TRAILING, *LINKS]
+    columns = [*LEADING, *searched, *trailing_columns(), *LINKS]
     rows = [
         trial_row(study, loss, trial, searched)
         for loss, folder in study.losses.items()
@@ -89,7 +89,7 @@ def trial_row(
         "status": "failed" if failed else trial.status.value,
         "iterations": last.get(ITERATION, 0 if not trial.steps else None),
         "best_iteration": at_best.iteration if at_best else None,
-        **{name: at_best.metrics.get(name) if at_best else None for name in VALIDATION_METRICS},
+        **{name: at_best.metrics.get(name) if at_best else None for name in validation_metrics()},
         "seconds": last.get("time_total_s"),
         "failure": trial.failure or "",
         "trial_dir": f"{loss}/{trial.name}",

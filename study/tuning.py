@@ -719,7 +719,7 @@ def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
 def summarize(loss: str, results: tune.ResultGrid, settings: StudySettings) -> str:
     """One line per loss: trials run, how many failed for their configuration, and the best
     configuration among the others."""
-    objective, sign = settings.objective, (1.0 if settings.mode == "min" else -1.0)
+    objective, sign = settings.objective, settings.selection.sign
     failed = sum(bool(result.metrics.get(TRIAL_FAILED)) for result in results)
     scored = [
         result

@@ -101,7 +101,7 @@ def test_a_trial_is_one_run_with_its_hparams_metrics_and_projector(tmp_path) -> 
     run = str(folder.relative_to(tmp_path))
     assert list(view["runs"]) == [run]  # the trial folder itself, no sub-run
     assert not any(tag.startswith("ray/tune/") for tag in view["runs"][run])
-    assert {layout.TRAIN_LOSS, *layout.VALIDATION_METRICS} <= view["runs"][run]
+    assert {layout.TRAIN_LOSS, *layout.validation_metrics()} <= view["runs"][run]
 
     config = TrainingConfig.from_dict(SMALL)
     searched = set(LOSSES.get("repmet-v2").searched)
@@ -385,7 +385,7 @@ def test_trials_csv_is_one_table_for_pandas(study_folder) -> None:
             assert row[name] == params[name]
     # The best validation metrics are those of the best step, the one the report evaluates.
     best = table["val/error_simple"].min()
-    assert set(table.columns) >= set(layout.VALIDATION_METRICS) and 0 <= best <= 1
+    assert set(table.columns) >= set(layout.validation_metrics()) and 0 <= best <= 1
 
 
 def test_trials_csv_tells_failures_apart(tmp_path) -> None:

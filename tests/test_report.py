@@ -107,8 +107,9 @@ def test_test_numbers_equal_a_fresh_evaluation_of_the_best_checkpoint(made, stud
             p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
         ]
         assert len(saved) == 1
-        fresh = TrainingRun.load(saved[0], device="cpu").errors("test")["test"]
-        for kind, error in fresh.items():
+        fresh = TrainingRun.load(saved[0], device="cpu").measure("test").metrics["test"]
+        for kind in ("error_simple", "error_magnet", "error_repmet", "error_unsupervised"):
+            error = fresh[kind]
             assert float(by_loss[loss][f"{kind}_test"]) == pytest.approx(100 * error, abs=1e-3)
 
 
@@ -126,9 +127,9 @@ def test_raw_pixel_nearest_neighbour_matches_brute_force(made, study_dir) -> Non
     test = splits.test.evaluation_view()
     q = test.get_batch(torch.arange(len(test))).reshape(len(test), -1).double()
     test_error = (y[torch.cdist(q, x).argmin(dim=1)] != test.labels).double().mean().item()
-    assert float(row["simple_train"]) == pytest.approx(100 * loo_error, abs=1e-3)
-    assert float(row["simple_test"]) == pytest.approx(100 * test_error, abs=1e-3)
-    assert row["magnet_train"] == row["unsupervised_test"] == ""
+    assert float(row["error_simple_train"]) == pytest.approx(100 * loo_error, abs=1e-3)
+    assert float(row["error_simple_test"]) == pytest.approx(100 * test_error, abs=1e-3)
+    assert row["error_magnet_train"] == row["error_unsupervised_test"] == ""
 
 
 def test_trial_counts_and_caption(made) -> None:
@@ -292,16 +293,17 @@ def test_repeats_report_mean_and_std_over_new_seeds(made, study_dir) -> None:
         best_error, best_state = float("inf"), None
         while run.iteration < run.config.iterations:
             run.train(min(run.config.eval_every, run.config.iterations - run.iteration))
-            error = run.errors("val")["val"]["simple"]
+            error = run.measure("val").metrics["val"]["error_simple"]
             if error < best_error:
                 best_error, best_state = error, copy.deepcopy(run.measured_state())
         run.load_measured_state(best_state)
-        errors.append(100 * run.errors("test")["test"]["simple"])
+        errors.append(100 * run.measure("test").metrics["test"]["error_simple"])
     repeated = next(
         r for r in csv.DictReader((out / "results_repeats.csv").open()) if r["loss"] == "magnet"
     )
-    assert float(repeated["simple_test"]) == pytest.approx(np.mean(errors), abs=1e-3)
-    assert float(repeated["simple_test_std"]) == pytest.approx(np.std(errors, ddof=1), abs=1e-3)
+    assert float(repeated["error_simple_test"]) == pytest.approx(np.mean(errors), abs=1e-3)
+    spread = float(repeated["error_simple_test_std"])
+    assert spread == pytest.approx(np.std(errors, ddof=1), abs=1e-3)
 
 
 def test_a_running_study_says_how_many_trials_finished(study_dir, tmp_path, capsys) -> None:
@@ -521,7 +523,7 @@ def test_retrieval_table_equals_a_fresh_measurement_of_the_best_checkpoint(made,
         saved = [
             p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
         ]
-        fresh = TrainingRun.load(saved[0], device="cpu").measure("test").retrieval["test"]
+        fresh = TrainingRun.load(saved[0], device="cpu").measure("test").metrics["test"]
         for name in ("p_at_1", "r_precision", "map_at_r", "nmi", "ami"):
             assert float(by_loss[loss][f"{name}_test"]) == pytest.approx(
                 100 * fresh[name], abs=1e-3

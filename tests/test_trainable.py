@@ -48,10 +48,11 @@ def no_test_split(monkeypatch, digits):
 def test_step_reports_every_metric_and_never_reads_test(no_test_split, tmp_path) -> None:
     trainable = make_trainable(SMALL, tmp_path)
     result = trainable.train()
-    assert set(layout.ALL_METRICS) <= set(result)
+    assert set(layout.all_step_metrics()) <= set(result)
     assert result[layout.ITERATION] == 5
     assert not result["done"]
-    for tag in layout.VAL_ERRORS.values():
+    for rule in ("simple", "magnet", "repmet", "unsupervised"):
+        tag = f"val/error_{rule}"
         assert 0.0 <= result[tag] <= 1.0
     while not result["done"]:
         result = trainable.train()
@@ -146,7 +147,7 @@ def test_tune_run_pauses_and_resumes_trials_through_checkpoints(ray_session, tmp
         assert history["iterations_since_restore"].tolist() == [1, 2, 1, 2]
         assert (Path(result.checkpoint.path) / CHECKPOINT_FILE).exists()
     tags = _event_tags(tmp_path / "pause-resume")
-    assert {layout.TRAIN_LOSS, layout.VAL_ERROR_SIMPLE, layout.TRAIN_BATCH_ACCURACY} <= tags
+    assert {layout.TRAIN_LOSS, "val/error_simple", layout.TRAIN_BATCH_ACCURACY} <= tags
     assert "plugin:hparams" in tags
     assert not any(tag.startswith("ray/tune/") for tag in tags)
     # The trial resumed in a new actor writes on into the same run: one run per trial.

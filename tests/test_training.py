@@ -12,7 +12,10 @@ from repmet.errors import ArgumentError, ConfigError
 from repmet.train import main as train_main
 from repmet.training import TrainingRun
 
-ERROR_KEYS = {"simple", "magnet", "repmet", "unsupervised"}
+METRIC_KEYS = {
+    "error_simple", "error_magnet", "error_repmet", "error_unsupervised",
+    "p_at_1", "r_precision", "map_at_r", "nmi", "ami",
+}  # fmt: skip
 
 
 def _losses_per_iteration(trial: TrainingRun, iterations: int) -> list[float]:
@@ -47,32 +50,32 @@ def test_evaluation_does_not_change_the_course_of_training(digits) -> None:
     evaluated = TrainingRun(config, splits=digits)
     expected = _losses_per_iteration(plain, 6)
     got = _losses_per_iteration(evaluated, 3)
-    evaluated.errors("train", "val")
+    evaluated.measure("train", "val")
     got += _losses_per_iteration(evaluated, 3)
     assert got == expected
 
 
-def test_evaluate_reports_four_errors_per_split(digits) -> None:
+def test_measure_reports_every_metric_per_split(digits) -> None:
     trial = TrainingRun(TrainingConfig(loss="repmet-v1", k=2, m=4), splits=digits)
-    errors = trial.errors("train", "val", "test")
-    assert set(errors) == {"train", "val", "test"}
-    for values in errors.values():
-        assert set(values) == ERROR_KEYS
-        assert all(0.0 <= value <= 1.0 for value in values.values())
+    metrics = trial.measure("train", "val", "test").metrics
+    assert set(metrics) == {"train", "val", "test"}
+    for values in metrics.values():
+        assert set(values) == METRIC_KEYS
+        assert all(-1.0 <= value <= 1.0 for value in values.values())
     measurement = trial.measure("train", "test")
-    assert measurement.errors == {split: errors[split] for split in ("train", "test")}
+    assert measurement.metrics == {split: metrics[split] for split in ("train", "test")}
     assert torch.equal(measurement.embedded["test"][0], trial.embed("test")[0])
     assert torch.equal(measurement.centroids, trial.centroids().centroids)
     with pytest.raises(ArgumentError, match="split = 'dev' is not one of"):
-        trial.errors("dev")
+        trial.measure("dev")
 
 
 @pytest.mark.parametrize("loss", ["magnet", "repmet-v2", "softmax"])
 def test_training_learns_an_embedding_on_digits(loss: str, digits) -> None:
     trial = TrainingRun(TrainingConfig(loss=loss, iterations=200), splits=digits)
-    untrained = trial.errors("val")["val"]["simple"]
+    untrained = trial.measure("val").metrics["val"]["error_simple"]
     stats = trial.train(200)
-    trained = trial.errors("val")["val"]["simple"]
+    trained = trial.measure("val").metrics["val"]["error_simple"]
     assert stats.iterations == 200 and stats.examples_per_second > 0
     assert trained < 0.10
     assert trained < untrained / 2
@@ -87,7 +90,9 @@ def test_infeasible_k_fails_before_training(digits) -> None:
 def test_cli_prints_error_table(capsys) -> None:
     assert train_main(["--loss", "magnet", "--iterations", "20", "--eval-every", "10"]) == 0
     out = capsys.readouterr().out
-    assert "| split | batch | simple | magnet | repmet | unsupervised |" in out
+    errors = "| Simple Error | Magnet Error | RepMet Error | Unsup. Error |"
+    assert "| split | batch error " + errors in out
+    assert "| P@1 | R-Prec | MAP@R | NMI | AMI |" in out
     for split in ("train", "val", "test"):
         assert f"| {split} |" in out
 

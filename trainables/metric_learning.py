@@ -35,9 +35,10 @@ from typing import Any
 from ray import tune
 
 from repmet import study_format as layout
-from repmet.config import SELECTABLE_METRICS, TrainingConfig
+from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
 from repmet.errors import TrainingDiverged, TrialFailed
+from repmet.metrics import metric
 from repmet.schedule import ScheduledStep, next_step
 from repmet.training import TrainingRun, load_splits, read_state, use_threads
 from trainables.records import ProjectorSnapshot, TrialRecords
@@ -50,17 +51,6 @@ FAIL_ONCE_FILE_ENV = "REPMET_FAIL_ONCE_FILE"
 #: Fault injection for tests of trial-level failures: the trials whose folder numbers
 #: (``trial_<NNN>_...``) are listed here (comma-separated) diverge in their first step, every time.
 DIVERGE_TRIALS_ENV = "REPMET_DIVERGE_TRIALS"
-
-#: The value a failed trial reports for its selection metric: no real measurement is worse (errors
-#: lie in [0, 1]; AMI, the one metric that can be negative, in [-1, 1]).
-WORST_VALUE = {"min": 1.0, "max": 0.0}
-WORST_VALUE_OF = {"ami": -1.0}
-
-
-def failed_value(select: str) -> float:
-    """The worst possible value of the selection metric ``select``."""
-    return WORST_VALUE_OF.get(select, WORST_VALUE[SELECTABLE_METRICS[select]])
-
 
 #: A data set and the key of the configuration fields that decide it (``TrainingConfig.data_key``).
 SharedData = tuple[tuple[Any, ...], DatasetSplits]
@@ -118,10 +108,10 @@ class MetricLearningTrainable(tune.Trainable):
             layout.TRAIN_BATCH_ACCURACY: stats.batch_accuracy,
             layout.SECONDS_PER_ITERATION: stats.seconds_per_iteration,
             layout.EXAMPLES_PER_SECOND: stats.examples_per_second,
-            layout.best_metric(config.select): scheduled.best_value,
+            metric(config.select).best_key: scheduled.best_value,
         }
         for name, value in scheduled.validation.items():
-            result[layout.validation_metric(name)] = value
+            result[metric(name).validation_key] = value
         # Written now, not when the trial ends: a trial the scheduler stops gets no later hook.
         snapshot = self._projector_snapshot(scheduled) if scheduled.is_best else None
         self.records.log_step(result, iteration=self.run.iteration, snapshot=snapshot)
@@ -146,12 +136,11 @@ class MetricLearningTrainable(tune.Trainable):
 
     def _failed_result(self, reason: str) -> dict[str, Any]:
         """The final result of a trial that failed for its own configuration."""
-        select = self.training_config.select
-        worst = failed_value(select)
+        selection = metric(self.training_config.select)
         return {
             layout.ITERATION: self.run.iteration,
-            layout.best_metric(select): worst,
-            layout.validation_metric(select): worst,
+            selection.best_key: selection.worst,
+            selection.validation_key: selection.worst,
             layout.TRIAL_FAILED: " ".join(reason.split()) or "failed",
             "done": True,
         }

@@ -66,7 +66,7 @@ def session_hparams(config: TrainingConfig) -> dict[str, Any]:
 
 def final_metrics(select: str) -> tuple[str, ...]:
     """The HParams metrics: the objective of the search, then every validation metric."""
-    return (layout.best_metric(select), *layout.VALIDATION_METRICS)
+    return (layout.best_metric(select), *layout.validation_metrics())
 
 
 def searched_fields() -> tuple[str, ...]:

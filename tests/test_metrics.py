@@ -1,0 +1,135 @@
+"""The metric catalogue (``repmet.metrics``): every entry is checked through the same tests, and a
+plugin metric reaches every place a metric is shown with no other change."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from processes import REPOSITORY, STUDY_COMMAND, subprocess_env
+
+from repmet.measures import Reference, SplitData
+from repmet.metrics import METRICS, all_metrics, metric, metric_of_key, metrics_of
+
+PLUGINS = Path(__file__).parent / "plugins"
+
+
+def _toy_split(separated: bool) -> SplitData:
+    """Three classes of 12 points in 4-d: well apart, or all at one blob."""
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(3).repeat_interleave(12)
+    centres = torch.eye(3, 4) * (10.0 if separated else 0.0)
+    embeddings = centres[labels] + 0.1 * torch.randn(36, 4, generator=generator)
+    reference = Reference(
+        centroids=torch.eye(3, 4) * 10.0, classes=torch.arange(3), variance=0.5, l_nearest=3
+    )
+    return SplitData(embeddings, labels, reference=reference, seed=0)
+
+
+def test_the_catalogue_lists_the_metrics_in_table_order() -> None:
+    assert [m.name for m in all_metrics()] == [
+        "error_simple", "error_magnet", "error_repmet", "error_unsupervised",
+        "p_at_1", "r_precision", "map_at_r", "nmi", "ami",
+    ]  # fmt: skip
+    assert [m.name for m in metrics_of("error")] == [m.name for m in all_metrics()][:4]
+    assert metric_of_key("val/best/map_at_r") is metric("map_at_r")
+    assert metric_of_key("val/nmi") is metric("nmi")
+    assert metric_of_key("train/loss") is None
+
+
+@pytest.mark.parametrize("name", METRICS.in_order())
+def test_every_metric_is_perfect_on_separated_classes_and_no_worse_than_its_worst(name) -> None:
+    entry = metric(name)
+    assert entry.validation_key == f"val/{name}" and entry.best_key == f"val/best/{name}"
+    perfect = entry.compute(_toy_split(separated=True))
+    blob = entry.compute(_toy_split(separated=False))
+    best = 0.0 if entry.lower_is_better else 1.0
+    assert perfect == pytest.approx(best, abs=1e-9)
+    for value in (perfect, blob):
+        assert math.isfinite(value) and entry.at_least_as_good(value, entry.worst)
+    assert entry.at_least_as_good(perfect, blob) and not entry.at_least_as_good(entry.worst, blob)
+    assert entry.best_of([perfect, blob, entry.worst]) == perfect
+
+
+def test_a_split_computes_what_its_metrics_share_once(monkeypatch) -> None:
+    from repmet import measures
+
+    calls = []
+    original = measures.unsupervised_clusters
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(measures, "unsupervised_clusters", counting)
+    values = _toy_split(separated=True).measure(all_metrics())
+    assert list(values) == METRICS.in_order() and len(calls) == 1
+    assert _toy_split(separated=True).measure([metric("map_at_r")]) == {"map_at_r": 1.0}
+    assert len(calls) == 1  # a metric not asked for costs nothing
+
+
+@pytest.mark.slow
+def test_a_plugin_metric_is_reported_recorded_searched_and_tabled(tmp_path: Path) -> None:
+    env = subprocess_env(REPMET_PLUGINS="throwaway_metric")
+    env["PYTHONPATH"] = f"{PLUGINS}:{env['PYTHONPATH']}"
+    study = [*STUDY_COMMAND, "--space", "all", "--losses", "repmet-v2", "--smoke"]
+    study += ["--storage", str(tmp_path), "--name", "plugin", "--select", "error_1nn"]
+    done = subprocess.run(
+        study, env=env, capture_output=True, text=True, timeout=600, cwd=REPOSITORY
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = tmp_path / "plugin"
+    steps = [
+        json.loads(line)
+        for result in folder.glob("repmet-v2/*/result.json")
+        for line in result.read_text().splitlines()
+    ]
+    assert steps and all(0.0 <= step["val/error_1nn"] <= 1.0 for step in steps)
+    assert all("val/best/error_1nn" in step for step in steps)
+    header = (folder / "trials.csv").read_text().splitlines()[0].split(",")
+    assert "val/error_1nn" in header
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in folder.rglob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events.parent))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    assert {"val/error_1nn", "val/best/error_1nn"} <= tags
+    import optuna
+
+    search = optuna.load_study(study_name="repmet-v2", storage=f"sqlite:///{folder}/optuna.db")
+    assert search.metric_names == ["val/best/error_1nn"]
+    assert search.direction == optuna.study.StudyDirection.MINIMIZE
+    assert all(0.0 <= trial.value <= 1.0 for trial in search.trials)
+
+    report = [sys.executable, str(REPOSITORY / "analysis" / "report.py"), str(folder)]
+    done = subprocess.run(
+        [*report, "--no-plots", "--device", "cpu"], env=env, capture_output=True, text=True,
+        timeout=600, cwd=REPOSITORY,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "| Unsup. Error | 1-NN Error |" in done.stdout
+    assert "from the checkpoint with the lowest val/error_1nn" in done.stdout
+
+
+def test_k_means_metrics_are_measured_every_kmeans_every_validations_and_at_the_last(digits):
+    from repmet.config import TrainingConfig
+    from repmet.schedule import steps
+    from repmet.training import TrainingRun
+
+    expensive = {m.name for m in all_metrics() if m.cost == "k-means"}
+    assert expensive == {"error_unsupervised", "nmi", "ami"}
+    config = TrainingConfig(loss="repmet-v2", iterations=25, eval_every=5, kmeans_every=2)
+    measured = [set(step.validation) for step in steps(TrainingRun(config, splits=digits))]
+    every = set(METRICS.in_order())
+    assert measured == [every - expensive, every, every - expensive, every, every]
+    selected = config.replace(select="ami")
+    measured = [set(step.validation) for step in steps(TrainingRun(selected, splits=digits))]
+    assert measured[0] == (every - expensive) | {"ami"} and measured[-1] == every
