@@ -272,7 +272,7 @@ def episode_representatives(
     mode per point returns). Otherwise the k-means modes of each class's support: one per-group
     k-means run (greedy k-means++ seeding, then Lloyd iterations) over all E * N supports at
     once, seeded with ``seed``. One run, not the evaluation centroids' best of 10: a support
-    holds a handful of points, and ten runs would make k-means nine tenths of the cost.
+    holds a handful of points, and ten runs cost three times as much (docs/algorithms.md).
     """
     if modes < 1:
         raise ArgumentError(f"modes = {modes} is invalid; a class needs at least 1 mode.")
