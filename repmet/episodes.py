@@ -383,7 +383,8 @@ def episode_accuracies(
     representatives = episode_representatives(embeddings, episodes, modes=modes, seed=seed)
     embeddings = _check_embeddings(embeddings, episodes)
     ways, per_class = episodes.ways, episodes.queries
-    truth = torch.arange(ways).repeat_interleave(per_class)  # episode class of each query row
+    # The episode class of each query row.
+    truth = torch.arange(ways, device=embeddings.device).repeat_interleave(per_class)
     m, dim = representatives.shape[2], representatives.shape[3]
     block = geometry.rows_per_block(
         ways * per_class * max(dim, ways * m), geometry.DISTANCE_BLOCK_ELEMENTS
@@ -402,6 +403,6 @@ def episode_accuracies(
             for method, log_scores in scores.items():
                 correct[method].append((log_scores.argmax(dim=2) == truth).sum(dim=1))
     return {
-        method: EpisodeAccuracy.of(torch.cat(parts).double() / (ways * per_class))
+        method: EpisodeAccuracy.of(torch.cat(parts).cpu().double() / (ways * per_class))
         for method, parts in correct.items()
     }

@@ -294,3 +294,18 @@ def test_too_few_classes_is_one_clear_error() -> None:
         arguments = {"ways": 2, "shots": 1, "queries": 1, "count": 1, **bad}
         with pytest.raises(ConfigError, match=f"few-shot {next(iter(bad))} = "):
             draw_episodes(labels, seed=0, **arguments)
+
+
+def test_blocks_bound_memory_without_changing_the_numbers(monkeypatch) -> None:
+    generator = torch.Generator().manual_seed(7)
+    labels = torch.arange(15).repeat_interleave(10)
+    embeddings = torch.randn(150, 8, generator=generator) + labels[:, None] * 0.3
+    episodes = draw_episodes(labels, ways=5, shots=3, queries=4, count=50, seed=0)
+    arguments = {"modes": 2, "variance": 0.5, "l_nearest": 4, "seed": 0}
+    whole = episode_accuracies(embeddings, episodes, **arguments)
+    # An episode takes N * Q * max(D, N * m) = 5 * 4 * 10 elements: blocks of 3 episodes.
+    monkeypatch.setattr("repmet.geometry.DISTANCE_BLOCK_ELEMENTS", 3 * 5 * 4 * 10)
+    blocked = episode_accuracies(embeddings, episodes, **arguments)
+    for method in METHODS:
+        assert torch.equal(blocked[method].per_episode, whole[method].per_episode)
+    assert 0.2 < whole["simple"].mean < 1.0
