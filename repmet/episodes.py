@@ -1,7 +1,7 @@
 """Few-shot episodes on unseen classes (spec: "Unseen classes: the class-disjoint protocol and
 few-shot episodes").
 
-RepMet's few-shot procedure (Karlinsky et al., CVPR 2019, section 4.2 and its official code): a
+RepMet's few-shot procedure (Karlinsky et al., CVPR 2019, and its official code): a
 new class is given by a handful of support examples; their embeddings, or the k-means modes of
 them, become the class's representatives, and the queries are classified against those
 representatives only. Here:
