@@ -125,6 +125,13 @@ def _log_class_scores(
     return per_class - torch.logsumexp(logits, dim=1, keepdim=True)
 
 
+def _check_rule_parameters(variance: float, L: int) -> None:
+    if not variance > 0:
+        raise ArgumentError(f"variance = {variance} is invalid; it must be positive.")
+    if L < 1:
+        raise ArgumentError(f"L = {L} is invalid; the Magnet rule needs at least 1 centroid.")
+
+
 def _check_arguments(
     embeddings: Tensor, centroids: Tensor, centroid_classes: Tensor, variance: float, L: int
 ) -> None:
@@ -138,10 +145,45 @@ def _check_arguments(
             f"centroid_classes has shape {tuple(centroid_classes.shape)}; it must "
             f"be [{centroids.shape[0]}], one class per centroid."
         )
-    if not variance > 0:
-        raise ArgumentError(f"variance = {variance} is invalid; it must be positive.")
-    if L < 1:
-        raise ArgumentError(f"L = {L} is invalid; the Magnet rule needs at least 1 centroid.")
+    _check_rule_parameters(variance, L)
+
+
+def _layout(centroid_classes: Tensor) -> tuple[int, bool]:
+    """The number of classes C, and whether centroid j belongs to class j // (J / C)."""
+    num_classes = int(centroid_classes.max()) + 1
+    num_centroids = centroid_classes.shape[0]
+    class_major = num_centroids % num_classes == 0 and torch.equal(
+        centroid_classes,
+        torch.arange(num_centroids, device=centroid_classes.device)
+        // (num_centroids // num_classes),
+    )
+    return num_classes, class_major
+
+
+def log_class_scores(
+    distances: Tensor, centroid_classes: Tensor, *, method: str, variance: float, L: int
+) -> Tensor:
+    """``[B, C]`` log-domain class scores of B queries from their ``[B, J]`` squared distances to
+    the J centroids, whose argmax over classes is the rule's prediction: the rules of
+    :func:`predict` for a caller that has the distances already (the few-shot episodes of
+    :mod:`repmet.episodes`, whose centroids differ from one episode to the next).
+
+    simple: minus the squared distance to the class's nearest centroid; magnet: log of the class
+    probabilities of Magnet eq. 6 over the ``min(L, J)`` nearest centroids; repmet: log of the
+    kernel sums of RepMet eq. 6.
+    """
+    _check_method(method)
+    _check_rule_parameters(variance, L)
+    if distances.dim() != 2 or centroid_classes.shape != (distances.shape[1],):
+        raise ArgumentError(
+            f"distances {tuple(distances.shape)} and centroid_classes "
+            f"{tuple(centroid_classes.shape)} must be [B, J] and [J]."
+        )
+    centroid_classes = centroid_classes.long()
+    num_classes, class_major = _layout(centroid_classes)
+    return _log_class_scores(
+        distances, centroid_classes, num_classes, method, variance, L, class_major
+    )
 
 
 def _check_method(method: str) -> None:
@@ -173,11 +215,8 @@ def _per_chunk(
     embeddings = embeddings.detach().to(dtype)
     centroids = centroids.detach().to(dtype)
     centroid_classes = centroid_classes.long()
-    num_classes = int(centroid_classes.max()) + 1
+    num_classes, class_major = _layout(centroid_classes)
     num_centroids = centroids.shape[0]
-    class_major = num_centroids % num_classes == 0 and torch.equal(
-        centroid_classes, torch.arange(num_centroids) // (num_centroids // num_classes)
-    )
     origin = centroids.mean(dim=0, keepdim=True)
     centroids = centroids - origin
     centroid_sq_norms = geometry.squared_norms(centroids)

@@ -46,24 +46,26 @@ def expanded_squared_distances(
     point_norms: Tensor | None = None,
     centre_norms: Tensor | None = None,
 ) -> Tensor:
-    """``[N, J]`` d(a, b) = |a|^2 - 2 a.b + |b|^2 for points and centres already near the origin.
+    """``[..., N, J]`` d(a, b) = |a|^2 - 2 a.b + |b|^2 for points ``[..., N, E]`` and centres
+    ``[..., J, E]`` already near the origin (leading dimensions: a batch of independent sets).
 
     Rounding can leave tiny negative values, hence the clamp. Callers that reuse the norms across
     blocks pass them in.
     """
     if point_norms is None:
-        point_norms = points.pow(2).sum(dim=1)
+        point_norms = points.pow(2).sum(dim=-1)
     if centre_norms is None:
-        centre_norms = centres.pow(2).sum(dim=1)
-    squared = point_norms.unsqueeze(1) - 2.0 * points @ centres.T + centre_norms.unsqueeze(0)
+        centre_norms = centres.pow(2).sum(dim=-1)
+    squared = point_norms.unsqueeze(-1) - 2.0 * points @ centres.mT + centre_norms.unsqueeze(-2)
     return squared.clamp_min(0.0)
 
 
 def pairwise_squared_distances(points: Tensor, centres: Tensor) -> Tensor:
-    """d(a, b) = sum((a - b)^2) between every row of ``points`` [N, E] and ``centres`` [J, E].
+    """d(a, b) = sum((a - b)^2) between every row of ``points`` [..., N, E] and ``centres``
+    [..., J, E] (leading dimensions: a batch of independent sets, each with its own origin).
 
     Both sides are shifted by the detached mean centre first (see the module), which leaves the
     distances and their gradients unchanged.
     """
-    origin = centres.detach().mean(dim=0, keepdim=True)
+    origin = centres.detach().mean(dim=-2, keepdim=True)
     return expanded_squared_distances(points - origin, centres - origin)
