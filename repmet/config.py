@@ -18,6 +18,7 @@ from typing import Any
 
 from repmet.catalogue import LOSSES, LossEntry
 from repmet.errors import ConfigError
+from repmet.protocols import CLOSED_SET, FOLDS, PROTOCOLS
 
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
 
@@ -30,6 +31,8 @@ DATA_FIELDS: tuple[str, ...] = (
     "split_seed",
     "pretrained",
     "augment",
+    "protocol",
+    "fold",
 )
 
 #: Fields whose default depends on the loss: a catalogue entry's ``defaults`` replace these
@@ -98,6 +101,8 @@ class TrainingConfig:
     image_size: int | None = None
     split_seed: int = 0
     augment: bool = False
+    protocol: str = CLOSED_SET
+    fold: int = 0
 
     # The embedding network.
     model: str = "small-cnn"
@@ -136,6 +141,8 @@ class TrainingConfig:
         _require_choice("loss", self.loss, LOSSES.in_order())
         self._resolve_loss_defaults()
         _require_choice("device", self.device, DEVICES)
+        _require_choice("protocol", self.protocol, PROTOCOLS)
+        _require_positive_int("fold", self.fold, minimum=0, maximum=FOLDS - 1)
         _require_choice("select", self.select, tuple(SELECTABLE_METRICS))
         _require_positive_int("embedding_dim", self.embedding_dim)
         _require_positive_int(
@@ -190,14 +197,22 @@ class TrainingConfig:
         """N = M * D rows per batch."""
         return self.m * self.d
 
-    def validate_against(self, class_counts: Sequence[int]) -> None:
+    def validate_against(
+        self, class_counts: Sequence[int], class_names: Sequence[str] | None = None
+    ) -> None:
         """Checks the data-dependent limits of the spec (K <= smallest class, M <= J - K + 1).
+
+        A class smaller than K is refused rather than given fewer clusters: the cluster index,
+        the representatives and every loss use the class-major layout (cluster j of class
+        j // K), which needs K clusters in every class. A cluster smaller than D needs no check:
+        the sampler draws its D rows with replacement.
 
         Args:
             class_counts: number of training examples of each class, indexed by class.
+            class_names: the classes' names, for the message (default: their indices).
 
         Raises:
-            ConfigError: naming the field, its value and the limit.
+            ConfigError: naming the field, its value and the limit (and the class, for K).
         """
         num_classes = len(class_counts)
         if num_classes < 2:
@@ -207,9 +222,11 @@ class TrainingConfig:
         smallest = min(class_counts)
         if self.k > largest_k(smallest):
             cls = list(class_counts).index(smallest)
+            name = f"class {cls}" if class_names is None else f"class {cls} ({class_names[cls]})"
+            examples = "example" if smallest == 1 else "examples"
             raise ConfigError(
-                f"k = {self.k} exceeds the smallest training class (class {cls} has {smallest} "
-                f"examples); use k <= {largest_k(smallest)}"
+                f"k = {self.k} exceeds the smallest training class ({name} has {smallest} "
+                f"{examples}); use k <= {largest_k(smallest)}"
             )
         limit = largest_m(num_classes, self.k)
         if self.m > limit:
@@ -288,6 +305,11 @@ FIELD_HELP: dict[str, str] = {
     "download": "let torchvision download a missing data set",
     "image_size": "side of the square input images (default: native size, 224 for photo sets)",
     "split_seed": "seed of the train/validation/test split (kept fixed across trials)",
+    "protocol": "closed-set (every class in every split) or class-disjoint (train, validation "
+    "and test classes disjoint: the official class split, else the first half of the sorted "
+    "classes for train+val, the rest for test)",
+    "fold": f"class-disjoint only: which quarter (0..{FOLDS - 1}) of the train+val classes "
+    "validates",
     "augment": "random training augmentation (shifts of in-memory images; random resized crops "
     "and flips of photos)",
     "model": "embedding network: small-cnn, resnet18, resnet50",

@@ -122,6 +122,8 @@ def load_splits(config: TrainingConfig, *, cached: bool = False) -> DatasetSplit
         image_size=config.image_size,
         pretrained_normalization=config.pretrained,
         augment=config.augment,
+        protocol=config.protocol,
+        fold=config.fold,
     )
     if cached:
         _loaded.clear()
@@ -151,7 +153,9 @@ class TrainingRun:
         self.splits = splits if splits is not None else load_splits(config)
         train_labels = self.splits.train.labels
         num_classes = self.splits.num_classes
-        config.validate_against(torch.bincount(train_labels, minlength=num_classes).tolist())
+        config.validate_against(
+            torch.bincount(train_labels, minlength=num_classes).tolist(), self.splits.class_names
+        )
 
         self.device = resolve_device(config.device)
         self._datasets: dict[str, LabeledDataset] = {}

@@ -137,8 +137,14 @@ def digits_distorted(request: DataRequest) -> DatasetSplits:
     return in_memory_splits(
         "digits-distorted",
         images,
-        labels,
-        group_split(source_labels, copies=COPIES, seed=request.seed, dataset="digits-distorted"),
+        # Class-disjoint splits keep whole classes, so the copies of a source stay together too.
+        request.partition(
+            labels,
+            dataset="digits-distorted",
+            closed_set=lambda: group_split(
+                source_labels, copies=COPIES, seed=request.seed, dataset="digits-distorted"
+            ),
+        ),
         class_names=class_names,
         request=request,
     )
