@@ -299,8 +299,8 @@ def _require_finite(name: str, value: object, *, minimum: float, inclusive: bool
 #: One line per field, shown by ``--help`` of the command-line tools.
 FIELD_HELP: dict[str, str] = {
     "loss": "loss to train (a name of the loss catalogue, repmet.catalogue)",
-    "dataset": "data set name (digits, mnist, fashion-mnist, flowers102, oxford-pet, "
-    "stanford-dogs, folder, arrays)",
+    "dataset": "data set name (digits, digits-distorted, glyphs, mnist, fashion-mnist, "
+    "flowers102, oxford-pet, stanford-dogs, cub200, cars196, sop, folder, arrays)",
     "data_root": "where the data set lives (default: $REPMET_DATA_ROOT or ./data)",
     "download": "let torchvision download a missing data set",
     "image_size": "side of the square input images (default: native size, 224 for photo sets)",

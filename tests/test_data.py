@@ -994,7 +994,7 @@ def test_unknown_data_set_lists_the_choices() -> None:
         load_dataset("cifar-1000")
     for name in DATASETS.names():
         assert name in str(caught.value)
-    expected = set(NAMED_SETS) | {"digits", "digits-distorted", "folder", "arrays"}
+    expected = set(NAMED_SETS) | {"digits", "digits-distorted", "glyphs", "folder", "arrays"}
     expected |= {"cub200", "cars196", "sop"}
     assert expected == set(DATASETS.names())
 
