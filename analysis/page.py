@@ -90,8 +90,14 @@ def render_page(report: Report, folder: Path | None) -> str:
     for picture in report.pictures:
         by_section.setdefault(picture.section, []).append(picture)
 
+    subs, blocks = [], []
+    if report.unseen is not None:
+        entry, block = table_block(report.unseen, "unseen")
+        subs.append(entry)
+        blocks.append(block)
     entry, block = table_block(report.results.text(), "errors")
-    subs, blocks = [entry], [block]
+    subs.append(entry)
+    blocks.append(block)
     for picture in by_section.get("comparison", []):
         subs.append(("comparison", picture.title))
         blocks.append(f'<h3 id="comparison">{html.escape(picture.title)}</h3>')

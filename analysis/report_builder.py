@@ -10,12 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from analysis import plots, search_plots
 from analysis.page import render_page
 from analysis.scores import (
     CheckpointLoader,
     Scores,
     Selection,
+    flattened,
     mean_std_cells,
     percent_cells,
     raw_nearest_neighbour_errors,
@@ -37,11 +40,16 @@ from analysis.tables import (
     to_latex,
     to_markdown,
 )
+from analysis.unseen import UnseenRow, unseen_table
 from analysis.verdict import CONFIDENCE, Spread, verdict
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
-from repmet.metrics import label_of, lower_is_better
+from repmet.measures import SplitData
+from repmet.metrics import label_of, lower_is_better, metrics_of
+from repmet.metrics import metric as metric_named
+from repmet.protocols import CLOSED_SET
+from repmet.training import Measurement, TrainingRun
 from search_spaces.spaces import REFERENCE
 
 UNTRAINED_KEY = "untrained"
@@ -59,12 +67,15 @@ class Report:
     hyperparameters: TextTable
     trials: TextTable
     settings: TextTable | None = None
+    #: The unseen-class table of a class-disjoint study (None for a closed-set one).
+    unseen: TextTable | None = None
     warnings: list[str] = field(default_factory=list)
     pictures: list[plots.Picture] = field(default_factory=list)
     figure_notes: list[str] = field(default_factory=list)
 
     def tables(self) -> list[TextTable]:
-        tables = [self.results.text(), self.retrieval.text()]
+        tables = [] if self.unseen is None else [self.unseen]
+        tables += [self.results.text(), self.retrieval.text()]
         if self.repeats is not None:
             tables += [
                 self.repeats.verdict,
@@ -154,6 +165,7 @@ def build_report(
     figure_notes: list[str] = []
     rows: list[Row] = []
     retrieval_rows: list[Row] = []
+    unseen_rows: list[UnseenRow] = []
     test_values: dict[str, float] = {}
     # Every selected checkpoint is read before any work starts, so that a damaged folder ends the
     # report with its one error line and nothing else.
@@ -172,6 +184,9 @@ def build_report(
         )
         retrieval = percent_cells(measurement.metrics, columns_of("retrieval"))
         retrieval_rows.append(Row(loss, loss_label(loss), retrieval))
+        unseen_rows.append(
+            UnseenRow(loss, loss_label(loss), measurement.metrics, measurement.intervals["test"])
+        )
         test_values[loss] = 100.0 * Scores(metrics=measurement.metrics).test_value(study.select)
         if draw:
             embeddings, labels = measurement.embedded["test"]
@@ -203,10 +218,20 @@ def build_report(
     baselines: list[Baseline] = []
     if configs:
         first = next(iter(configs))
-        baseline_table, baselines = baseline_rows(
+        baseline_table, baselines, untrained_measurement = baseline_rows(
             first, configs[first], loader=loader, progress=progress, select=study.select
         )
         rows += baseline_table
+        unseen_rows.append(
+            UnseenRow(
+                UNTRAINED_KEY,
+                baseline_table[0].label,
+                untrained_measurement.metrics,
+                untrained_measurement.intervals["test"],
+            )
+        )
+        if splits is not None and splits.protocol != CLOSED_SET:
+            unseen_rows.append(raw_pixel_unseen_row(runs[first], splits))
     for loss, config in configs.items():
         if loss in LOSSES:
             notes += LOSSES.get(loss).report_notes(config.to_dict())
@@ -265,7 +290,17 @@ def build_report(
             progress(note)
 
     untrained = baselines[0] if baselines else None
+    unseen = None
+    if splits is not None and splits.protocol != CLOSED_SET and configs:
+        config = next(iter(configs.values()))
+        unseen = unseen_table(
+            unseen_rows,
+            ways=config.few_shot_ways,
+            queries=config.few_shot_queries,
+            episodes=config.few_shot_episodes,
+        )
     return Report(
+        unseen=unseen,
         study=study,
         results=results,
         retrieval=retrieval_table,
@@ -361,10 +396,11 @@ def baseline_rows(
     loader: CheckpointLoader,
     progress: Callable[[str], None],
     select: str = "error_simple",
-) -> tuple[list[Row], list[Baseline]]:
+) -> tuple[list[Row], list[Baseline], Measurement]:
     """The untrained network (the best configuration of the first loss, not trained) and
-    1-nearest-neighbour on raw pixels (Simple column only): their table rows, and their test value
-    of the selection metric (percent) where they have one."""
+    1-nearest-neighbour on raw pixels (Simple column only): their table rows, their test value
+    of the selection metric (percent) where they have one, and the untrained network's
+    measurement."""
     progress(f"evaluating baselines: untrained network ({loss} configuration), raw 1-NN")
     untrained = loader.build(config)
     measurement = untrained.measure("train", "test")
@@ -378,16 +414,35 @@ def baseline_rows(
     scores = Scores(metrics=measurement.metrics)
     baselines = [Baseline("untrained network", 100.0 * scores.test_value(select))]
     train_error, test_error = raw_nearest_neighbour_errors(untrained.splits)
+    seen = untrained.splits.protocol == CLOSED_SET
+    raw_test = Stat(100.0 * test_error) if seen else None
     rows.append(
         Row(
             RAW_KEY,
             "1-NN on raw pixels",
-            {"error_simple": (Stat(100.0 * train_error), Stat(100.0 * test_error))},
+            # Under the class-disjoint protocol the test classes have no training examples to be
+            # the nearest neighbour of: the unseen-class table measures raw pixels instead.
+            {"error_simple": (Stat(100.0 * train_error), raw_test)},
         )
     )
-    if select == "error_simple":
+    if select == "error_simple" and seen:
         baselines.append(Baseline("1-NN on raw pixels", 100.0 * test_error))
-    return rows, baselines
+    return rows, baselines, measurement
+
+
+def raw_pixel_unseen_row(run: TrainingRun, splits: DatasetSplits) -> UnseenRow:
+    """Raw pixels on the unseen test classes: the few-shot simple rule (prototypes of raw
+    pixels) on the run's episodes, and retrieval from raw pixels."""
+    settings = run.few_shot_settings("test", variance=1.0)  # the simple rule ignores it
+    data = SplitData(
+        torch.from_numpy(flattened(splits.test)), splits.test.labels, reference=None,
+        seed=run.config.seed, few_shot=settings,
+    )  # fmt: skip
+    wanted = [m for m in metrics_of("few-shot") if m.name.endswith("_simple")]
+    wanted += [metric_named(name) for name in ("p_at_1", "r_precision", "map_at_r")]
+    return UnseenRow(
+        RAW_KEY, "Raw pixels", {"test": data.measure(wanted)}, data.intervals(wanted)
+    )
 
 
 @dataclass(frozen=True)

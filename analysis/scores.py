@@ -165,27 +165,26 @@ class Scores:
 
 def percent_cells(values: Values, kinds: Sequence[str]) -> dict[str, SplitStats]:
     """``{split: {metric name: value}}`` of the train and test splits as table cells in
-    percent."""
-    return {
-        kind: (Stat(100.0 * values["train"][kind]), Stat(100.0 * values["test"][kind]))
-        for kind in kinds
-    }
+    percent; a metric a split does not have (a supervised error on unseen classes) is None."""
+
+    def cell(split: str, kind: str) -> Stat | None:
+        value = values[split].get(kind)
+        return None if value is None else Stat(100.0 * value)
+
+    return {kind: (cell("train", kind), cell("test", kind)) for kind in kinds}
 
 
 def mean_std_cells(runs: Sequence[Values], kinds: Sequence[str]) -> dict[str, SplitStats]:
     """Mean and sample standard deviation (0 for a single run) over repeated runs, in percent."""
 
-    def stat(values: list[float]) -> Stat:
+    def stat(split: str, kind: str) -> Stat | None:
+        values = [100.0 * run[split][kind] for run in runs if kind in run[split]]
+        if not values:
+            return None
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         return Stat(statistics.fmean(values), std)
 
-    return {
-        kind: (
-            stat([100.0 * run["train"][kind] for run in runs]),
-            stat([100.0 * run["test"][kind] for run in runs]),
-        )
-        for kind in kinds
-    }
+    return {kind: (stat("train", kind), stat("test", kind)) for kind in kinds}
 
 
 def flattened(dataset: LabeledDataset) -> np.ndarray:

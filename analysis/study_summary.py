@@ -19,6 +19,7 @@ from analysis.tables import TextTable, loss_label
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
 from repmet.metrics import label_of, lower_is_better
+from repmet.protocols import CLOSED_SET
 
 #: A study whose trials train fewer iterations than this is smoke-sized: it checks the pipeline.
 MIN_ITERATIONS = 100
@@ -249,10 +250,17 @@ def data_text(config: TrainingConfig | None, splits: DatasetSplits | None, fixed
     if splits is None:
         return f"{dataset} (not loaded)"
     channels, height, width = splits.image_shape
+    classes = {split: len(names) for split, names in (splits.split_classes or {}).items()}
+    if splits.protocol == CLOSED_SET:
+        counted = f"{splits.num_classes} classes"
+    else:
+        counted = (
+            f"class-disjoint protocol, fold {config.fold if config else '?'}: "
+            f"{classes['train']} / {classes['val']} / {classes['test']} classes"
+        )
     text = (
         f"{dataset}: {len(splits.train):,} train / {len(splits.val):,} validation / "
-        f"{len(splits.test):,} test examples, {splits.num_classes} classes, "
-        f"{channels}x{height}x{width} inputs"
+        f"{len(splits.test):,} test examples, {counted}, {channels}x{height}x{width} inputs"
     )
     if config is not None:
         text += f", split seed {config.split_seed}"

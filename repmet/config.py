@@ -18,7 +18,8 @@ from typing import Any
 
 from repmet.catalogue import LOSSES, LossEntry
 from repmet.errors import ConfigError
-from repmet.metrics import METRICS
+from repmet.metrics import METRICS, metric, metrics_for
+from repmet.protocols import CLASS_DISJOINT, CLOSED_SET, FOLDS, PROTOCOLS
 from repmet.registry import Registry
 
 DEVICES: tuple[str, ...] = ("cpu", "cuda", "auto")
@@ -32,6 +33,8 @@ DATA_FIELDS: tuple[str, ...] = (
     "split_seed",
     "pretrained",
     "augment",
+    "protocol",
+    "fold",
 )
 
 #: Fields whose default depends on the loss: a catalogue entry's ``defaults`` replace these
@@ -51,6 +54,12 @@ LOSS_DEFAULTS: Mapping[str, Any] = MappingProxyType(
 
 #: Upper bound on M*D: a batch larger than this is almost certainly a typo on the command line.
 MAX_BATCH_SIZE = 4096
+#: The selection metric of each protocol unless told otherwise: the seed's simple error for the
+#: closed-set table, MAP@R on unseen classes ("A Metric Learning Reality Check", ECCV 2020).
+DEFAULT_SELECT: Mapping[str, str] = MappingProxyType(
+    {CLOSED_SET: "error_simple", CLASS_DISJOINT: "map_at_r"}
+)
+
 #: A batch holds its seed cluster and at least one impostor cluster (Magnet eq. 4 sums over them).
 MIN_CLUSTERS_PER_BATCH = 2
 
@@ -84,6 +93,8 @@ class TrainingConfig:
     image_size: int | None = None
     split_seed: int = 0
     augment: bool = False
+    protocol: str = CLOSED_SET
+    fold: int = 0
 
     # The embedding network.
     model: str = "small-cnn"
@@ -111,7 +122,13 @@ class TrainingConfig:
     eval_every: int = 100
     kmeans_every: int = 1
     eval_batch_size: int = 512
-    select: str = "error_simple"
+    select: str | None = None
+
+    # Few-shot episodes on unseen classes (the class-disjoint protocol).
+    few_shot_ways: int = 5
+    few_shot_queries: int = 15
+    few_shot_episodes: int = 1000
+    few_shot_val_episodes: int = 200
 
     # Execution.
     seed: int = 0
@@ -123,7 +140,14 @@ class TrainingConfig:
         _require_choice("loss", self.loss, LOSSES.in_order())
         self._resolve_loss_defaults()
         _require_choice("device", self.device, DEVICES)
-        _require_choice("select", self.select, METRICS.in_order())
+        _require_choice("protocol", self.protocol, PROTOCOLS)
+        _require_positive_int("fold", self.fold, minimum=0, maximum=FOLDS - 1)
+        self._resolve_select()
+        _require_positive_int(
+            "few_shot_ways", self.few_shot_ways, minimum=2, why="an episode tells classes apart"
+        )
+        for name in ("few_shot_queries", "few_shot_episodes", "few_shot_val_episodes"):
+            _require_positive_int(name, getattr(self, name))
         _require_positive_int("embedding_dim", self.embedding_dim)
         _require_positive_int(
             "m", self.m, minimum=MIN_CLUSTERS_PER_BATCH, why="a batch needs an impostor cluster"
@@ -155,6 +179,22 @@ class TrainingConfig:
         if self.pretrained and self.model == "small-cnn":
             raise ConfigError("pretrained=True needs an ImageNet backbone (resnet18 or resnet50)")
 
+    def _resolve_select(self) -> None:
+        """The selection metric: as given, else the protocol's default (the simple error of a
+        closed-set run; MAP@R under the class-disjoint protocol, the Reality Check's choice). A
+        metric that the validation split does not have is refused."""
+        if self.select is None:
+            object.__setattr__(self, "select", DEFAULT_SELECT[self.protocol])
+        _require_choice("select", self.select, METRICS.in_order())
+        seen = self.protocol == CLOSED_SET
+        if not metric(self.select).applies_to(seen=seen):
+            split = "training" if seen else "unseen"
+            raise ConfigError(
+                f"select = {self.select!r} is not measured on the validation split of a "
+                f"{self.protocol} run (its classes are {split} classes); choose one of: "
+                + ", ".join(m.name for m in metrics_for(seen=seen))
+            )
+
     def _resolve_loss_defaults(self) -> None:
         """Fills every field left at None with the loss's default, else the global one: the
         stored configuration always says what was trained."""
@@ -178,14 +218,22 @@ class TrainingConfig:
         """N = M * D rows per batch."""
         return self.m * self.d
 
-    def validate_against(self, class_counts: Sequence[int]) -> None:
+    def validate_against(
+        self, class_counts: Sequence[int], class_names: Sequence[str] | None = None
+    ) -> None:
         """Checks the data-dependent limits of the spec (K <= smallest class, M <= J - K + 1).
+
+        A class smaller than K is refused rather than given fewer clusters: the cluster index,
+        the representatives and every loss use the class-major layout (cluster j of class
+        j // K), which needs K clusters in every class. A cluster smaller than D needs no check:
+        the sampler draws its D rows with replacement.
 
         Args:
             class_counts: number of training examples of each class, indexed by class.
+            class_names: the classes' names, for the message (default: their indices).
 
         Raises:
-            ConfigError: naming the field, its value and the limit.
+            ConfigError: naming the field, its value and the limit (and the class, for K).
         """
         num_classes = len(class_counts)
         if num_classes < 2:
@@ -195,9 +243,11 @@ class TrainingConfig:
         smallest = min(class_counts)
         if self.k > largest_k(smallest):
             cls = list(class_counts).index(smallest)
+            name = f"class {cls}" if class_names is None else f"class {cls} ({class_names[cls]})"
+            examples = "example" if smallest == 1 else "examples"
             raise ConfigError(
-                f"k = {self.k} exceeds the smallest training class (class {cls} has {smallest} "
-                f"examples); use k <= {largest_k(smallest)}"
+                f"k = {self.k} exceeds the smallest training class ({name} has {smallest} "
+                f"{examples}); use k <= {largest_k(smallest)}"
             )
         limit = largest_m(num_classes, self.k)
         if self.m > limit:
@@ -270,12 +320,17 @@ def _require_finite(name: str, value: object, *, minimum: float, inclusive: bool
 #: One line per field, shown by ``--help`` of the command-line tools.
 FIELD_HELP: dict[str, str] = {
     "loss": "loss to train (a name of the loss catalogue, repmet.catalogue)",
-    "dataset": "data set name (digits, mnist, fashion-mnist, flowers102, oxford-pet, "
-    "stanford-dogs, folder, arrays)",
+    "dataset": "data set name (digits, digits-distorted, glyphs, mnist, fashion-mnist, "
+    "flowers102, oxford-pet, stanford-dogs, cub200, cars196, sop, folder, arrays)",
     "data_root": "where the data set lives (default: $REPMET_DATA_ROOT or ./data)",
     "download": "let torchvision download a missing data set",
     "image_size": "side of the square input images (default: native size, 224 for photo sets)",
     "split_seed": "seed of the train/validation/test split (kept fixed across trials)",
+    "protocol": "closed-set (every class in every split) or class-disjoint (train, validation "
+    "and test classes disjoint: the official class split, else the first half of the sorted "
+    "classes for train+val, the rest for test)",
+    "fold": f"class-disjoint only: which quarter (0..{FOLDS - 1}) of the train+val classes "
+    "validates",
     "augment": "random training augmentation (shifts of in-memory images; random resized crops "
     "and flips of photos)",
     "model": "embedding network: small-cnn, resnet18, resnet50",
@@ -300,7 +355,12 @@ FIELD_HELP: dict[str, str] = {
     "kmeans_every": "measure the k-means-based validation metrics (unsupervised error, NMI, "
     "AMI) at every this many validations, and at the last (the selection metric: always)",
     "eval_batch_size": "batch size of evaluation and index refresh forward passes",
-    "select": "validation metric that selects the step standing for the run: "
+    "few_shot_ways": "N: classes per few-shot episode (class-disjoint protocol)",
+    "few_shot_queries": "Q: query examples per class of a few-shot episode",
+    "few_shot_episodes": "few-shot episodes of the test split (each shot count)",
+    "few_shot_val_episodes": "few-shot episodes of the validation split, at every validation",
+    "select": "validation metric that selects the step standing for the run (default: "
+    "error_simple; map_at_r under the class-disjoint protocol): "
     # the built-in metrics: importing plugins here would import them while this module loads
     + ", ".join(Registry.in_order(METRICS))
     + " (errors: lower is better; the others: higher)",

@@ -33,8 +33,13 @@ if TYPE_CHECKING:
 #: Which way a metric is better: ``min`` (errors) or ``max`` (precisions, mutual information).
 Direction = Literal["min", "max"]
 #: Which table of the report a metric belongs to: ``error`` (the results table: train (test)
-#: errors of the four accuracies) or ``retrieval`` (retrieval and clustering on test).
-Table = Literal["error", "retrieval"]
+#: errors of the four accuracies), ``retrieval`` (retrieval and clustering) or ``few-shot`` (the
+#: unseen-class table of a class-disjoint study).
+Table = Literal["error", "retrieval", "few-shot"]
+#: Which splits a metric is measured on. ``seen``: splits of the training classes only (the
+#: supervised rules measure against the training classes' centroids); ``unseen``: splits of
+#: classes the network never saw only (few-shot episodes); ``any``: every split.
+Applies = Literal["any", "seen", "unseen"]
 #: What a metric costs to measure: ``cheap`` (distances, nearest neighbours) or ``k-means`` (a
 #: k-means clustering of the split with restarts, the costly part of a measurement at scale).
 Cost = Literal["cheap", "k-means"]
@@ -57,7 +62,11 @@ class Metric:
         cost: what measuring it costs (see :data:`Cost`).
         worst: the value a trial that failed for its own configuration reports: no real
             measurement is worse.
+        applies: which splits it is measured on (see :data:`Applies`).
         compute: the metric's value on one embedded split.
+        interval: the half-width of its 95% interval on one split, for a metric that is a mean
+            over random draws (few-shot episodes); None otherwise.
+        shots: S of a few-shot accuracy's episodes; None for another metric.
         summary: one line saying what it is, with its source.
     """
 
@@ -67,13 +76,21 @@ class Metric:
     direction: Direction
     table: Table
     cost: Cost = "cheap"
+    applies: Applies = "any"
     worst: float
     compute: Callable[[SplitData], float]
+    interval: Callable[[SplitData], float] | None = None
+    shots: int | None = None
     summary: str
 
     def __post_init__(self) -> None:
         if self.direction not in ("min", "max"):
             raise ConfigError(f"metric {self.name!r}: direction must be 'min' or 'max'")
+
+    def applies_to(self, *, seen: bool) -> bool:
+        """Whether it is measured on a split of the training classes (``seen``) or of unseen
+        ones."""
+        return self.applies == "any" or (self.applies == "seen") == seen
 
     @property
     def validation_key(self) -> str:
@@ -115,6 +132,11 @@ def register_metric(metric: Metric) -> Metric:
     """Adds ``metric`` to :data:`METRICS` (a name can be registered once)."""
     METRICS.add(metric.name, metric)
     return metric
+
+
+def metrics_for(*, seen: bool) -> list[Metric]:
+    """Every metric measured on a split of the training classes (``seen``) or of unseen ones."""
+    return [m for m in all_metrics() if m.applies_to(seen=seen)]
 
 
 def metric(name: str) -> Metric:
@@ -182,6 +204,7 @@ for _rule, _header, _what in _SUPERVISED:
             header=f"{_header} Error",
             direction="min",
             table="error",
+            applies="seen",
             worst=1.0,
             compute=_supervised(_rule),
             summary=f"1 - accuracy of the {_what}",
@@ -233,3 +256,41 @@ for _name, _header, _worst in (("nmi", "NMI", 0.0), ("ami", "AMI", -1.0)):
             summary=f"{_header} of the unsupervised k-means clusters against the labels",
         )
     )
+
+#: The few-shot settings with built-in metrics: N-way (``few_shot_ways``) 1-shot and 5-shot, as
+#: RepMet's few-shot evaluation and the prototypical-network literature report them. Another
+#: shot count is one more :func:`register_few_shot` call (in a plugin, say).
+FEW_SHOT_SHOTS = (1, 5)
+_RULES = (("simple", "simple"), ("magnet", "Magnet"), ("repmet", "RepMet"))
+
+
+def few_shot_name(shots: int, rule: str) -> str:
+    return f"fewshot_{shots}shot_{rule}"
+
+
+def register_few_shot(shots: int) -> list[Metric]:
+    """The few-shot accuracies of S-shot episodes under each rule (spec: "Unseen classes")."""
+    return [
+        register_metric(
+            Metric(
+                name=few_shot_name(shots, rule),
+                label=f"{shots}-shot {label} accuracy",
+                header=f"{shots}-shot {label}",
+                direction="max",
+                table="few-shot",
+                applies="unseen",
+                worst=0.0,
+                compute=lambda split, s=shots, r=rule: split.few_shot(s)[r].mean,
+                interval=lambda split, s=shots, r=rule: split.few_shot(s)[r].half_width,
+                shots=shots,
+                summary=f"mean accuracy of N-way {shots}-shot episodes on unseen classes, "
+                f"queries classified by the {label} rule against representatives formed from "
+                "the support only (RepMet, CVPR 2019, section 4.2)",
+            )
+        )
+        for rule, label in _RULES
+    ]
+
+
+for _shots in FEW_SHOT_SHOTS:
+    register_few_shot(_shots)

@@ -8,6 +8,8 @@ Study folder layout (``FORMAT_VERSION`` 2)::
 
     <storage>/<name>/
         study.json                  the manifest (:class:`Manifest`), rewritten atomically
+        episodes/                   a class-disjoint study's few-shot episodes,
+                                    ``<split>_<S>shot.pt`` (``EPISODES_DIR``)
         study.lock                  held (``flock``) by the run using the study (``study.lock``);
                                     the file stays, an unlocked file means nothing
         optuna.db                   SQLite, one Optuna study per loss, study_name = the loss name
@@ -44,7 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from repmet.errors import ConfigError
-from repmet.metrics import VALIDATION_PREFIX, Metric, all_metrics, metric
+from repmet.metrics import VALIDATION_PREFIX, Metric, metric, metrics_for
+from repmet.protocols import CLOSED_SET
 
 #: The version of this layout. Version 1 had no ``val/best/...`` metric, partial ``params.json``
 #: files (the sampled fields and the study's fixed settings only) and checkpoints of run-state
@@ -65,6 +68,9 @@ TENSORBOARD_DIR = "."
 PROJECTOR_DIR = "projector"
 TRIALS_FILE = "trials.csv"
 LOCK_FILE = "study.lock"
+#: A class-disjoint study's few-shot episodes, ``<split>_<S>shot.pt`` (``repmet.episodes``): the
+#: record of the episodes every trial and repeat draws from the same seed.
+EPISODES_DIR = "episodes"
 ERROR_FILES = ("error.txt", "error.pkl")
 
 # -------------------------------------------------------------------------- metric names
@@ -89,10 +95,11 @@ def best_metric(name: str) -> str:
     return metric(name).best_key
 
 
-def validation_metrics() -> tuple[str, ...]:
-    """Every validation metric a trial reports (``val/<name>`` of every metric, in catalogue
-    order; the k-means-based ones at the steps ``kmeans_every`` says)."""
-    return tuple(m.validation_key for m in all_metrics())
+def validation_metrics(protocol: str = CLOSED_SET) -> tuple[str, ...]:
+    """Every validation metric a trial of the protocol reports (``val/<name>`` of every metric
+    its validation split has, in catalogue order; the k-means-based ones at the steps
+    ``kmeans_every`` says)."""
+    return tuple(m.validation_key for m in metrics_for(seen=protocol == CLOSED_SET))
 
 
 #: What a study selects on unless told otherwise. The test split is never used while searching:

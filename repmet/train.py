@@ -26,7 +26,7 @@ from repmet.cli import (
 )
 from repmet.config import FIELD_HELP, TrainingConfig
 from repmet.errors import ConfigError
-from repmet.metrics import all_metrics
+from repmet.metrics import all_metrics, metric
 
 if TYPE_CHECKING:
     from repmet.schedule import ScheduledStep
@@ -70,13 +70,13 @@ def _scalar_type(hint: Any) -> type:
 def format_metric_table(values: dict[str, dict[str, float]], batch_error: float) -> str:
     """Every metric in percent, one row per split, as a Markdown table (the batch error of the
     last training iterations on the train row)."""
-    measured = [m for m in all_metrics() if all(m.name in row for row in values.values())]
+    measured = [m for m in all_metrics() if any(m.name in row for row in values.values())]
     header = "| split | batch error | " + " | ".join(m.header for m in measured) + " |"
     rule = "|---" * (len(measured) + 2) + "|"
     rows = [header, rule]
     for split, row in values.items():
         batch = f"{100 * batch_error:.2f}" if split == "train" else "-"
-        cells = " | ".join(f"{100 * row[m.name]:.2f}" for m in measured)
+        cells = " | ".join(f"{100 * row[m.name]:.2f}" if m.name in row else "-" for m in measured)
         rows.append(f"| {split} | {batch} | {cells} |")
     return "\n".join(rows)
 
@@ -93,12 +93,15 @@ def run(config: TrainingConfig, *, save: str | None = None, stream: TextIO = sys
     use_threads(config)
     run = TrainingRun(config)
 
+    selection = metric(config.select)
+
     def show(step: ScheduledStep) -> None:
+        shown = f"val {selection.label} {100 * step.validation[selection.name]:.2f}%  "
+        if selection.name != "map_at_r":
+            shown += f"MAP@R {step.validation['map_at_r']:.3f}  "
         print(
             f"iter {step.iteration:>6}/{config.iterations}  loss {step.stats.loss:.4f}  "
-            f"batch acc {step.stats.batch_accuracy:.3f}  "
-            f"val simple {100 * step.validation['error_simple']:.2f}%  "
-            f"MAP@R {step.validation['map_at_r']:.3f}  "
+            f"batch acc {step.stats.batch_accuracy:.3f}  {shown}"
             f"{step.stats.examples_per_second:,.0f} ex/s",
             file=stream,
             flush=True,

@@ -29,9 +29,10 @@ from repmet.data import DatasetSplits, LabeledDataset, load_dataset
 from repmet.errors import ArgumentError, CheckpointError, ConfigError, TrainingDiverged
 from repmet.evaluation import compute_embeddings
 from repmet.losses import build_loss
-from repmet.measures import Reference, SplitData
-from repmet.metrics import Metric, all_metrics, metric
+from repmet.measures import FewShotSettings, Reference, SplitData
+from repmet.metrics import Metric, all_metrics, metric, metrics_of
 from repmet.models import build_model
+from repmet.protocols import CLOSED_SET
 from repmet.sampling import BATCH_SAMPLERS
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -74,13 +75,17 @@ class Measurement:
 
     Attributes:
         metrics: ``{split: {name: value}}``, by the names of :mod:`repmet.metrics`, in catalogue
-            order.
+            order: the metrics that apply to the split (supervised errors on splits of the
+            training classes, few-shot accuracies on splits of unseen classes).
+        intervals: ``{split: {name: half-width}}`` of the 95% interval of the metrics that have
+            one (few-shot accuracies).
         embedded: ``{split: (embeddings, labels)}`` of every evaluated split.
         centroids: ``[J, E]`` centroids the errors were measured against.
         centroid_classes: ``[J]`` class of each centroid.
     """
 
     metrics: dict[str, dict[str, float]]
+    intervals: dict[str, dict[str, float]]
     embedded: dict[str, tuple[torch.Tensor, torch.Tensor]]
     centroids: torch.Tensor
     centroid_classes: torch.Tensor
@@ -121,6 +126,8 @@ def load_splits(config: TrainingConfig, *, cached: bool = False) -> DatasetSplit
         image_size=config.image_size,
         pretrained_normalization=config.pretrained,
         augment=config.augment,
+        protocol=config.protocol,
+        fold=config.fold,
     )
     if cached:
         _loaded.clear()
@@ -150,7 +157,10 @@ class TrainingRun:
         self.splits = splits if splits is not None else load_splits(config)
         train_labels = self.splits.train.labels
         num_classes = self.splits.num_classes
-        config.validate_against(torch.bincount(train_labels, minlength=num_classes).tolist())
+        config.validate_against(
+            torch.bincount(train_labels, minlength=num_classes).tolist(), self.splits.class_names
+        )
+        self._check_episodes()
 
         self.device = resolve_device(config.device)
         self._datasets: dict[str, LabeledDataset] = {}
@@ -370,18 +380,55 @@ class TrainingRun:
             variance=variance,
             l_nearest=self.config.l_nearest,
         )
-        values = {
-            split: SplitData(
-                embeddings, labels, reference=reference, seed=self.config.seed
-            ).measure(metrics)
-            for split, (embeddings, labels) in embedded.items()
-        }
+        values, intervals = {}, {}
+        for split, (embeddings, labels) in embedded.items():
+            seen = self.holds_training_classes(split)
+            data = SplitData(
+                embeddings,
+                labels,
+                reference=reference if seen else None,
+                seed=self.config.seed,
+                few_shot=None if seen else self.few_shot_settings(split, variance=variance),
+            )
+            measured = [m for m in metrics if m.applies_to(seen=seen)]
+            values[split] = data.measure(measured)
+            intervals[split] = data.intervals(measured)
         return Measurement(
             metrics=values,
+            intervals=intervals,
             embedded=embedded,
             centroids=centroids.centroids,
             centroid_classes=centroids.classes,
         )
+
+    def _check_episodes(self) -> None:
+        """Under the class-disjoint protocol, refuses before any training a validation or test
+        split that cannot hold the few-shot episodes of every shot count."""
+        config = self.config
+        shots = max((m.shots for m in metrics_of("few-shot") if m.shots is not None), default=0)
+        if self.splits.protocol == CLOSED_SET or shots == 0:
+            return
+        needed = shots + config.few_shot_queries
+        for split in ("val", "test"):
+            sizes = torch.bincount(getattr(self.splits, split).labels)
+            enough = int((sizes >= needed).sum())
+            if enough < config.few_shot_ways:
+                raise ConfigError(
+                    f"the {split} split has {enough} classes with at least {needed} examples, "
+                    f"but {config.few_shot_ways}-way {shots}-shot episodes of "
+                    f"{config.few_shot_queries} queries need {config.few_shot_ways}; lower "
+                    "few_shot_ways or few_shot_queries, or use a set with more classes"
+                )
+
+    def holds_training_classes(self, split: str) -> bool:
+        """Whether ``split`` holds the training classes (every split of a closed-set run; the
+        train split only under the class-disjoint protocol)."""
+        return split == "train" or self.splits.protocol == CLOSED_SET
+
+    def few_shot_settings(self, split: str, *, variance: float) -> FewShotSettings:
+        """How the few-shot episodes of an unseen-class split are drawn and scored
+        (:meth:`FewShotSettings.of`)."""
+        return FewShotSettings.of(self.config, split, variance=variance)
 
     def record_validation(self, value: float) -> BestStep:
         """Notes the selection metric measured at the current iteration; returns the best step so

@@ -35,11 +35,12 @@ from repmet.cli import (
     program_name,
     run_command,
 )
-from repmet.config import FIELD_HELP, MAX_INT, MAX_SEED, TrainingConfig
+from repmet.config import DEFAULT_SELECT, FIELD_HELP, MAX_INT, MAX_SEED, TrainingConfig
 from repmet.errors import ConfigError
 from repmet.metrics import METRICS, metric
+from repmet.protocols import CLOSED_SET, PROTOCOLS
 from repmet.study_format import (
-    DEFAULT_SELECT,
+    EPISODES_DIR,
     FINISHED,
     FORMAT_VERSION,
     MANIFEST_FILE,
@@ -81,6 +82,12 @@ CONNECT_TIMEOUT_S = 5.0
 
 #: ``--smoke`` shrinks the study to a quick end-to-end check (explicit options still win).
 SMOKE = {"num_samples": 2, "max_iterations": 20, "eval_every": 10}
+#: The trial fields of the class-disjoint protocol and its few-shot episodes, each a flag of the
+#: same name (generated from ``TrainingConfig``), stored in the manifest's fixed settings.
+PROTOCOL_FIELDS = (
+    "protocol", "fold", "few_shot_ways", "few_shot_queries", "few_shot_episodes",
+    "few_shot_val_episodes",
+)  # fmt: skip
 #: Trial settings that a study can switch on for every trial (off by default, as in a single run).
 TRIAL_SWITCHES = ("augment", "amp")
 
@@ -129,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dataset", default=None, help=f"data set (default: {shared('dataset')})")
     add("--data-root", default=None, help="data folder (default: $REPMET_DATA_ROOT or ./data)")
     add("--model", default=None, help=f"embedding network (default: {shared('model')})")
+    defaults = TrainingConfig()
+    for field in PROTOCOL_FIELDS:
+        default = getattr(defaults, field)
+        add(
+            "--" + field.replace("_", "-"),
+            type=type(default),
+            default=None,
+            choices=PROTOCOLS if field == "protocol" else None,
+            help=f"{FIELD_HELP[field]} (default: {default})",
+        )
     add(
         "--num-samples",
         type=int,
@@ -186,10 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--select",
-        default=DEFAULT_SELECT,
+        default=None,
         choices=METRICS.in_order(),
         metavar="METRIC",
-        help="validation metric that selects each trial's best step and the best trial: "
+        help="validation metric that selects each trial's best step and the best trial "
+        "(default: error_simple; map_at_r under --protocol class-disjoint): "
         + ", ".join(METRICS.in_order()),
     )
     add(
@@ -503,6 +521,10 @@ def resume_settings(
     if given("data_root") is not None:
         compare("--data-root", str(Path(args.data_root).resolve()), fixed.get("data_root"))
     compare("--model", given("model"), fixed.get("model"))
+    defaults = TrainingConfig()
+    for field in PROTOCOL_FIELDS:
+        stored_value = fixed.get(field, getattr(defaults, field))
+        compare("--" + field.replace("_", "-"), given(field), stored_value)
     for switch in TRIAL_SWITCHES:
         compare(f"--{switch}", given(switch), fixed.get(switch, False))
     for dest, key, flag in (
@@ -573,7 +595,22 @@ def claim(
         clear_study(folder)
     manifest = Manifest.create(folder, settings, command=command)
     manifest.write()
+    record_episodes(folder, settings)
     return manifest
+
+
+def record_episodes(folder: Path, settings: StudySettings) -> None:
+    """Writes the few-shot episodes of a class-disjoint study to ``<study>/episodes/``: the
+    episodes that every loss, trial and report repeat draws from the same seed."""
+    config = TrainingConfig.from_dict(settings.fixed)
+    if config.protocol == CLOSED_SET:
+        return
+    from repmet.measures import write_episodes
+    from repmet.training import load_splits
+
+    splits = load_splits(config, cached=True)
+    labels = {"val": splits.val.labels, "test": splits.test.labels}
+    write_episodes(config, labels, folder / EPISODES_DIR)
 
 
 def clear_study(folder: Path) -> None:
@@ -639,8 +676,8 @@ def prepare(
         num_samples=first_given(
             args.num_samples, SMOKE["num_samples"] if args.smoke else None, space.num_samples
         ),
-        metric=metric(args.select).validation_key,
-        mode=metric(args.select).direction,
+        metric=metric(config.select).validation_key,
+        mode=metric(config.select).direction,
         seed=args.seed,
         scheduler=args.scheduler,
         sampler=args.sampler,
@@ -678,7 +715,9 @@ def fixed_config(args: argparse.Namespace, space: SearchSpace) -> dict[str, Any]
     fixed["device"] = "cuda" if args.gpus_per_trial > 0 else "cpu"
     fixed["num_threads"] = max(1, math.floor(args.cpus_per_trial))
     fixed["seed"] = args.seed
-    fixed["select"] = args.select
+    fixed.update({f: getattr(args, f) for f in PROTOCOL_FIELDS if getattr(args, f) is not None})
+    protocol = fixed.get("protocol", CLOSED_SET)
+    fixed["select"] = args.select if args.select is not None else DEFAULT_SELECT[protocol]
     fixed.update({switch: True for switch in TRIAL_SWITCHES if getattr(args, switch)})
     return fixed
 

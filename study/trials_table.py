@@ -29,15 +29,16 @@ from typing import Any
 
 from analysis.study_files import StudyFolder, TrialFolder, TrialStatus, read_study
 from repmet.catalogue import LOSSES
+from repmet.protocols import CLOSED_SET
 from repmet.study_format import ITERATION, TRIALS_FILE, validation_metrics
 
 LEADING = ("loss", "trial")
 LINKS = ("failure", "trial_dir")
 
 
-def trailing_columns() -> tuple[str, ...]:
+def trailing_columns(protocol: str) -> tuple[str, ...]:
     """The columns after the searched parameters: the outcome and every validation metric."""
-    return ("status", "iterations", "best_iteration", *validation_metrics(), "seconds")
+    return ("status", "iterations", "best_iteration", *validation_metrics(protocol), "seconds")
 
 
 def write_trials_csv(study_folder: Path) -> Path:
@@ -48,7 +49,7 @@ def write_trials_csv(study_folder: Path) -> Path:
     """
     study = read_study(Path(study_folder))
     searched = searched_parameters(study)
-    columns = [*LEADING, *searched, *trailing_columns(), *LINKS]
+    columns = [*LEADING, *searched, *trailing_columns(protocol_of(study)), *LINKS]
     rows = [
         trial_row(study, loss, trial, searched)
         for loss, folder in study.losses.items()
@@ -89,11 +90,19 @@ def trial_row(
         "status": "failed" if failed else trial.status.value,
         "iterations": last.get(ITERATION, 0 if not trial.steps else None),
         "best_iteration": at_best.iteration if at_best else None,
-        **{name: at_best.metrics.get(name) if at_best else None for name in validation_metrics()},
+        **{
+            name: at_best.metrics.get(name) if at_best else None
+            for name in validation_metrics(protocol_of(study))
+        },
         "seconds": last.get("time_total_s"),
         "failure": trial.failure or "",
         "trial_dir": f"{loss}/{trial.name}",
     }
+
+
+def protocol_of(study: StudyFolder) -> str:
+    """The study's protocol (a study made before protocols existed is closed-set)."""
+    return str(study.fixed.get("protocol", CLOSED_SET))
 
 
 def _searched(study: StudyFolder, loss: str) -> list[str]:

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from fake_photo_sets import colour_of, fake_cars, fake_cub, fake_sop
 from PIL import Image
 from sklearn.datasets import load_digits
 from torchvision.datasets import MNIST, Flowers102
@@ -993,7 +994,8 @@ def test_unknown_data_set_lists_the_choices() -> None:
         load_dataset("cifar-1000")
     for name in DATASETS.names():
         assert name in str(caught.value)
-    expected = set(NAMED_SETS) | {"digits", "digits-distorted", "folder", "arrays"}
+    expected = set(NAMED_SETS) | {"digits", "digits-distorted", "glyphs", "folder", "arrays"}
+    expected |= {"cub200", "cars196", "sop"}
     assert expected == set(DATASETS.names())
 
 
@@ -1047,3 +1049,164 @@ def test_the_data_layer_imports_neither_ray_nor_command_line_code() -> None:
             else:
                 continue
             assert not [m for m in imported if _is_within(m, (*FORBIDDEN, "argparse"))], path.name
+
+
+# --- CUB-200-2011, Cars196, Stanford Online Products -----------------------------------------
+
+
+def test_cub200_reads_its_lists_and_splits_closed_set_by_seed(tmp_path: Path) -> None:
+    counts = {1: 10, 2: 10, 150: 10}
+    fake_cub(tmp_path, counts)
+    splits = load_dataset("cub200", root=tmp_path, image_size=SIZE, seed=4)
+    assert splits.class_names == ("Bird 1", "Bird 2", "Bird 150")
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 6, 6)
+    for split in (splits.train, splits.val, splits.test):
+        assert torch.bincount(split.labels, minlength=3).min() > 0  # stratified: every class
+        _assert_colours_match_labels(split, [colour_of(n) for n in counts])
+    other = load_dataset("cub200", root=tmp_path, image_size=SIZE, seed=5)
+    assert other.test.paths != splits.test.paths
+
+
+def test_cars196_reads_the_kaggle_layout_and_pools_its_train_and_test_images(
+    tmp_path: Path,
+) -> None:
+    counts = {5: 10, 98: 10, 99: 10}
+    truth = fake_cars(tmp_path, counts)
+    splits = load_dataset("cars196", root=tmp_path, image_size=SIZE)
+    assert splits.class_names == ("Maker 5/Model", "Maker 98/Model", "Maker 99/Model")
+    paths = splits.train.paths + splits.val.paths + splits.test.paths
+    assert sorted(paths) == sorted(truth)  # both annotation files, each image once
+    assert {"train", "test"} == {path.parent.parent.name for path in paths}
+    for split in (splits.train, splits.val, splits.test):
+        _assert_colours_match_labels(split, [colour_of(n) for n in counts])
+
+
+def test_sop_reads_its_lists_and_has_no_closed_set_split(tmp_path: Path) -> None:
+    fake_sop(tmp_path, train={n: 3 for n in range(1, 9)}, test={n: 2 for n in (11, 12)})
+    splits = load_dataset("sop", root=tmp_path, image_size=SIZE, protocol="class-disjoint")
+    assert splits.split_classes["test"] == ("11", "12")
+    assert len(splits.train) + len(splits.val) == 24 and len(splits.test) == 4
+    _assert_colours_match_labels(
+        splits.test, [colour_of(int(n)) for n in splits.split_classes["test"]]
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_dataset("sop", root=tmp_path, image_size=SIZE)
+    _assert_one_line(caught.value, "'sop' has no closed-set split", "'class-disjoint'")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("cub200", ["CUB_200_2011", "images.txt", "allow downloading (download=True)"]),
+        ("cars196", ["cars196", "anno_train.csv", "kaggle.com"]),
+        ("sop", ["Stanford_Online_Products", "Ebay_train.txt", "cvgl.stanford.edu"]),
+    ],
+)
+def test_a_missing_class_split_set_is_one_line_naming_the_path_and_the_remedy(
+    tmp_path: Path, name: str, expected: list[str]
+) -> None:
+    with pytest.raises(DataNotFoundError) as caught:
+        load_dataset(name, root=tmp_path, protocol="class-disjoint")
+    _assert_one_line(caught.value, f"data set {name!r} not found in {tmp_path}", *expected)
+    assert "--" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["cars196", "sop"])
+def test_sets_behind_a_sign_in_are_not_downloaded(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_dataset(name, root=tmp_path, download=True, protocol="class-disjoint")
+    _assert_one_line(caught.value, f"{name!r} cannot be downloaded automatically", str(tmp_path))
+
+
+def _cub(root: Path) -> None:
+    fake_cub(root, {1: 5, 2: 5, 3: 5})
+
+
+def _cars(root: Path) -> None:
+    fake_cars(root, {1: 6, 2: 6, 3: 6}, num_names=3)
+
+
+def _sop(root: Path) -> None:
+    fake_sop(root, train={1: 2, 2: 2, 3: 2, 4: 2}, test={5: 2})
+
+
+def _append(relative: str, line: str) -> Callable[[Path], None]:
+    def spoil(root: Path) -> None:
+        with (root / relative).open("a") as file:
+            file.write(line + "\n")
+
+    return spoil
+
+
+CUB = "CUB_200_2011"
+SOP = "Stanford_Online_Products"
+# (case, data set, its fake, how the fake is spoiled, fragments of the DataError; {root}: root)
+BAD_CLASS_SPLIT_FILES = [
+    (
+        "a short line",
+        "cub200",
+        _cub,
+        _append(f"{CUB}/images.txt", "16"),
+        ["line 16 of {root}/CUB_200_2011/images.txt has 1 field ('16'), 2 expected"],
+    ),
+    (
+        "a class that is no number",
+        "cub200",
+        _cub,
+        _append(f"{CUB}/image_class_labels.txt", "16 sparrow"),
+        ["line 16 of {root}/CUB_200_2011/image_class_labels.txt has 'sparrow'", "number"],
+    ),
+    (
+        "an image without a class",
+        "cub200",
+        _cub,
+        _append(f"{CUB}/images.txt", "16 001.Bird_1/extra.jpg"),
+        ["image_class_labels.txt has no line for image 16 of", "images.txt (1 such image)"],
+    ),
+    (
+        "binary list",
+        "cub200",
+        _cub,
+        _spoil(f"{CUB}/images.txt", bytes(range(128, 256))),
+        ["list {root}/CUB_200_2011/images.txt cannot be read", "official file"],
+    ),
+    (
+        "a class beyond the names",
+        "cars196",
+        _cars,
+        _append("cars196/anno_test.csv", "x.jpg,1,2,3,4,7"),
+        ["anno_test.csv has class 7", "names.csv names 3 classes"],
+    ),
+    (
+        "an empty annotation file",
+        "cars196",
+        _cars,
+        _spoil("cars196/anno_train.csv", b""),
+        ["list {root}/cars196/anno_train.csv names no images"],
+    ),
+    (
+        "a class in both lists",
+        "sop",
+        _sop,
+        _append(f"{SOP}/Ebay_test.txt", "99 2 1 thing_final/2_0.JPG"),
+        ["Ebay_train.txt and", "Ebay_test.txt share 1 class (the first: 2)", "disjoint"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "fake", "spoil", "fragments"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD_CLASS_SPLIT_FILES],
+)
+def test_unusable_class_split_lists_fail_with_one_line_naming_the_file(
+    tmp_path: Path,
+    name: str,
+    fake: Callable[[Path], None],
+    spoil: Callable[[Path], None],
+    fragments: list[str],
+) -> None:
+    fake(tmp_path)
+    spoil(tmp_path)
+    with pytest.raises(DataError) as caught:
+        load_dataset(name, root=tmp_path, image_size=SIZE, protocol="class-disjoint")
+    _assert_one_line(caught.value, *(f.replace("{root}", str(tmp_path)) for f in fragments))

@@ -13,8 +13,15 @@ import pytest
 import torch
 from processes import REPOSITORY, STUDY_COMMAND, subprocess_env
 
-from repmet.measures import Reference, SplitData
-from repmet.metrics import METRICS, all_metrics, metric, metric_of_key, metrics_of
+from repmet.measures import FewShotSettings, Reference, SplitData
+from repmet.metrics import (
+    METRICS,
+    all_metrics,
+    metric,
+    metric_of_key,
+    metrics_for,
+    metrics_of,
+)
 
 PLUGINS = Path(__file__).parent / "plugins"
 
@@ -28,14 +35,23 @@ def _toy_split(separated: bool) -> SplitData:
     reference = Reference(
         centroids=torch.eye(3, 4) * 10.0, classes=torch.arange(3), variance=0.5, l_nearest=3
     )
-    return SplitData(embeddings, labels, reference=reference, seed=0)
+    few_shot = FewShotSettings(
+        ways=2, queries=3, episodes=20, seed=0, modes=2, variance=0.5, l_nearest=128
+    )
+    return SplitData(embeddings, labels, reference=reference, seed=0, few_shot=few_shot)
 
 
 def test_the_catalogue_lists_the_metrics_in_table_order() -> None:
+    few_shot = [f"fewshot_{s}shot_{r}" for s in (1, 5) for r in ("simple", "magnet", "repmet")]
     assert [m.name for m in all_metrics()] == [
         "error_simple", "error_magnet", "error_repmet", "error_unsupervised",
-        "p_at_1", "r_precision", "map_at_r", "nmi", "ami",
+        "p_at_1", "r_precision", "map_at_r", "nmi", "ami", *few_shot,
     ]  # fmt: skip
+    assert [m.name for m in metrics_for(seen=True)] == [m.name for m in all_metrics()][:9]
+    unseen = [m.name for m in metrics_for(seen=False)]
+    assert unseen == ["error_unsupervised", "p_at_1", "r_precision", "map_at_r", "nmi", "ami"] + (
+        few_shot
+    )
     assert [m.name for m in metrics_of("error")] == [m.name for m in all_metrics()][:4]
     assert metric_of_key("val/best/map_at_r") is metric("map_at_r")
     assert metric_of_key("val/nmi") is metric("nmi")
@@ -67,8 +83,12 @@ def test_a_split_computes_what_its_metrics_share_once(monkeypatch) -> None:
         return original(*args, **kwargs)
 
     monkeypatch.setattr(measures, "unsupervised_clusters", counting)
-    values = _toy_split(separated=True).measure(all_metrics())
+    split = _toy_split(separated=True)
+    values = split.measure(all_metrics())
     assert list(values) == METRICS.in_order() and len(calls) == 1
+    intervals = split.intervals(all_metrics())
+    assert set(intervals) == {m.name for m in metrics_of("few-shot")}
+    assert all(value == 0.0 for value in intervals.values())  # every episode is solved
     assert _toy_split(separated=True).measure([metric("map_at_r")]) == {"map_at_r": 1.0}
     assert len(calls) == 1  # a metric not asked for costs nothing
 
@@ -128,7 +148,7 @@ def test_k_means_metrics_are_measured_every_kmeans_every_validations_and_at_the_
     assert expensive == {"error_unsupervised", "nmi", "ami"}
     config = TrainingConfig(loss="repmet-v2", iterations=25, eval_every=5, kmeans_every=2)
     measured = [set(step.validation) for step in steps(TrainingRun(config, splits=digits))]
-    every = set(METRICS.in_order())
+    every = {m.name for m in metrics_for(seen=True)}
     assert measured == [every - expensive, every, every - expensive, every, every]
     selected = config.replace(select="ami")
     measured = [set(step.validation) for step in steps(TrainingRun(selected, splits=digits))]

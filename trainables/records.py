@@ -51,6 +51,7 @@ from torch.utils.tensorboard import SummaryWriter
 from repmet import study_format as layout
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
+from repmet.protocols import CLOSED_SET
 
 #: The name of the hyperparameter that says which loss a trial trained.
 LOSS_HPARAM = "loss"
@@ -64,9 +65,9 @@ def session_hparams(config: TrainingConfig) -> dict[str, Any]:
     return {LOSS_HPARAM: config.loss, **values}
 
 
-def final_metrics(select: str) -> tuple[str, ...]:
+def final_metrics(select: str, protocol: str = CLOSED_SET) -> tuple[str, ...]:
     """The HParams metrics: the objective of the search, then every validation metric."""
-    return (layout.best_metric(select), *layout.validation_metrics())
+    return (layout.best_metric(select), *layout.validation_metrics(protocol))
 
 
 def searched_fields() -> tuple[str, ...]:
@@ -77,7 +78,7 @@ def searched_fields() -> tuple[str, ...]:
     return tuple(fields)
 
 
-def experiment_summary(select: str) -> Summary:
+def experiment_summary(select: str, protocol: str = CLOSED_SET) -> Summary:
     """The HParams experiment: which hyperparameter and metric columns the table has."""
     losses = LOSSES.in_order()
     loss_info = api_pb2.HParamInfo(
@@ -101,7 +102,7 @@ def experiment_summary(select: str) -> Summary:
             if tag == objective
             else "at the trial's latest step",
         )
-        for tag in final_metrics(select)
+        for tag in final_metrics(select, protocol)
     ]
     experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)
     return _hparams_summary(
@@ -254,7 +255,7 @@ class TrialRecords:
             # A trial that resumes (after a failure, or a pause) opens a new events file in the
             # same run and repeats these: same content, so the plugin sees one session.
             file_writer = self._writer.file_writer
-            file_writer.add_summary(experiment_summary(self.config.select))
+            file_writer.add_summary(experiment_summary(self.config.select, self.config.protocol))
             file_writer.add_summary(session_start_summary(session_hparams(self.config)))
         return self._writer
 

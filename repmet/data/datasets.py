@@ -11,7 +11,7 @@ batch with as many threads as the run has CPU threads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +21,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from repmet.data.problems import unreadable_data
+from repmet.data.splits import SPLIT_NAMES, Partition
 from repmet.data.transforms import BatchTransform, Transform
 from repmet.errors import ArgumentError, DataError, DataNotFoundError
+from repmet.protocols import CLOSED_SET, PROTOCOLS
 
 IMAGE_REMEDY = "replace it with a readable image or remove it"
 
@@ -193,12 +195,26 @@ class FileDataset(LabeledDataset):
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """A data set's disjoint train/val/test splits with labels ``0..num_classes-1``.
+    """A data set's disjoint train/val/test splits.
 
     ``image_shape`` is (channels, height, width) as fed to the model.
 
+    Under ``closed-set`` (the default) every split's labels are ``0..num_classes-1`` and name the
+    same classes. Under ``class-disjoint`` the splits hold disjoint classes: the train labels are
+    ``0..num_classes-1`` (``num_classes`` counts the training classes only, so representatives,
+    the cluster index and the sampler exist for them only), and the val and test labels are each
+    re-indexed within their own split, ``0..C_val-1`` and ``0..C_test-1``.
+
+    Attributes:
+        class_names: the names of the training labels ``0..num_classes-1``.
+        split_classes: per split (``train``, ``val``, ``test``), the name of the class each of
+            its labels stands for: ``split_classes["val"][j]`` is the class of validation label
+            ``j``. Under ``closed-set`` all three are ``class_names``. Left out, it is filled
+            from ``class_names`` (or the label numbers).
+
     Raises:
-        DataError: fewer than two classes, which leaves metric learning nothing to separate.
+        DataError: fewer than two training classes, which leaves metric learning nothing to
+            separate.
     """
 
     name: str
@@ -208,12 +224,37 @@ class DatasetSplits:
     num_classes: int
     image_shape: tuple[int, int, int]
     class_names: tuple[str, ...] | None = None
+    protocol: str = CLOSED_SET
+    split_classes: Mapping[str, tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ArgumentError(f"protocol = {self.protocol!r} is not one of {PROTOCOLS}")
+        if self.split_classes is None:
+            if self.protocol != CLOSED_SET:
+                raise ArgumentError(f"a {self.protocol} DatasetSplits needs split_classes")
+            names = self.class_names or tuple(str(c) for c in range(self.num_classes))
+            object.__setattr__(self, "split_classes", dict.fromkeys(SPLIT_NAMES, names))
         if self.num_classes < 2:
             classes = "class" if self.num_classes == 1 else "classes"
             found = f" ({', '.join(self.class_names)})" if self.class_names else ""
+            training = "training " if self.protocol != CLOSED_SET else ""
             raise DataError(
-                f"data set {self.name!r} has {self.num_classes} {classes}{found}; "
+                f"data set {self.name!r} has {self.num_classes} {training}{classes}{found}; "
                 "metric learning needs at least 2"
             )
+
+
+def class_layout(partition: Partition, class_names: Sequence[str]) -> dict[str, Any]:
+    """The :class:`DatasetSplits` fields that say which classes the splits of ``partition`` hold,
+    given the names of the set's classes ``0..C-1``."""
+    split_classes = {
+        split: tuple(class_names[c] for c in classes.tolist())
+        for split, classes in zip(SPLIT_NAMES, partition.classes, strict=True)
+    }
+    return {
+        "protocol": partition.protocol,
+        "num_classes": len(split_classes["train"]),
+        "class_names": split_classes["train"],
+        "split_classes": split_classes,
+    }

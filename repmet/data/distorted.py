@@ -28,6 +28,8 @@ Copies are stored source-major: image ``i * COPIES + c`` is copy ``c`` of source
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -59,6 +61,90 @@ def _uniform(generator: torch.Generator, count: int, low: float, high: float) ->
     return low + (high - low) * torch.rand(count, generator=generator, dtype=torch.float64)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Distortion:
+    """The ranges of a random affine warp and photometric change (see the module docstring);
+    the defaults are ``digits-distorted``'s."""
+
+    #: Share of the canvas side the undistorted image spans.
+    fill: float = FILL
+    max_rotation_deg: float = MAX_ROTATION_DEG
+    scale_range: tuple[float, float] = SCALE_RANGE
+    max_aspect: float = MAX_ASPECT
+    max_shear: float = MAX_SHEAR
+    #: In pixels of the output canvas.
+    max_shift_pixels: float = MAX_SHIFT_PIXELS
+    contrast_range: tuple[float, float] = CONTRAST_RANGE
+    brightness_range: tuple[float, float] = BRIGHTNESS_RANGE
+    noise_std: float = NOISE_STD
+
+
+@dataclass(frozen=True)
+class DrawnDistortions:
+    """One draw of :class:`Distortion` per image: the ``[N, 2, 3]`` canvas -> source sampling
+    matrices for ``affine_grid``, and each image's contrast and brightness."""
+
+    sampling: torch.Tensor
+    contrast: torch.Tensor
+    brightness: torch.Tensor
+
+
+def draw_distortions(
+    generator: torch.Generator, count: int, distortion: Distortion, *, canvas_side: int
+) -> DrawnDistortions:
+    """Draws ``count`` distortions, in a fixed order from ``generator``: rotation, scale, aspect,
+    shear, shift, contrast, brightness."""
+    theta = torch.deg2rad(
+        _uniform(generator, count, -distortion.max_rotation_deg, distortion.max_rotation_deg)
+    )
+    scale = _uniform(generator, count, *distortion.scale_range) * distortion.fill
+    aspect = _uniform(generator, count, 1 - distortion.max_aspect, 1 + distortion.max_aspect)
+    shear = _uniform(generator, count, -distortion.max_shear, distortion.max_shear)
+    # Pixels to normalised canvas coordinates: the canvas spans 2 units over canvas_side pixels.
+    max_shift = 2.0 * distortion.max_shift_pixels / canvas_side
+    shift = _uniform(generator, 2 * count, -max_shift, max_shift).reshape(count, 2)
+    contrast = _uniform(generator, count, *distortion.contrast_range)
+    brightness = _uniform(generator, count, *distortion.brightness_range)
+
+    # Forward map source -> canvas: A = Rot(theta) @ Shear(shear) @ diag(sx, sy), then + shift.
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    rotation = torch.stack([cos, -sin, sin, cos], dim=1).reshape(count, 2, 2)
+    shearing = torch.zeros(count, 2, 2, dtype=torch.float64)
+    shearing[:, 0, 0] = 1.0
+    shearing[:, 0, 1] = shear
+    shearing[:, 1, 1] = 1.0
+    scaling = torch.diag_embed(torch.stack([scale * aspect, scale / aspect], dim=1))
+    forward = rotation @ shearing @ scaling
+    # grid_sample needs the inverse map canvas -> source: u = A^-1 (v - shift).
+    inverse = torch.linalg.inv(forward)
+    offset = -(inverse @ shift.unsqueeze(2))
+    return DrawnDistortions(
+        sampling=torch.cat([inverse, offset], dim=2).float(),
+        contrast=contrast.float().view(-1, 1, 1, 1),
+        brightness=brightness.float().view(-1, 1, 1, 1),
+    )
+
+
+def warp(sources: torch.Tensor, drawn: DrawnDistortions, *, canvas_side: int) -> torch.Tensor:
+    """Each source image [N, 1, H, W] (background 0) warped onto its canvas, sampled
+    bilinearly (zeros outside the source)."""
+    grid = F.affine_grid(
+        drawn.sampling, [sources.shape[0], 1, canvas_side, canvas_side], align_corners=False
+    )
+    return F.grid_sample(sources, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def photometric(
+    images: torch.Tensor,
+    drawn: DrawnDistortions,
+    distortion: Distortion,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``pixel * contrast + brightness + noise`` (Gaussian, drawn now), clipped to [0, 1]."""
+    noise = torch.randn(images.shape, generator=generator) * distortion.noise_std
+    return (images * drawn.contrast + drawn.brightness + noise).clamp_(0.0, 1.0).contiguous()
+
+
 def distort_digits(
     digits: torch.Tensor, *, copies: int = COPIES, seed: int = GENERATOR_SEED
 ) -> torch.Tensor:
@@ -74,41 +160,12 @@ def distort_digits(
         ``i * copies + c`` is copy ``c`` of source ``i``).
     """
     generator = torch.Generator().manual_seed(seed)
-    count = digits.shape[0] * copies
-    theta = torch.deg2rad(_uniform(generator, count, -MAX_ROTATION_DEG, MAX_ROTATION_DEG))
-    scale = _uniform(generator, count, *SCALE_RANGE) * FILL
-    aspect = _uniform(generator, count, 1 - MAX_ASPECT, 1 + MAX_ASPECT)
-    shear = _uniform(generator, count, -MAX_SHEAR, MAX_SHEAR)
-    # Pixels to normalised canvas coordinates: the canvas spans 2 units over CANVAS_SIDE pixels.
-    max_shift = 2.0 * MAX_SHIFT_PIXELS / CANVAS_SIDE
-    shift = _uniform(generator, 2 * count, -max_shift, max_shift).reshape(count, 2)
-    contrast = _uniform(generator, count, *CONTRAST_RANGE)
-    brightness = _uniform(generator, count, *BRIGHTNESS_RANGE)
-
-    # Forward map digit -> canvas: A = Rot(theta) @ Shear(shear) @ diag(sx, sy), then + shift.
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    rotation = torch.stack([cos, -sin, sin, cos], dim=1).reshape(count, 2, 2)
-    shearing = torch.zeros(count, 2, 2, dtype=torch.float64)
-    shearing[:, 0, 0] = 1.0
-    shearing[:, 0, 1] = shear
-    shearing[:, 1, 1] = 1.0
-    scaling = torch.diag_embed(torch.stack([scale * aspect, scale / aspect], dim=1))
-    forward = rotation @ shearing @ scaling
-    # grid_sample needs the inverse map canvas -> digit: u = A^-1 (v - shift).
-    inverse = torch.linalg.inv(forward)
-    offset = -(inverse @ shift.unsqueeze(2))
-    sampling = torch.cat([inverse, offset], dim=2).float()
-
-    sources = digits.float().repeat_interleave(copies, dim=0)
-    grid = F.affine_grid(sampling, [count, 1, CANVAS_SIDE, CANVAS_SIDE], align_corners=False)
-    warped = F.grid_sample(
-        sources, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    distortion = Distortion()
+    drawn = draw_distortions(
+        generator, digits.shape[0] * copies, distortion, canvas_side=CANVAS_SIDE
     )
-    noise = torch.randn(warped.shape, generator=generator) * NOISE_STD
-    images = (
-        warped * contrast.float().view(-1, 1, 1, 1) + brightness.float().view(-1, 1, 1, 1) + noise
-    )
-    return images.clamp_(0.0, 1.0).contiguous()
+    warped = warp(digits.float().repeat_interleave(copies, dim=0), drawn, canvas_side=CANVAS_SIDE)
+    return photometric(warped, drawn, distortion, generator)
 
 
 def group_split(
@@ -137,11 +194,27 @@ def digits_distorted(request: DataRequest) -> DatasetSplits:
     return in_memory_splits(
         "digits-distorted",
         images,
-        labels,
-        group_split(source_labels, copies=COPIES, seed=request.seed, dataset="digits-distorted"),
+        # Class-disjoint splits keep whole classes, so the copies of a source stay together too.
+        request.partition(
+            labels,
+            dataset="digits-distorted",
+            closed_set=lambda: group_split(
+                source_labels, copies=COPIES, seed=request.seed, dataset="digits-distorted"
+            ),
+        ),
         class_names=class_names,
         request=request,
     )
 
 
-__all__ = ["COPIES", "GENERATOR_SEED", "distort_digits", "group_split", "digits_distorted"]
+__all__ = [
+    "COPIES",
+    "GENERATOR_SEED",
+    "Distortion",
+    "digits_distorted",
+    "distort_digits",
+    "draw_distortions",
+    "group_split",
+    "photometric",
+    "warp",
+]

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from repmet.data.datasets import DatasetSplits, InMemoryDataset
+from repmet.data.datasets import DatasetSplits, InMemoryDataset, class_layout
 from repmet.data.problems import (
     download_or_explain,
     download_remedy,
@@ -19,7 +19,7 @@ from repmet.data.problems import (
     unreadable_data,
 )
 from repmet.data.registry import DATASETS, DataRequest, default_data_root
-from repmet.data.splits import reindex_labels, stratified_split
+from repmet.data.splits import Partition, reindex_labels, stratified_split
 from repmet.data.transforms import BatchTransform, RandomShift
 from repmet.errors import ConfigError, DataError
 
@@ -30,13 +30,13 @@ MNIST_VALIDATION_FRACTION = 5_000 / 60_000
 def in_memory_splits(
     name: str,
     images: torch.Tensor,
-    labels: np.ndarray,
-    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    partition: Partition,
     *,
     class_names: tuple[str, ...],
     request: DataRequest,
 ) -> DatasetSplits:
-    """Builds in-memory splits from float images [N, C, H, W] and re-indexed labels.
+    """Builds in-memory splits from float images [N, C, H, W] and the partition of the set
+    (its classes ``class_names``) into splits.
 
     Images are resized to ``request.image_size`` (if given) and standardised per channel with the
     mean and standard deviation of the training split only, so no test statistics leak into
@@ -52,26 +52,25 @@ def in_memory_splits(
         images = F.interpolate(
             images, size=(image_size, image_size), mode="bilinear", antialias=True
         )
-    train_images = images[torch.from_numpy(splits[0])]
+    train_images = images[torch.from_numpy(partition.indices[0])]
     mean = train_images.mean(dim=(0, 2, 3), keepdim=True)
     std = train_images.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     images = ((images - mean) / std).contiguous()
-    label_tensor = torch.from_numpy(labels)
     channels, height, width = images.shape[1:]
     shift = RandomShift(max(1, round(0.1 * height))) if request.augment else None
 
-    def split(indices: np.ndarray, augment_split: BatchTransform | None) -> InMemoryDataset:
-        index = torch.from_numpy(indices)
-        return InMemoryDataset(images[index], label_tensor[index], augment=augment_split)
+    def split(part: int, augment_split: BatchTransform | None) -> InMemoryDataset:
+        index = torch.from_numpy(partition.indices[part])
+        labels = torch.from_numpy(partition.labels[part])
+        return InMemoryDataset(images[index], labels, augment=augment_split)
 
     return DatasetSplits(
         name=name,
-        train=split(splits[0], shift),
-        val=split(splits[1], None),
-        test=split(splits[2], None),
-        num_classes=len(class_names),
+        train=split(0, shift),
+        val=split(1, None),
+        test=split(2, None),
         image_shape=(channels, height, width),
-        class_names=class_names,
+        **class_layout(partition, class_names),
     )
 
 
@@ -97,8 +96,11 @@ def digits(request: DataRequest) -> DatasetSplits:
     return in_memory_splits(
         "digits",
         images,
-        labels,
-        stratified_split(labels, seed=request.seed, dataset="digits"),
+        request.partition(
+            labels,
+            dataset="digits",
+            closed_set=lambda: stratified_split(labels, seed=request.seed, dataset="digits"),
+        ),
         class_names=class_names,
         request=request,
     )
@@ -163,8 +165,7 @@ def _register_mnist_family(name: str, class_name: str) -> None:
         return in_memory_splits(
             name,
             images,
-            labels,
-            splits,
+            request.partition(labels, dataset=name, closed_set=lambda: splits),
             class_names=class_names,
             request=request,
         )
@@ -274,8 +275,11 @@ def arrays(request: DataRequest) -> DatasetSplits:
     return in_memory_splits(
         "arrays",
         images.contiguous(),
-        labels,
-        stratified_split(labels, seed=request.seed, dataset="arrays"),
+        request.partition(
+            labels,
+            dataset="arrays",
+            closed_set=lambda: stratified_split(labels, seed=request.seed, dataset="arrays"),
+        ),
         class_names=class_names,
         request=request,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from repmet.data.datasets import DatasetSplits, FileDataset
+from repmet.data.datasets import DatasetSplits, FileDataset, class_layout
 from repmet.data.problems import (
     download_or_explain,
     download_remedy,
@@ -25,7 +25,13 @@ from repmet.data.problems import (
     unreadable_data,
 )
 from repmet.data.registry import DATASETS, DataRequest, default_data_root
-from repmet.data.splits import carve_validation, reindex_labels, stratified_split
+from repmet.data.splits import (
+    Partition,
+    SplitIndices,
+    carve_validation,
+    reindex_labels,
+    stratified_split,
+)
 from repmet.data.transforms import DEFAULT_PHOTO_SIZE, Transform, photo_transforms
 from repmet.errors import ConfigError, DataError
 
@@ -38,44 +44,44 @@ DOGS_ARCHIVES = ("images.tar", "lists.tar")
 def file_splits(
     name: str,
     paths: Sequence[Path],
-    labels: np.ndarray,
-    splits: tuple[np.ndarray, np.ndarray, np.ndarray],
+    partition: Partition,
     *,
     class_names: tuple[str, ...],
     request: DataRequest,
 ) -> DatasetSplits:
-    """Builds lazily decoded RGB splits from image paths and re-indexed labels."""
+    """Builds lazily decoded RGB splits from image paths and the partition of the set (its
+    classes ``class_names``) into splits."""
     size = request.image_size or DEFAULT_PHOTO_SIZE
     evaluation, training = photo_transforms(
         size, pretrained_normalization=request.pretrained_normalization, augment=request.augment
     )
-    label_tensor = torch.from_numpy(labels)
 
-    def split(indices: np.ndarray, augment_transform: Transform | None) -> FileDataset:
+    def split(part: int, augment_transform: Transform | None) -> FileDataset:
         return FileDataset(
-            [paths[i] for i in indices.tolist()],
-            label_tensor[torch.from_numpy(indices)],
+            [paths[i] for i in partition.indices[part].tolist()],
+            torch.from_numpy(partition.labels[part]),
             transform=evaluation,
             augment_transform=augment_transform,
         )
 
     return DatasetSplits(
         name=name,
-        train=split(splits[0], training),
-        val=split(splits[1], None),
-        test=split(splits[2], None),
-        num_classes=len(class_names),
+        train=split(0, training),
+        val=split(1, None),
+        test=split(2, None),
         image_shape=(3, size, size),
-        class_names=class_names,
+        **class_layout(partition, class_names),
     )
 
 
-def _require(name: str, base: Path, required: list[Path], *, layout: str, remedy: str) -> None:
+def require_files(name: str, base: Path, required: list[Path], *, layout: str, remedy: str) -> None:
+    """Stops with the one-line missing-data error unless every path of ``required`` exists."""
     if not all(path.exists() for path in required):
         raise missing_data(name, path=base, layout=layout, remedy=remedy)
 
 
-def _official_file_remedy(source: str) -> str:
+def official_file_remedy(source: str) -> str:
+    """The remedy for an official file that is there but unusable."""
     return f"replace it with the official file from {source}"
 
 
@@ -90,13 +96,13 @@ def _mat_vectors(path: Path, fields: Sequence[str], *, source: str) -> list[np.n
         content = loadmat(path, squeeze_me=True)
     except (MatReadError, ValueError, TypeError, NotImplementedError, OSError) as error:
         raise unreadable_data(
-            path, what="MATLAB file", error=error, remedy=_official_file_remedy(source)
+            path, what="MATLAB file", error=error, remedy=official_file_remedy(source)
         ) from None
     missing = [field for field in fields if field not in content]
     if missing:
         raise DataError(
             f"MATLAB file {path} has no field {' or '.join(map(repr, missing))}; "
-            + _official_file_remedy(source)
+            + official_file_remedy(source)
         )
     return [np.atleast_1d(content[field]) for field in fields]
 
@@ -115,7 +121,7 @@ def flowers102(request: DataRequest) -> DatasetSplits:
             lambda: Flowers102(str(data_root), download=True),
             source=FLOWERS_URL,
         )
-    _require(
+    require_files(
         "flowers102",
         base,
         [base / "jpg", base / "imagelabels.mat", base / "setid.mat"],
@@ -140,8 +146,7 @@ def flowers102(request: DataRequest) -> DatasetSplits:
     return file_splits(
         "flowers102",
         paths,
-        labels,
-        splits,
+        request.partition(labels, dataset="flowers102", closed_set=lambda: splits),
         class_names=class_names,
         request=request,
     )
@@ -153,7 +158,7 @@ def _read_pet_list(path: Path) -> list[tuple[str, str]]:
         text = path.read_text()
     except (UnicodeDecodeError, OSError) as error:
         raise unreadable_data(
-            path, what="list", error=error, remedy=_official_file_remedy(PET_URL)
+            path, what="list", error=error, remedy=official_file_remedy(PET_URL)
         ) from None
     entries = []
     for line in text.splitlines():
@@ -178,7 +183,7 @@ def oxford_pet(request: DataRequest) -> DatasetSplits:
             lambda: OxfordIIITPet(str(data_root), download=True),
             source=PET_URL,
         )
-    _require(
+    require_files(
         "oxford-pet",
         base,
         [base / "images", annotations / "trainval.txt", annotations / "test.txt"],
@@ -190,14 +195,17 @@ def oxford_pet(request: DataRequest) -> DatasetSplits:
     entries = trainval + test
     paths = [base / "images" / f"{image_id}.jpg" for image_id, _ in entries]
     labels, class_names = reindex_labels([breed for _, breed in entries])
-    train, val = carve_validation(
-        np.arange(len(trainval)), labels, seed=request.seed, dataset="oxford-pet"
-    )
+
+    def closed_set() -> SplitIndices:
+        train, val = carve_validation(
+            np.arange(len(trainval)), labels, seed=request.seed, dataset="oxford-pet"
+        )
+        return train, val, np.arange(len(trainval), len(entries))
+
     return file_splits(
         "oxford-pet",
         paths,
-        labels,
-        (train, val, np.arange(len(trainval), len(entries))),
+        request.partition(labels, dataset="oxford-pet", closed_set=closed_set),
         class_names=tuple(name.replace("_", " ") for name in class_names),
         request=request,
     )
@@ -218,7 +226,7 @@ def stanford_dogs(request: DataRequest) -> DatasetSplits:
     if request.download:
         download_or_explain("stanford-dogs", base, lambda: _download_dogs(base), source=DOGS_URL)
     lists = [base / "train_list.mat", base / "test_list.mat"]
-    _require(
+    require_files(
         "stanford-dogs",
         base,
         [base / "Images", *lists],
@@ -233,14 +241,17 @@ def stanford_dogs(request: DataRequest) -> DatasetSplits:
     paths = [base / "Images" / file for file in relative]
     # The class is the image's folder, "<wnid>-<breed>"; its name is the breed.
     labels, folders = reindex_labels([file.split("/")[0] for file in relative])
-    train, val = carve_validation(
-        np.arange(len(files[0])), labels, seed=request.seed, dataset="stanford-dogs"
-    )
+
+    def closed_set() -> SplitIndices:
+        train, val = carve_validation(
+            np.arange(len(files[0])), labels, seed=request.seed, dataset="stanford-dogs"
+        )
+        return train, val, np.arange(len(files[0]), len(relative))
+
     return file_splits(
         "stanford-dogs",
         paths,
-        labels,
-        (train, val, np.arange(len(files[0]), len(relative))),
+        request.partition(labels, dataset="stanford-dogs", closed_set=closed_set),
         class_names=tuple(folder.split("-", 1)[-1].replace("_", " ") for folder in folders),
         request=request,
     )
@@ -298,8 +309,11 @@ def folder(request: DataRequest) -> DatasetSplits:
     return file_splits(
         "folder",
         paths,
-        labels,
-        stratified_split(labels, seed=request.seed, dataset="folder"),
+        request.partition(
+            labels,
+            dataset="folder",
+            closed_set=lambda: stratified_split(labels, seed=request.seed, dataset="folder"),
+        ),
         class_names=class_names,
         request=request,
     )

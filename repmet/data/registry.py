@@ -8,12 +8,17 @@ their module is imported (``repmet.data`` imports them all).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from repmet.data.datasets import DatasetSplits
+from repmet.data.splits import Partition, SplitIndices, partition
 from repmet.errors import ConfigError
+from repmet.protocols import CLOSED_SET, FOLDS, PROTOCOLS
 from repmet.registry import Registry
 
 DATA_ROOT_ENV = "REPMET_DATA_ROOT"
@@ -33,6 +38,8 @@ class DataRequest:
         pretrained_normalization: normalise photo sets with the ImageNet mean/std rather than
             0.5/0.5 (in-memory sets are standardised with their training split's statistics).
         augment: apply the random training transform to the train split.
+        protocol: ``closed-set`` or ``class-disjoint`` (:mod:`repmet.protocols`).
+        fold: the validation fold of ``class-disjoint``, ``0..3``.
     """
 
     root: Path | None = None
@@ -41,6 +48,29 @@ class DataRequest:
     image_size: int | None = None
     pretrained_normalization: bool = False
     augment: bool = False
+    protocol: str = CLOSED_SET
+    fold: int = 0
+
+    def partition(
+        self,
+        labels: np.ndarray,
+        *,
+        dataset: str,
+        closed_set: Callable[[], SplitIndices],
+        trainval_classes: np.ndarray | None = None,
+    ) -> Partition:
+        """The split this request asks for of a set whose examples have ``labels`` (``0..C-1``):
+        ``closed_set()`` under ``closed-set``, else the class-disjoint split, on the official
+        ``trainval_classes`` when the set has them
+        (:func:`~repmet.data.splits.partition`)."""
+        return partition(
+            labels,
+            protocol=self.protocol,
+            fold=self.fold,
+            dataset=dataset,
+            closed_set=closed_set,
+            trainval_classes=trainval_classes,
+        )
 
 
 class DatasetFactory(Protocol):
@@ -67,6 +97,8 @@ def load_dataset(
     image_size: int | None = None,
     pretrained_normalization: bool = False,
     augment: bool = False,
+    protocol: str = CLOSED_SET,
+    fold: int = 0,
 ) -> DatasetSplits:
     """Loads the named data set's splits.
 
@@ -83,6 +115,13 @@ def load_dataset(
             their training split's statistics.
         augment: random training transform on the train split (random shifts for in-memory
             sets, random resized crop and flip for photo sets).
+        protocol: ``closed-set`` (every class in every split; the examples are split) or
+            ``class-disjoint`` (train, validation and test classes disjoint: the official class
+            split where a set has one, else the first half of the sorted classes for train and
+            validation and the second half for test; see
+            :func:`~repmet.data.splits.class_disjoint_classes`).
+        fold: which quarter of the train+val classes validates under ``class-disjoint``
+            (``0..3``); ignored under ``closed-set``.
 
     Raises:
         UnknownNameError: ``name`` is not registered.
@@ -94,6 +133,10 @@ def load_dataset(
     factory = DATASETS.get(name)
     if image_size is not None and image_size < 1:
         raise ConfigError(f"image_size must be a positive number of pixels, got {image_size}")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"protocol = {protocol!r} is not one of: {', '.join(PROTOCOLS)}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < FOLDS:
+        raise ConfigError(f"fold = {fold!r} must be one of 0..{FOLDS - 1}")
     return factory(
         DataRequest(
             root=Path(root) if root is not None else None,
@@ -102,5 +145,7 @@ def load_dataset(
             image_size=image_size,
             pretrained_normalization=pretrained_normalization,
             augment=augment,
+            protocol=protocol,
+            fold=fold,
         )
     )

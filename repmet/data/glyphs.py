@@ -1,0 +1,206 @@
+"""``glyphs``: letters of five scripts rendered with the fonts matplotlib ships, each example in
+its own font and random distortion. Many classes, built offline and deterministically in seconds
+(in the spirit of Omniglot), so that the class-disjoint protocol and few-shot episodes can run on
+a CPU.
+
+How it is made:
+
+1. Classes (:data:`SCRIPTS`): 102, one character each: 44 Latin (26 upper case, 18 lower case),
+   9 digits, 22 Greek (10 upper, 12 lower case), 13 Cyrillic upper case and 14 Hebrew letters.
+   A character that looks like another one of the list is left out: Greek and Cyrillic letters
+   drawn like Latin or Greek ones (Greek Alpha, Cyrillic A, Cyrillic Ef / Greek Phi, ...),
+   lower-case letters that are smaller copies of their upper-case letter (c, o, s, v, w, x, z,
+   Greek theta, psi, phi, Cyrillic lower case), and look-alikes such as 0 / O, l / I, Greek
+   gamma / y, Cyrillic Ze / 3, Cyrillic Soft sign / b, Hebrew resh / dalet and gimel / nun.
+   ``tests/test_glyphs.py`` checks that no two classes draw alike in any font (as homoglyphs
+   such as Latin A and Greek Alpha do).
+2. Fonts (:data:`FONTS`): the 16 text faces of ``matplotlib/mpl-data/fonts/ttf`` (DejaVu Sans,
+   Sans Mono and Serif and STIXGeneral, each regular, bold, italic and bold italic). A class is
+   drawn in the fonts whose character map has its character (Hebrew: the 4 DejaVu Sans faces;
+   every other class: all 16); example ``e`` of a class uses the ``e mod F``-th of them.
+3. Each example is drawn with PIL at :data:`FONT_SIZE` px on a :data:`RENDER_SIDE` px canvas, its
+   ink box centred (a glyph keeps its size relative to the others, not its baseline), then
+   distorted at that resolution: stroke width changed by a random
+   :data:`STROKE_STEPS` px (dilation or erosion with a 3x3 window, per step), ink intensity
+   multiplied by a smooth random field in :data:`INK_RANGE` (bilinear upsampling of 4x4 uniform
+   noise), a random affine warp (rotation, scale, aspect, shear and shift, the ranges of
+   :data:`DISTORTION`, as :mod:`repmet.data.distorted` draws them), area-downsampled to
+   :data:`SIDE` px, then random contrast, brightness and Gaussian pixel noise.
+
+All random draws come from one CPU ``torch.Generator`` seeded with :data:`GENERATOR_SEED`: the
+images are the same on every machine and call; only the split follows the split seed. The images
+are built once per process and kept (:func:`glyph_images`).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from repmet.data.datasets import DatasetSplits
+from repmet.data.distorted import Distortion, draw_distortions, photometric, warp
+from repmet.data.in_memory import in_memory_splits
+from repmet.data.registry import DATASETS, DataRequest
+from repmet.data.splits import stratified_split
+from repmet.errors import DataError
+
+#: One class per character: script, then the characters kept (see the module docstring).
+SCRIPTS: dict[str, str] = {
+    "Latin": "ABCDEFGHIJKLMNOPQRSTUVWXYZ" + "abdefghijkmnpqrtuy",
+    "digit": "123456789",
+    "Greek": "ΓΔΘΛΞΠΣΦΨΩ" + "αβδεζηλμξσςω",
+    "Cyrillic": "БДЖИЦЧШЩЪЫЭЮЯ",
+    "Hebrew": "אבדהטלמנעפצקשת",
+}
+#: The characters, in class order.
+CLASSES: tuple[str, ...] = tuple(char for chars in SCRIPTS.values() for char in chars)
+#: Examples of every class.
+EXAMPLES = 30
+#: The text faces of matplotlib's fonts, in the order examples cycle through them.
+FONTS: tuple[str, ...] = tuple(
+    f"{family}{style}.ttf"
+    for family, styles in (
+        ("DejaVuSans", ("", "-Bold", "-Oblique", "-BoldOblique")),
+        ("DejaVuSansMono", ("", "-Bold", "-Oblique", "-BoldOblique")),
+        ("DejaVuSerif", ("", "-Bold", "-Italic", "-BoldItalic")),
+        ("STIXGeneral", ("", "Bol", "Italic", "BolIta")),
+    )
+    for style in styles
+)
+GENERATOR_SEED = 20_260_117
+#: Side of the images, in pixels.
+SIDE = 24
+#: Side of the canvas the glyphs are drawn and distorted on before downsampling.
+RENDER_SIDE = 64
+FONT_SIZE = 48
+#: Stroke-width changes in steps of one 3x3 dilation (positive) or erosion (negative).
+STROKE_STEPS = (-1, 0, 1, 2)
+INK_RANGE = (0.55, 1.0)
+#: Side of the random field that modulates the ink.
+INK_FIELD_SIDE = 4
+DISTORTION = Distortion(
+    fill=1.0,
+    max_rotation_deg=15.0,
+    scale_range=(0.8, 1.1),
+    max_aspect=0.15,
+    max_shear=0.25,
+    max_shift_pixels=2.0,
+    contrast_range=(0.5, 1.0),
+    brightness_range=(0.0, 0.2),
+    noise_std=0.1,
+)
+
+
+def font_directory() -> Path:
+    """matplotlib's bundled TrueType fonts (matplotlib is imported here only)."""
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+
+
+def fonts_with(char: str, directory: Path) -> list[Path]:
+    """The faces of :data:`FONTS` whose character map has ``char``."""
+    return [path for path in _font_paths(directory) if ord(char) in _charmap(path)]
+
+
+def _font_paths(directory: Path) -> list[Path]:
+    paths = [directory / name for name in FONTS]
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        raise DataError(
+            f"data set 'glyphs' needs matplotlib's fonts, but {directory} lacks "
+            f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}; reinstall matplotlib"
+        )
+    return paths
+
+
+@functools.cache
+def _charmap(path: Path) -> frozenset[int]:
+    from matplotlib.ft2font import FT2Font
+
+    return frozenset(FT2Font(str(path)).get_charmap())
+
+
+def render(char: str, font: Path) -> np.ndarray:
+    """``char`` drawn in ``font``: float32 [RENDER_SIDE, RENDER_SIDE] ink in [0, 1], its ink box
+    centred on the canvas."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    face = ImageFont.truetype(str(font), FONT_SIZE)
+    left, top, right, bottom = face.getbbox(char)
+    image = Image.new("L", (RENDER_SIDE, RENDER_SIDE), 0)
+    origin = ((RENDER_SIDE - left - right) / 2, (RENDER_SIDE - top - bottom) / 2)
+    ImageDraw.Draw(image).text(origin, char, fill=255, font=face)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def _strokes(ink: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Each image dilated (``steps > 0``) or eroded (``< 0``) ``|steps|`` times by a 3x3 window."""
+    for step in range(1, int(steps.abs().max()) + 1):
+        dilated = F.max_pool2d(ink, 3, stride=1, padding=1)
+        eroded = -F.max_pool2d(-ink, 3, stride=1, padding=1)
+        ink = torch.where((steps >= step).view(-1, 1, 1, 1), dilated, ink)
+        ink = torch.where((steps <= -step).view(-1, 1, 1, 1), eroded, ink)
+    return ink
+
+
+@functools.cache
+def glyph_images(
+    examples: int = EXAMPLES, seed: int = GENERATOR_SEED
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Every class's ``examples`` images, class-major (image ``c * examples + e`` is example
+    ``e`` of class ``c``), and their labels. Built once per process; callers must not modify
+    the tensor.
+
+    Returns:
+        float32 [C * examples, 1, SIDE, SIDE] images in [0, 1], and int64 [C * examples] labels.
+    """
+    directory = font_directory()
+    clean = []
+    for char in CLASSES:
+        fonts = fonts_with(char, directory)
+        if not fonts:
+            raise DataError(f"no font of {directory} draws {char!r}; reinstall matplotlib")
+        renders = [render(char, font) for font in fonts]
+        clean += [renders[e % len(renders)] for e in range(examples)]
+    ink = torch.from_numpy(np.stack(clean)).unsqueeze(1)
+    count = ink.shape[0]
+    generator = torch.Generator().manual_seed(seed)
+    choice = torch.randint(len(STROKE_STEPS), (count,), generator=generator)
+    ink = _strokes(ink, torch.tensor(STROKE_STEPS)[choice])
+    field = INK_RANGE[0] + (INK_RANGE[1] - INK_RANGE[0]) * torch.rand(
+        count, 1, INK_FIELD_SIDE, INK_FIELD_SIDE, generator=generator
+    )
+    ink = ink * F.interpolate(field, size=RENDER_SIDE, mode="bilinear", align_corners=False)
+    drawn = draw_distortions(generator, count, DISTORTION, canvas_side=SIDE)
+    warped = warp(ink, drawn, canvas_side=RENDER_SIDE)
+    small = F.interpolate(warped, size=SIDE, mode="area")
+    labels = np.repeat(np.arange(len(CLASSES), dtype=np.int64), examples)
+    return photometric(small, drawn, DISTORTION, generator), labels
+
+
+def class_names() -> tuple[str, ...]:
+    """``"<script> <character>"`` of every class, e.g. ``"Greek Δ"``."""
+    return tuple(f"{script} {char}" for script, chars in SCRIPTS.items() for char in chars)
+
+
+@DATASETS.register("glyphs")
+def glyphs(request: DataRequest) -> DatasetSplits:
+    """102 glyph classes of 30 examples each, 24x24 grey (see the module docstring); closed-set
+    split 60/20/20 stratified by class with ``seed``."""
+    images, labels = glyph_images()
+    return in_memory_splits(
+        "glyphs",
+        images,
+        request.partition(
+            labels,
+            dataset="glyphs",
+            closed_set=lambda: stratified_split(labels, seed=request.seed, dataset="glyphs"),
+        ),
+        class_names=class_names(),
+        request=request,
+    )
