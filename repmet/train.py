@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 PROG = program_name("python -m repmet.train")
 ERROR_KINDS: tuple[str, ...] = ("simple", "magnet", "repmet", "unsupervised")
+RETRIEVAL_NAMES = {
+    "p_at_1": "P@1", "r_precision": "R-precision", "map_at_r": "MAP@R", "nmi": "NMI", "ami": "AMI",
+}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,12 +106,21 @@ def run(config: TrainingConfig, *, save: str | None = None, stream: TextIO = sys
         )
 
     best = train_and_select(run, on_step=show)
-    errors = run.errors("train", "val", "test")
+    measurement = run.measure("train", "val", "test")
+    errors = measurement.errors
     print(
         f"\n{config.loss} on {config.dataset}: errors in % at iteration {best.iteration}, the best "
         f"validation step of {config.iterations} iterations ({time.perf_counter() - started:.1f} s)"
     )
     print(format_error_table(errors, 1.0 - best.stats.batch_accuracy))
+    if measurement.centre_errors is not None:
+        print("\nerrors in % against the loss's learned centres used as representatives:")
+        print(format_error_table(measurement.centre_errors, 1.0 - best.stats.batch_accuracy))
+    retrieval = measurement.retrieval["test"]
+    print(
+        "test retrieval in %: "
+        + ", ".join(f"{RETRIEVAL_NAMES[name]} {100 * retrieval[name]:.2f}" for name in RETRIEVAL_NAMES)
+    )
     if save:
         print(f"saved the state of iteration {best.iteration} to {run.save(save)}")
     return errors

@@ -23,7 +23,13 @@ from typing import Any
 
 import torch
 
-from repmet.clusters import CLUSTER_SOURCES, ClusterIndex, EvaluationCentroids, LossTable
+from repmet.clusters import (
+    CLUSTER_SOURCES,
+    ClusterIndex,
+    EvaluationCentroids,
+    LossTable,
+    learned_centre_reference,
+)
 from repmet.config import SELECTABLE_METRICS, TrainingConfig
 from repmet.data import DatasetSplits, LabeledDataset, load_dataset
 from repmet.errors import ArgumentError, CheckpointError, ConfigError, TrainingDiverged
@@ -78,6 +84,9 @@ class Measurement:
         embedded: ``{split: (embeddings, labels)}`` of every evaluated split.
         centroids: ``[J, E]`` centroids the errors were measured against.
         centroid_classes: ``[J]`` class of each centroid.
+        centre_errors: the same errors against the loss's learned centres (proxies, SoftTriple
+            centres, ArcFace class weights) used as representatives, with a variance fitted
+            around them; None for losses without learned centres apart from their centroids.
     """
 
     errors: dict[str, dict[str, float]]
@@ -85,6 +94,7 @@ class Measurement:
     embedded: dict[str, tuple[torch.Tensor, torch.Tensor]]
     centroids: torch.Tensor
     centroid_classes: torch.Tensor
+    centre_errors: dict[str, dict[str, float]] | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -169,11 +179,8 @@ class TrainingRun:
         )
         self.entry = config.loss_entry
         self.clusters = CLUSTER_SOURCES[self.entry.clusters]
-        self.rep_optimizer = (
-            torch.optim.Adam([self.loss_fn.representatives], lr=config.rep_lr)
-            if self.entry.learns_representatives
-            else None
-        )
+        own = self.loss_fn.own_parameters()
+        self.rep_optimizer = torch.optim.Adam(own, lr=config.rep_lr) if own else None
         self.loss_table = LossTable(len(self.splits.train))
         self.sampler = BATCH_SAMPLERS[self.entry.batches](
             m=config.m, d=config.d, generator=self.generator
@@ -205,6 +212,7 @@ class TrainingRun:
             embedding_dim=config.embedding_dim,
             alpha=config.alpha,
             sigma=config.sigma,
+            **{name: getattr(config, name) for name in config.loss_entry.options},
         ).to(self.device)
         return model, loss
 
@@ -264,7 +272,7 @@ class TrainingRun:
             self.optimizer.step()
             if self.rep_optimizer is not None:
                 self.rep_optimizer.step()
-                if self.config.normalize_representatives:
+                if self.config.normalize_representatives and self.entry.learns_representatives:
                     self.loss_fn.normalize_representatives_()
 
             self.loss_table.update(batch.indices, output.per_example.detach().cpu())
@@ -367,11 +375,20 @@ class TrainingRun:
         splits = splits or ("val",)
         embedded = {split: self.embed(split) for split in dict.fromkeys(splits)}
         train_embeddings = embedded["train"][0] if "train" in embedded else None
+        learned = self.loss_fn.learned_centres()
+        if learned is not None and train_embeddings is None:
+            train_embeddings, _ = self.embed("train")
         reference = self.centroids(train_embeddings)
         variance = self.loss_fn.variance
         if variance is None:
             variance = reference.fitted_variance
-        errors, retrieval = {}, {}
+        centres = None
+        if learned is not None:
+            assert train_embeddings is not None
+            centres = learned_centre_reference(
+                train_embeddings, self.splits.train.labels, *(t.float().cpu() for t in learned)
+            )
+        errors, retrieval, centre_errors = {}, {}, {}
         for split, (embeddings, labels) in embedded.items():
             clusters = unsupervised_clusters(embeddings, labels, seed=self.config.seed)
             errors[split] = error_rates(
@@ -383,6 +400,17 @@ class TrainingRun:
                 L=self.config.l_nearest,
                 clusters=clusters,
             )
+            if centres is not None:
+                assert centres.fitted_variance is not None
+                centre_errors[split] = error_rates(
+                    embeddings,
+                    labels,
+                    centres.centroids,
+                    centres.classes,
+                    variance=centres.fitted_variance,
+                    L=self.config.l_nearest,
+                    clusters=clusters,
+                )
             retrieval[split] = {
                 **retrieval_metrics(embeddings, labels),
                 **clustering_metrics(clusters, labels),
@@ -393,6 +421,7 @@ class TrainingRun:
             embedded=embedded,
             centroids=reference.centroids,
             centroid_classes=reference.classes,
+            centre_errors=centre_errors if centres is not None else None,
         )
 
     def record_validation(self, value: float) -> BestStep:
