@@ -359,8 +359,12 @@ register(
         # (2, 50, 0.5); alpha is the miner's epsilon (0.1: the paper and the library).
         ranges={"alpha": (0.01, 1.0), "scale": (0.01, 100.0)},
         defaults={
-            **_FIELD_DEFAULTS, "alpha": 0.1, "scale": 0.01, "neg_scale": 50.6, "base": 0.56,
-        },  # fmt: skip
+            **_FIELD_DEFAULTS,
+            "alpha": 0.1,
+            "scale": 0.01,
+            "neg_scale": 50.6,
+            "base": 0.56,
+        },
         notes=(_FIELD_NOTE,),
     )
 )

@@ -117,10 +117,8 @@ def run(config: TrainingConfig, *, save: str | None = None, stream: TextIO = sys
         print("\nerrors in % against the loss's learned centres used as representatives:")
         print(format_error_table(measurement.centre_errors, 1.0 - best.stats.batch_accuracy))
     retrieval = measurement.retrieval["test"]
-    print(
-        "test retrieval in %: "
-        + ", ".join(f"{RETRIEVAL_NAMES[name]} {100 * retrieval[name]:.2f}" for name in RETRIEVAL_NAMES)
-    )
+    cells = [f"{label} {100 * retrieval[name]:.2f}" for name, label in RETRIEVAL_NAMES.items()]
+    print("test retrieval in %: " + ", ".join(cells))
     if save:
         print(f"saved the state of iteration {best.iteration} to {run.save(save)}")
     return errors
