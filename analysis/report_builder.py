@@ -35,6 +35,8 @@ from analysis.tables import (
     Row,
     Stat,
     TextTable,
+    by_family,
+    loss_family,
     loss_label,
     to_latex,
     to_markdown,
@@ -63,9 +65,14 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     pictures: list[plots.Picture] = field(default_factory=list)
     figure_notes: list[str] = field(default_factory=list)
+    #: The errors against the learned centres of the losses that have them (the field's proxy
+    #: losses); None when no loss of the study has any.
+    centres: ResultsTable | None = None
 
     def tables(self) -> list[TextTable]:
         tables = [self.results.text(), self.retrieval.text()]
+        if self.centres is not None:
+            tables.append(self.centres.text())
         if self.repeats is not None:
             tables += [
                 self.repeats.verdict,
@@ -109,6 +116,8 @@ class Report:
         if formats in ("csv", "all"):
             files["results.csv"] = self.results.csv()
             files["retrieval.csv"] = self.retrieval.csv()
+            if self.centres is not None:
+                files["results_centres.csv"] = self.centres.csv()
             if self.repeats is not None:
                 files["results_repeats.csv"] = self.repeats.errors.csv()
                 files["retrieval_repeats.csv"] = self.repeats.retrieval.csv()
@@ -155,10 +164,11 @@ def build_report(
     figure_notes: list[str] = []
     rows: list[Row] = []
     retrieval_rows: list[Row] = []
+    centre_rows: list[Row] = []
     test_values: dict[str, float] = {}
     # Every selected checkpoint is read before any work starts, so that a damaged folder ends the
     # report with its one error line and nothing else.
-    runs = {loss: loader.load(selection) for loss, selection in selections.items()}
+    runs = {loss: loader.load(selections[loss]) for loss in by_family(list(selections))}
     configs = {loss: run.config for loss, run in runs.items()}  # as stored in each checkpoint
     splits: DatasetSplits | None = next(iter(runs.values())).splits if runs else None
     for loss, run in runs.items():
@@ -168,9 +178,14 @@ def build_report(
             f"{selection.checkpoint_iteration}"
         )
         measurement = run.measure("train", "test")
-        rows.append(Row(loss, loss_label(loss), percent_cells(measurement.errors, ERROR_KINDS)))
+        family = loss_family(loss)
+        errors = percent_cells(measurement.errors, ERROR_KINDS)
+        rows.append(Row(loss, loss_label(loss), errors, family))
         retrieval = percent_cells(measurement.retrieval, tuple(RETRIEVAL_COLUMNS))
-        retrieval_rows.append(Row(loss, loss_label(loss), retrieval))
+        retrieval_rows.append(Row(loss, loss_label(loss), retrieval, family))
+        if measurement.centre_errors is not None:
+            centres = percent_cells(measurement.centre_errors, ERROR_KINDS)
+            centre_rows.append(Row(loss, loss_label(loss), centres, family))
         scores = Scores(errors=measurement.errors, retrieval=measurement.retrieval)
         test_values[loss] = 100.0 * test_value(scores, study.select)
         if draw:
@@ -227,6 +242,19 @@ def build_report(
         ),
         columns=RETRIEVAL_COLUMNS,
     )
+    centre_table = None
+    if centre_rows:
+        centre_table = ResultsTable(
+            title="Errors against the learned centres (%)",
+            rows=tuple(centre_rows),
+            caption=(
+                "The losses with learned proxies or centres (ProxyAnchor's proxies, SoftTriple's "
+                "centres, ArcFace's class weights, on the unit sphere) measured against them as "
+                "representatives, with a variance fitted around them, in percent as Train (Test), "
+                "from the same checkpoints; the errors table measures every loss against per-class "
+                "k-means centroids."
+            ),
+        )
     repeated = None
     if repeats:
         repeated = repeat_tables(
@@ -291,6 +319,7 @@ def build_report(
         ),
         pictures=pictures,
         figure_notes=figure_notes,
+        centres=centre_table,
     )
 
 
@@ -431,7 +460,12 @@ def repeat_tables(
     errors = ResultsTable(
         title=f"Errors (%) of the best configurations re-trained, mean ± std over N = {repeats}",
         rows=tuple(
-            Row(loss, loss_label(loss), mean_std_cells([r.errors for r in scores], ERROR_KINDS))
+            Row(
+                loss,
+                loss_label(loss),
+                mean_std_cells([r.errors for r in scores], ERROR_KINDS),
+                loss_family(loss),
+            )
             for loss, scores in runs.items()
         ),
         caption=caption,
@@ -440,7 +474,12 @@ def repeat_tables(
     retrieval = ResultsTable(
         title=f"Retrieval and clustering (%) re-trained, mean ± std over N = {repeats}",
         rows=tuple(
-            Row(loss, loss_label(loss), mean_std_cells([r.retrieval for r in scores], kinds))
+            Row(
+                loss,
+                loss_label(loss),
+                mean_std_cells([r.retrieval for r in scores], kinds),
+                loss_family(loss),
+            )
             for loss, scores in runs.items()
         ),
         caption=caption,
