@@ -1,8 +1,10 @@
 """The loss-driven cluster batch sampler (spec: "The cluster index and the batch sampler";
-Magnet paper section 3.3, "neighbourhood sampling").
+Magnet paper section 3.3, "neighbourhood sampling"), and the uniform and class-balanced batches of
+the softmax baseline and the field's losses.
 
-A batch is M blocks of D rows: a seed cluster drawn in proportion to its loss, the M - 1 nearest
-clusters of other classes (its impostors), and D examples from each. Everything is drawn from the
+A neighbourhood batch is M blocks of D rows: a seed cluster drawn in proportion to its loss, the
+M - 1 nearest clusters of other classes (its impostors), and D examples from each. A
+class-balanced batch is M blocks of D rows of M different classes. Everything is drawn from the
 generator given to the sampler, so a fixed seed gives the same batches.
 """
 
