@@ -11,8 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fake_photo_sets import fake_cars, fake_cub, fake_folder, fake_sop
+from fake_photo_sets import (
+    fake_cars,
+    fake_cub,
+    fake_dogs,
+    fake_flowers,
+    fake_folder,
+    fake_pets,
+    fake_sop,
+)
 from sklearn.datasets import load_digits
+from torchvision.datasets import Flowers102
 
 from repmet.data import DatasetSplits, FileDataset, load_dataset
 from repmet.data.distorted import COPIES, distort_digits
@@ -253,6 +262,15 @@ PHOTO_FAKES: dict[str, tuple[Callable[[Path], dict[Path, str]], tuple[str, ...]]
     "folder": (
         lambda root: fake_folder(root / "images", {f"c{n}": 3 for n in range(9)}),
         tuple(f"c{n}" for n in range(4)),
+    ),
+    "flowers102": (lambda root: fake_flowers(root, 9), tuple(Flowers102.classes[:4])),
+    "oxford-pet": (
+        lambda root: fake_pets(root, 10),
+        tuple(f"Breed {letter}" for letter in "abcde"),
+    ),
+    "stanford-dogs": (
+        lambda root: fake_dogs(root, 8),
+        tuple(f"Dog {n:02d}" for n in range(4)),
     ),
 }
 
