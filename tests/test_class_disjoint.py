@@ -298,9 +298,8 @@ def test_photo_sets_class_disjoint_hold_only_their_classes_files(
 # --- a run on the training classes only ------------------------------------------------------
 
 
-def test_a_class_disjoint_run_has_representatives_index_and_batches_of_training_classes_only(
-    tmp_path: Path,
-) -> None:
+def test_a_class_disjoint_run_knows_only_the_training_classes() -> None:
+    """Its representatives, cluster index and batches cover the training classes only."""
     from repmet.config import TrainingConfig
     from repmet.training import TrainingRun
 

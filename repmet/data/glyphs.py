@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont
 
 from repmet.data.datasets import DatasetSplits
 from repmet.data.distorted import Distortion, draw_distortions, photometric, warp
@@ -127,17 +128,14 @@ def _charmap(path: Path) -> frozenset[int]:
 
 
 @functools.cache
-def _face(font: Path):  # noqa: ANN202 - PIL's FreeTypeFont, imported with PIL here
-    from PIL import ImageFont
-
+def _face(font: Path) -> ImageFont.FreeTypeFont:
+    """``font`` at :data:`FONT_SIZE`, loaded once."""
     return ImageFont.truetype(str(font), FONT_SIZE)
 
 
 def render(char: str, font: Path) -> np.ndarray:
     """``char`` drawn in ``font``: float32 [RENDER_SIDE, RENDER_SIDE] ink in [0, 1], its ink box
     centred on the canvas."""
-    from PIL import Image, ImageDraw
-
     face = _face(font)
     left, top, right, bottom = face.getbbox(char)
     image = Image.new("L", (RENDER_SIDE, RENDER_SIDE), 0)
