@@ -105,6 +105,10 @@ def render_page(report: Report, folder: Path | None) -> str:
     entry, block = table_block(report.retrieval.text(), "retrieval")
     subs.append(entry)
     blocks.append(block)
+    if report.centres is not None:
+        entry, block = table_block(report.centres.text(), "centres")
+        subs.append(entry)
+        blocks.append(block)
     sections.append(("results", "Results", subs, "\n".join(blocks)))
 
     if report.repeats is not None:

@@ -35,7 +35,9 @@ from analysis.tables import (
     Row,
     Stat,
     TextTable,
+    by_family,
     columns_of,
+    loss_family,
     loss_label,
     to_latex,
     to_markdown,
@@ -72,10 +74,15 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     pictures: list[plots.Picture] = field(default_factory=list)
     figure_notes: list[str] = field(default_factory=list)
+    #: The errors against the learned centres of the losses that have them (the field's proxy
+    #: losses); None when no loss of the study has any.
+    centres: ResultsTable | None = None
 
     def tables(self) -> list[TextTable]:
         tables = [] if self.unseen is None else [self.unseen]
         tables += [self.results.text(), self.retrieval.text()]
+        if self.centres is not None:
+            tables.append(self.centres.text())
         if self.repeats is not None:
             tables += [
                 self.repeats.verdict,
@@ -119,6 +126,8 @@ class Report:
         if formats in ("csv", "all"):
             files["results.csv"] = self.results.csv()
             files["retrieval.csv"] = self.retrieval.csv()
+            if self.centres is not None:
+                files["results_centres.csv"] = self.centres.csv()
             if self.repeats is not None:
                 files["results_repeats.csv"] = self.repeats.errors.csv()
                 files["retrieval_repeats.csv"] = self.repeats.retrieval.csv()
@@ -166,10 +175,11 @@ def build_report(
     rows: list[Row] = []
     retrieval_rows: list[Row] = []
     unseen_rows: list[UnseenRow] = []
+    centre_rows: list[Row] = []
     test_values: dict[str, float] = {}
     # Every selected checkpoint is read before any work starts, so that a damaged folder ends the
     # report with its one error line and nothing else.
-    runs = {loss: loader.load(selection) for loss, selection in selections.items()}
+    runs = {loss: loader.load(selections[loss]) for loss in by_family(list(selections))}
     configs = {loss: run.config for loss, run in runs.items()}  # as stored in each checkpoint
     splits: DatasetSplits | None = next(iter(runs.values())).splits if runs else None
     for loss, run in runs.items():
@@ -178,12 +188,15 @@ def build_report(
             f"evaluating {loss}: trial {selection.trial.name}, checkpoint at iteration "
             f"{selection.checkpoint_iteration}"
         )
-        measurement = run.measure("train", "test")
-        rows.append(
-            Row(loss, loss_label(loss), percent_cells(measurement.metrics, columns_of("error")))
-        )
+        measurement = run.measure("train", "test", centres=True)
+        family = loss_family(loss)
+        errors = percent_cells(measurement.metrics, columns_of("error"))
+        rows.append(Row(loss, loss_label(loss), errors, family))
         retrieval = percent_cells(measurement.metrics, columns_of("retrieval"))
-        retrieval_rows.append(Row(loss, loss_label(loss), retrieval))
+        retrieval_rows.append(Row(loss, loss_label(loss), retrieval, family))
+        if measurement.centre_metrics is not None:
+            centres = percent_cells(measurement.centre_metrics, columns_of("error"))
+            centre_rows.append(Row(loss, loss_label(loss), centres, family))
         unseen_rows.append(
             UnseenRow(loss, loss_label(loss), measurement.metrics, measurement.intervals["test"])
         )
@@ -252,6 +265,19 @@ def build_report(
         ),
         columns=columns_of("retrieval"),
     )
+    centre_table = None
+    if centre_rows:
+        centre_table = ResultsTable(
+            title="Errors against the learned centres (%)",
+            rows=tuple(centre_rows),
+            caption=(
+                "The losses with learned proxies or centres (ProxyAnchor's proxies, SoftTriple's "
+                "centres, ArcFace's class weights, on the unit sphere) measured against them as "
+                "representatives, with a variance fitted around them, in percent as Train (Test), "
+                "from the same checkpoints; the errors table measures every loss against per-class "
+                "k-means centroids."
+            ),
+        )
     repeated = None
     if repeats:
         repeated = repeat_tables(
@@ -326,6 +352,7 @@ def build_report(
         ),
         pictures=pictures,
         figure_notes=figure_notes,
+        centres=centre_table,
     )
 
 
@@ -487,7 +514,12 @@ def repeat_tables(
     errors_table = ResultsTable(
         title=f"Errors (%) of the best configurations re-trained, mean ± std over N = {repeats}",
         rows=tuple(
-            Row(loss, loss_label(loss), mean_std_cells([r.metrics for r in scores], errors))
+            Row(
+                loss,
+                loss_label(loss),
+                mean_std_cells([r.metrics for r in scores], errors),
+                loss_family(loss),
+            )
             for loss, scores in runs.items()
         ),
         caption=caption,
@@ -495,7 +527,12 @@ def repeat_tables(
     retrieval = ResultsTable(
         title=f"Retrieval and clustering (%) re-trained, mean ± std over N = {repeats}",
         rows=tuple(
-            Row(loss, loss_label(loss), mean_std_cells([r.metrics for r in scores], kinds))
+            Row(
+                loss,
+                loss_label(loss),
+                mean_std_cells([r.metrics for r in scores], kinds),
+                loss_family(loss),
+            )
             for loss, scores in runs.items()
         ),
         caption=caption,

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from repmet.catalogue import LOSSES
+from repmet.catalogue import FAMILY_HEADINGS, LOSSES
 from repmet.metrics import Table, metrics_of
 
 SPLIT_HEADER = "Train (Test)"
@@ -29,6 +29,22 @@ def columns_of(table: Table) -> dict[str, str]:
 def loss_label(loss: str) -> str:
     """The loss's row label from its catalogue entry (its name if it is not catalogued here)."""
     return LOSSES.get(loss).label if loss in LOSSES else loss
+
+
+def loss_family(loss: str) -> str | None:
+    """The family (``repmet.catalogue.Family``) whose rows the loss's row joins; None for a loss
+    not catalogued here."""
+    return LOSSES.get(loss).family if loss in LOSSES else None
+
+
+def by_family(losses: Sequence[str]) -> list[str]:
+    """The losses with the seed's family first, the field's next, each in its given order."""
+    order = list(FAMILY_HEADINGS)
+    return sorted(losses, key=lambda loss: order.index(loss_family(loss) or order[0]))
+
+
+#: The heading of the rows that belong to no loss family (the untrained network, raw-pixel 1-NN).
+BASELINES_HEADING = "Baselines"
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,7 @@ class Row:
     key: str  # loss name or baseline id, the CSV's first column
     label: str
     values: Mapping[str, SplitStats]  # by column key
+    family: str | None = None  # the loss's family; None for a baseline row
 
     def cell(self, kind: str) -> str:
         train, test = self.values.get(kind, (None, None))
@@ -88,11 +105,20 @@ class ResultsTable:
     columns: Mapping[str, str] = field(default_factory=lambda: columns_of("error"))
 
     def text(self) -> TextTable:
+        """The table as text; when it holds losses of more than one family, each family's rows
+        (and the baselines) come under a heading row of their own."""
+        grouped = len({row.family for row in self.rows if row.family is not None}) > 1
+        rows: list[tuple[str, ...]] = []
+        for index, row in enumerate(self.rows):
+            if grouped and (index == 0 or row.family != self.rows[index - 1].family):
+                heading = FAMILY_HEADINGS.get(row.family or "", BASELINES_HEADING)
+                rows.append((heading, *("" for _ in self.columns)))
+            rows.append((row.label, *(row.cell(k) for k in self.columns)))
         return TextTable(
             title=self.title,
             header=("Loss", *self.columns.values()),
             subheader=("", *(SPLIT_HEADER for _ in self.columns)),
-            rows=tuple((row.label, *(row.cell(k) for k in self.columns)) for row in self.rows),
+            rows=tuple(rows),
             caption=self.caption,
             notes=self.notes,
         )

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from repmet.errors import ArgumentError
+from repmet.geometry import pairwise_squared_distances
 from repmet.kmeans import kmeans, nearest_in_group
 
 
@@ -219,6 +220,19 @@ class EvaluationCentroids:
     centroids: Tensor
     classes: Tensor
     fitted_variance: float | None = None
+
+
+def learned_centre_reference(
+    embeddings: Tensor, labels: Tensor, centres: Tensor, classes: Tensor
+) -> EvaluationCentroids:
+    """A loss's learned centres (proxies, class weights) as evaluation centroids, with the variance
+    fitted around them as around k-means centroids: sigma^2 = sum_n min_{j of y_n} d(x_n, c_j) /
+    (N - 1) over the training embeddings (each example's nearest own-class centre)."""
+    distances = pairwise_squared_distances(embeddings, centres)
+    own = classes[None, :] == labels.long()[:, None]
+    nearest_own = distances.masked_fill(~own, torch.inf).min(dim=1).values
+    variance = float(nearest_own.double().sum()) / max(embeddings.shape[0] - 1, 1)
+    return EvaluationCentroids(centres, classes, variance)
 
 
 class ClusterSource(ABC):

@@ -49,6 +49,13 @@ LOSS_DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "lr": 1e-3,
         "rep_lr": 1e-3,
         "weight_decay": 0.0,
+        "m": 12,
+        "d": 4,
+        "pos_margin": 0.0,
+        "scale": 1.0,
+        "neg_scale": 50.0,
+        "base": 0.5,
+        "gamma": 0.1,
     }
 )
 
@@ -107,12 +114,18 @@ class TrainingConfig:
     # The loss and the cluster-neighbourhood sampler.
     alpha: float | None = None
     sigma: float | None = None
-    m: int = 12
-    d: int = 4
+    m: int | None = None
+    d: int | None = None
     k: int = 3
     l_nearest: int = 128
     normalize_representatives: bool | None = None
     refresh_every: int | None = None
+    # The field's losses (repmet.losses.field): their hyperparameters besides the margin alpha.
+    pos_margin: float | None = None
+    scale: float | None = None
+    neg_scale: float | None = None
+    base: float | None = None
+    gamma: float | None = None
 
     # Optimisation.
     lr: float | None = None
@@ -171,6 +184,11 @@ class TrainingConfig:
         _require_finite("lr", self.lr, minimum=0.0, inclusive=False)
         _require_finite("rep_lr", self.rep_lr, minimum=0.0, inclusive=False)
         _require_finite("weight_decay", self.weight_decay, minimum=0.0, inclusive=True)
+        _require_finite("pos_margin", self.pos_margin, minimum=0.0, inclusive=True)
+        _require_finite("scale", self.scale, minimum=0.0, inclusive=False)
+        _require_finite("neg_scale", self.neg_scale, minimum=0.0, inclusive=False)
+        _require_finite("base", self.base, minimum=0.0, inclusive=True)
+        _require_finite("gamma", self.gamma, minimum=0.0, inclusive=False)
         if self.m * self.d > MAX_BATCH_SIZE:
             raise ConfigError(
                 f"m * d = {self.m} * {self.d} = {self.m * self.d} exceeds the batch limit "
@@ -248,6 +266,11 @@ class TrainingConfig:
             raise ConfigError(
                 f"k = {self.k} exceeds the smallest training class ({name} has {smallest} "
                 f"{examples}); use k <= {largest_k(smallest)}"
+            )
+        if self.loss_entry.batches == "class-balanced" and self.m > num_classes:
+            raise ConfigError(
+                f"m = {self.m} exceeds the {num_classes} training classes: a class-balanced batch "
+                f"holds d examples of each of m different classes; use m <= {num_classes}"
             )
         limit = largest_m(num_classes, self.k)
         if self.m > limit:
@@ -339,16 +362,24 @@ FIELD_HELP: dict[str, str] = {
     "freeze_backbone": "train only the embedding layer",
     "embedding_dim": "embedding size E",
     "normalize_embeddings": "L2-normalise embeddings (default: the loss's)",
-    "alpha": "margin alpha of the loss",
+    "alpha": "margin alpha of the loss (ArcFace: in degrees; multi-similarity: its miner's "
+    "epsilon)",
     "sigma": "sigma of the RepMet-style and cluster-margin losses",
-    "m": "M: clusters per batch",
-    "d": "D: examples per cluster",
+    "m": "M: clusters per batch (class-balanced batches: classes)",
+    "d": "D: examples per cluster (class-balanced batches: per class)",
     "k": "K: clusters (representatives) per class",
     "l_nearest": "L: nearest centroids kept by the Magnet eq. 6 classifier",
     "normalize_representatives": "renormalise representatives to unit length after each step",
+    "pos_margin": "positive margin of the contrastive loss",
+    "scale": "scale of the field's losses: ProxyAnchor's alpha, SoftTriple's lambda, ArcFace's "
+    "s, multi-similarity's alpha",
+    "neg_scale": "multi-similarity's beta (scale of the negative pairs)",
+    "base": "multi-similarity's lambda (base similarity)",
+    "gamma": "SoftTriple's gamma (temperature of the softmax over a class's centres)",
     "refresh_every": "rebuild the cluster index every this many iterations (0 = never)",
     "lr": "Adam learning rate of the network",
-    "rep_lr": "Adam learning rate of the representatives",
+    "rep_lr": "Adam learning rate of the loss's own learned parameters: representatives, "
+    "proxies, centres, class weights",
     "weight_decay": "weight decay of the network",
     "iterations": "training iterations",
     "eval_every": "evaluate on the validation split every this many iterations",

@@ -1,8 +1,10 @@
 """The loss-driven cluster batch sampler (spec: "The cluster index and the batch sampler";
-Magnet paper section 3.3, "neighbourhood sampling").
+Magnet paper section 3.3, "neighbourhood sampling"), and the uniform and class-balanced batches of
+the softmax baseline and the field's losses.
 
-A batch is M blocks of D rows: a seed cluster drawn in proportion to its loss, the M - 1 nearest
-clusters of other classes (its impostors), and D examples from each. Everything is drawn from the
+A neighbourhood batch is M blocks of D rows: a seed cluster drawn in proportion to its loss, the
+M - 1 nearest clusters of other classes (its impostors), and D examples from each. A
+class-balanced batch is M blocks of D rows of M different classes. Everything is drawn from the
 generator given to the sampler, so a fixed seed gives the same batches.
 """
 
@@ -29,6 +31,22 @@ class ClusterBatch:
 
     indices: Tensor
     cluster_ids: Tensor
+
+
+def member_positions(sizes: Tensor, d: int, generator: torch.Generator) -> Tensor:
+    """``[G, D]`` positions inside each of G member lists of ``sizes``: without replacement for
+    lists of at least D members, with replacement for smaller ones (spec, batch step (3))."""
+    uniform = torch.rand(sizes.shape[0], d, generator=generator)
+    positions = torch.minimum((uniform * sizes[:, None]).long(), sizes[:, None] - 1)
+    largest = int(sizes.max())
+    if largest >= d:
+        # The D smallest of i.i.d. uniform keys over a list's members are a uniformly random
+        # D-subset; positions past a list's size get keys that never win.
+        keys = torch.rand(sizes.shape[0], largest, generator=generator)
+        keys.masked_fill_(torch.arange(largest) >= sizes[:, None], 2.0)
+        distinct = keys.topk(d, dim=1, largest=False).indices
+        positions = torch.where(sizes[:, None] >= d, distinct, positions)
+    return positions
 
 
 class ClusterBatchSampler:
@@ -82,22 +100,6 @@ class ClusterBatchSampler:
         order = torch.argsort(distances.masked_fill(~eligible, torch.inf), stable=True)
         return order[torch.arange(self.m - 1) % available]
 
-    def _member_positions(self, sizes: Tensor) -> Tensor:
-        """Step (3): ``[M, D]`` positions inside each cluster's member list; without replacement
-        for clusters of at least D members, with replacement for smaller ones."""
-        d = self.d
-        uniform = torch.rand(sizes.shape[0], d, generator=self.generator)
-        positions = torch.minimum((uniform * sizes[:, None]).long(), sizes[:, None] - 1)
-        largest = int(sizes.max())
-        if largest >= d:
-            # The D smallest of i.i.d. uniform keys over a cluster's members are a uniformly
-            # random D-subset; positions past a cluster's size get keys that never win.
-            keys = torch.rand(sizes.shape[0], largest, generator=self.generator)
-            keys.masked_fill_(torch.arange(largest) >= sizes[:, None], 2.0)
-            distinct = keys.topk(d, dim=1, largest=False).indices
-            positions = torch.where(sizes[:, None] >= d, distinct, positions)
-        return positions
-
     def sample(
         self, index: ClusterIndex, loss_table: LossTable, centers: Tensor | None = None
     ) -> ClusterBatch:
@@ -120,7 +122,7 @@ class ClusterBatchSampler:
         non_empty = sizes > 0
         seed = self._seed_cluster(index, loss_table, non_empty)
         clusters = torch.cat([seed, self._impostor_clusters(index, seed, centers, non_empty)])
-        positions = self._member_positions(sizes[clusters])
+        positions = member_positions(sizes[clusters], self.d, self.generator)
         rows = index.member_order[index.member_offsets[clusters][:, None] + positions]
         return ClusterBatch(
             indices=rows.reshape(-1), cluster_ids=clusters.repeat_interleave(self.d)
@@ -162,8 +164,49 @@ class UniformBatchSampler:
         return ClusterBatch(indices=rows, cluster_ids=index.assignments[rows])
 
 
+class ClassBalancedBatchSampler:
+    """Draws D examples of each of M different classes, the classes uniformly without
+    replacement and the examples as a neighbourhood batch draws a cluster's (without replacement
+    when the class has at least D): pytorch-metric-learning's ``MPerClassSampler`` with m = D and
+    a batch of M * D, drawn from the run's generator. Rows come out as M blocks of D, one class
+    each; the loss table is not read.
+
+    Args:
+        m: classes per batch (at most the number of classes; the configuration checks it).
+        d: examples per class.
+        generator: the only source of randomness.
+    """
+
+    def __init__(self, *, m: int, d: int, generator: torch.Generator) -> None:
+        if m < 2 or d < 1:
+            raise ArgumentError(f"m = {m} must be at least 2 and d = {d} at least 1.")
+        self.m = m
+        self.d = d
+        self.generator = generator
+
+    def sample(
+        self, index: ClusterIndex, loss_table: LossTable, centers: Tensor | None = None
+    ) -> ClusterBatch:
+        """Draws one batch; ``cluster_ids`` are the rows' clusters in ``index``."""
+        if self.m > index.num_classes:
+            raise ArgumentError(
+                f"m = {self.m} classes per batch, but the index has {index.num_classes} classes."
+            )
+        # The index orders examples by cluster and its clusters by class, so each class's
+        # members are one contiguous run of ``member_order``.
+        class_sizes = index.cluster_sizes().reshape(index.num_classes, index.k).sum(dim=1)
+        class_offsets = index.member_offsets[:: index.k]
+        classes = torch.randperm(index.num_classes, generator=self.generator)[: self.m]
+        positions = member_positions(class_sizes[classes], self.d, self.generator)
+        rows = index.member_order[class_offsets[classes][:, None] + positions].reshape(-1)
+        return ClusterBatch(indices=rows, cluster_ids=index.assignments[rows])
+
+
+Sampler = ClusterBatchSampler | UniformBatchSampler | ClassBalancedBatchSampler
+
 #: The batch sampler of each value of a catalogue entry's ``batches``.
-BATCH_SAMPLERS: dict[str, type[ClusterBatchSampler] | type[UniformBatchSampler]] = {
+BATCH_SAMPLERS: dict[str, type[Sampler]] = {
     "neighbourhood": ClusterBatchSampler,
     "uniform": UniformBatchSampler,
+    "class-balanced": ClassBalancedBatchSampler,
 }

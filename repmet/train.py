@@ -108,13 +108,17 @@ def run(config: TrainingConfig, *, save: str | None = None, stream: TextIO = sys
         )
 
     best = train_and_select(run, on_step=show)
-    values = run.measure("train", "val", "test").metrics
+    measurement = run.measure("train", "val", "test", centres=True)
+    values = measurement.metrics
     print(
         f"\n{config.loss} on {config.dataset}: metrics in % at iteration {best.iteration}, the "
         f"best validation step of {config.iterations} iterations "
         f"({time.perf_counter() - started:.1f} s)"
     )
     print(format_metric_table(values, 1.0 - best.stats.batch_accuracy))
+    if measurement.centre_metrics is not None:
+        print("\nerrors in % against the loss's learned centres used as representatives:")
+        print(format_metric_table(measurement.centre_metrics, 1.0 - best.stats.batch_accuracy))
     if save:
         print(f"saved the state of iteration {best.iteration} to {run.save(save)}")
     return values

@@ -23,7 +23,13 @@ from typing import Any
 
 import torch
 
-from repmet.clusters import CLUSTER_SOURCES, ClusterIndex, EvaluationCentroids, LossTable
+from repmet.clusters import (
+    CLUSTER_SOURCES,
+    ClusterIndex,
+    EvaluationCentroids,
+    LossTable,
+    learned_centre_reference,
+)
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits, LabeledDataset, load_dataset
 from repmet.errors import ArgumentError, CheckpointError, ConfigError, TrainingDiverged
@@ -82,6 +88,10 @@ class Measurement:
         embedded: ``{split: (embeddings, labels)}`` of every evaluated split.
         centroids: ``[J, E]`` centroids the errors were measured against.
         centroid_classes: ``[J]`` class of each centroid.
+        centre_metrics: ``{split: {name: value}}`` of the results table's errors against the
+            loss's learned centres (proxies, SoftTriple centres, ArcFace class weights) used as
+            representatives, with a variance fitted around them, on the splits of the training
+            classes; None unless asked for and the loss has such centres.
     """
 
     metrics: dict[str, dict[str, float]]
@@ -89,6 +99,7 @@ class Measurement:
     embedded: dict[str, tuple[torch.Tensor, torch.Tensor]]
     centroids: torch.Tensor
     centroid_classes: torch.Tensor
+    centre_metrics: dict[str, dict[str, float]] | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -178,11 +189,8 @@ class TrainingRun:
         )
         self.entry = config.loss_entry
         self.clusters = CLUSTER_SOURCES[self.entry.clusters]
-        self.rep_optimizer = (
-            torch.optim.Adam([self.loss_fn.representatives], lr=config.rep_lr)
-            if self.entry.learns_representatives
-            else None
-        )
+        own = self.loss_fn.own_parameters()
+        self.rep_optimizer = torch.optim.Adam(own, lr=config.rep_lr) if own else None
         self.loss_table = LossTable(len(self.splits.train))
         self.sampler = BATCH_SAMPLERS[self.entry.batches](
             m=config.m, d=config.d, generator=self.generator
@@ -214,6 +222,7 @@ class TrainingRun:
             embedding_dim=config.embedding_dim,
             alpha=config.alpha,
             sigma=config.sigma,
+            **{name: getattr(config, name) for name in config.loss_entry.options},
         ).to(self.device)
         return model, loss
 
@@ -273,7 +282,7 @@ class TrainingRun:
             self.optimizer.step()
             if self.rep_optimizer is not None:
                 self.rep_optimizer.step()
-                if self.config.normalize_representatives:
+                if self.config.normalize_representatives and self.entry.learns_representatives:
                     self.loss_fn.normalize_representatives_()
 
             self.loss_table.update(batch.indices, output.per_example.detach().cpu())
@@ -362,14 +371,21 @@ class TrainingRun:
             generator=generator,
         )
 
-    def measure(self, *splits: str, metrics: Sequence[Metric] | None = None) -> Measurement:
+    def measure(
+        self, *splits: str, metrics: Sequence[Metric] | None = None, centres: bool = False
+    ) -> Measurement:
         """Embeds each whole split (validation by default) and measures it by ``metrics`` (every
         metric of :mod:`repmet.metrics` by default), keeping the embeddings and centroids for
-        callers that also draw them."""
+        callers that also draw them; with ``centres``, also measures the supervised errors
+        against the loss's learned centres, for a loss that has some (proxies, SoftTriple
+        centres, ArcFace class weights)."""
         splits = splits or ("val",)
         metrics = all_metrics() if metrics is None else metrics
         embedded = {split: self.embed(split) for split in dict.fromkeys(splits)}
         train_embeddings = embedded["train"][0] if "train" in embedded else None
+        learned = self.loss_fn.learned_centres() if centres else None
+        if learned is not None and train_embeddings is None:
+            train_embeddings, _ = self.embed("train")
         centroids = self.centroids(train_embeddings)
         variance = self.loss_fn.variance
         if variance is None:
@@ -380,7 +396,20 @@ class TrainingRun:
             variance=variance,
             l_nearest=self.config.l_nearest,
         )
-        values, intervals = {}, {}
+        centre_reference = None
+        if learned is not None:
+            assert train_embeddings is not None  # embedded above
+            fitted = learned_centre_reference(
+                train_embeddings, self.splits.train.labels, *(t.float().cpu() for t in learned)
+            )
+            assert fitted.fitted_variance is not None
+            centre_reference = Reference(
+                centroids=fitted.centroids,
+                classes=fitted.classes,
+                variance=fitted.fitted_variance,
+                l_nearest=self.config.l_nearest,
+            )
+        values, intervals, centre_values = {}, {}, {}
         for split, (embeddings, labels) in embedded.items():
             seen = self.holds_training_classes(split)
             data = SplitData(
@@ -393,12 +422,24 @@ class TrainingRun:
             measured = [m for m in metrics if m.applies_to(seen=seen)]
             values[split] = data.measure(measured)
             intervals[split] = data.intervals(measured)
+            if centre_reference is not None and seen:
+                against_centres = SplitData(
+                    embeddings, labels, reference=centre_reference, seed=self.config.seed
+                )
+                supervised = [m for m in measured if m.applies == "seen"]
+                centre_values[split] = {
+                    **against_centres.measure(supervised),
+                    # k-means of the split, the same whatever the centres
+                    **{m.name: values[split][m.name] for m in measured if m.table == "error"
+                       and m.applies != "seen"},
+                }  # fmt: skip
         return Measurement(
             metrics=values,
             intervals=intervals,
             embedded=embedded,
             centroids=centroids.centroids,
             centroid_classes=centroids.classes,
+            centre_metrics=centre_values if centre_reference is not None else None,
         )
 
     def _check_episodes(self) -> None:

@@ -1,5 +1,5 @@
-"""Named hyperparameter search spaces for the study: ``magnet``, ``repmet``, ``cluster-margin`` and
-``all``.
+"""Named hyperparameter search spaces for the study: ``magnet``, ``repmet``, ``cluster-margin``,
+``field`` (the field's losses, from pytorch-metric-learning) and ``all``.
 
 A space lists its losses, a trial budget per loss and fixed trial settings; what each loss searches
 comes from its catalogue entry, through one Optuna define-by-run function (see

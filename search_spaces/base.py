@@ -11,7 +11,8 @@ never reaches a trial (the limits are :func:`repmet.config.largest_k` and
 :func:`repmet.config.largest_m`):
 
 1. K (clusters or representatives per class) in [1, min(K_MAX, largest K of the data)];
-2. M (clusters per batch) in [2, min(M_MAX, J - K + 1, budget // D_MIN)] with J = C * K;
+2. M (clusters per batch) in [2, min(M_MAX, J - K + 1, budget // D_MIN)] with J = C * K (for
+   class-balanced batches, M classes, also at most C);
 3. D (examples per cluster) in [D_MIN, min(D_MAX, budget // M)], so that M * D stays within the
    batch budget.
 
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from repmet.catalogue import LOSSES, LossEntry
+from repmet.catalogue import LOSSES, Batches, LossEntry
 from repmet.config import MIN_CLUSTERS_PER_BATCH, TrainingConfig, largest_k, largest_m
 from repmet.errors import ConfigError
 from repmet.registry import Registry
@@ -106,9 +107,11 @@ class SpaceContext:
         """The largest K searched: every class needs K examples to form K clusters."""
         return min(K_MAX, largest_k(self.smallest_class))
 
-    def m_max(self, k: int) -> int:
-        """The largest M searched for a given K: the seed cluster plus all impostor clusters."""
-        return min(M_MAX, largest_m(self.num_classes, k), self.batch_budget // D_MIN)
+    def m_max(self, k: int, *, batches: Batches = "neighbourhood") -> int:
+        """The largest M searched for a given K: the seed cluster plus all impostor clusters;
+        for class-balanced batches (M different classes), also the number of classes."""
+        limit = min(M_MAX, largest_m(self.num_classes, k), self.batch_budget // D_MIN)
+        return min(limit, self.num_classes) if batches == "class-balanced" else limit
 
     def d_max(self, m: int) -> int:
         """The largest D for a given M within the batch budget."""
@@ -146,16 +149,29 @@ DEFAULT_RANGES: Mapping[str, FloatRange | Choice] = MappingProxyType(
         "rep_lr": FloatRange(1e-4, 1e-1),
         "alpha": FloatRange(0.05, 5.0),
         "weight_decay": FloatRange(1e-6, 1e-2),
+        # The field's losses (each entry names its source): contrastive's positive margin,
+        # powerful-benchmarker's [0, 1]; the scales around the papers' and the Reality Check's
+        # values (ProxyAnchor 32, SoftTriple 20 and 78, ArcFace 64, multi-similarity beta 50);
+        # SoftTriple's gamma from the paper's 0.1 to the Reality Check's 59; multi-similarity's
+        # base on the cosine scale.
+        "pos_margin": FloatRange(0.0, 1.0, log=False),
+        "scale": FloatRange(1.0, 100.0),
+        "neg_scale": FloatRange(1.0, 100.0),
+        "base": FloatRange(0.0, 1.0, log=False),
+        "gamma": FloatRange(0.01, 100.0),
     }
 )
 #: The order of suggestions (K before M before D: see the module). Every searchable field is here.
 PARAMETER_ORDER: tuple[str, ...] = ("k", "m", "d", "embedding_dim", *DEFAULT_RANGES)
 
 
-def suggest_clusters(trial: optuna.Trial, context: SpaceContext) -> None:
-    """K, then M within the clusters available, then D within the batch budget (see module)."""
+def suggest_clusters(
+    trial: optuna.Trial, context: SpaceContext, *, batches: Batches = "neighbourhood"
+) -> None:
+    """K, then M within the clusters (or classes) available, then D within the batch budget
+    (see module)."""
     k = trial.suggest_int("k", 1, context.k_max)
-    m = trial.suggest_int("m", M_MIN, context.m_max(k))
+    m = trial.suggest_int("m", M_MIN, context.m_max(k, batches=batches))
     trial.suggest_int("d", D_MIN, context.d_max(m))
 
 
@@ -183,7 +199,7 @@ def define_loss(trial: optuna.Trial, *, entry: LossEntry, context: SpaceContext)
     do (the representative losses compare the two by squared distance)."""
     searched = set(entry.searched)
     if {"k", "m", "d"} & searched:
-        suggest_clusters(trial, context)
+        suggest_clusters(trial, context, batches=entry.batches)
     if "embedding_dim" in searched:
         trial.suggest_categorical("embedding_dim", context.embedding_choices)
     for name in DEFAULT_RANGES:
@@ -295,6 +311,7 @@ class SearchSpace:
 def _seed_configuration(loss: str, context: SpaceContext) -> tuple[dict[str, Any], list[str]]:
     """The loss's defaults of every searchable parameter, clipped to ``context`` with notes."""
     defaults = TrainingConfig(loss=loss)
+    batches = defaults.loss_entry.batches
     seed: dict[str, Any] = {name: getattr(defaults, name) for name in PARAMETER_ORDER}
     if context.model != "small-cnn":
         seed["embedding_dim"] = BACKBONE_BASELINE_EMBEDDING
@@ -312,7 +329,7 @@ def _seed_configuration(loss: str, context: SpaceContext) -> tuple[dict[str, Any
     seed["m"] = clip(
         "m",
         defaults.m,
-        context.m_max(seed["k"]),
+        context.m_max(seed["k"], batches=batches),
         f"{context.num_classes} classes with k = {seed['k']} and a batch budget of "
         f"{context.batch_budget}",
     )

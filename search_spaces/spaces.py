@@ -35,6 +35,21 @@ for _space in (
         num_samples=NUM_SAMPLES,
     ),
     SearchSpace(
+        name="field",
+        description="the field's losses from pytorch-metric-learning (contrastive, triplet, "
+        "multi-similarity, ProxyAnchor, SoftTriple, ArcFace), with the softmax reference",
+        covers=(
+            "contrastive",
+            "triplet",
+            "multi-similarity",
+            "proxy-anchor",
+            "soft-triple",
+            "arcface",
+            REFERENCE,
+        ),
+        num_samples=NUM_SAMPLES,
+    ),
+    SearchSpace(
         name="softmax",
         description="softmax cross-entropy alone",
         covers=(REFERENCE,),

@@ -93,3 +93,73 @@ def fake_folder(root: Path, counts: dict[str, int]) -> dict[Path, str]:
             write_image(path, colour_of(number))
             truth[path] = name
     return truth
+
+
+def fake_flowers(root: Path, classes: int, per_class: int = 3) -> dict[Path, str]:
+    """``root/flowers-102`` with ``per_class`` images of raw classes 1..``classes``; image ids
+    alternate classes; official split: the first ids train, the next validate, the rest test."""
+    import numpy as np
+    import scipy.io
+    from torchvision.datasets import Flowers102
+
+    base = root / "flowers-102"
+    raw = np.tile(np.arange(1, classes + 1), per_class)
+    truth = {}
+    for image_id, number in enumerate(raw.tolist(), start=1):
+        path = base / "jpg" / f"image_{image_id:05d}.jpg"
+        write_image(path, colour_of(number))
+        truth[path] = Flowers102.classes[number - 1]
+    scipy.io.savemat(base / "imagelabels.mat", {"labels": raw[None, :]})
+    ids = np.arange(1, len(raw) + 1)
+    third = len(ids) // 3
+    scipy.io.savemat(
+        base / "setid.mat",
+        {
+            "trnid": ids[:third][None],
+            "valid": ids[third : 2 * third][None],
+            "tstid": ids[2 * third :][None],
+        },
+    )
+    return truth
+
+
+def fake_pets(root: Path, classes: int, per_class: int = 4) -> dict[Path, str]:
+    """``root/oxford-iiit-pet`` with breeds ``Breed_<n>``: the first images of each breed in
+    trainval.txt, the last in test.txt."""
+    base = root / "oxford-iiit-pet"
+    lines: dict[str, list[str]] = {"trainval": [], "test": []}
+    truth = {}
+    for number in range(classes):
+        for k in range(per_class):
+            image_id = f"Breed_{chr(97 + number)}_{k}"
+            path = base / "images" / f"{image_id}.jpg"
+            write_image(path, colour_of(number))
+            lines["trainval" if k < per_class - 1 else "test"].append(
+                f"{image_id} {number + 1} 1 1"
+            )
+            truth[path] = f"Breed {chr(97 + number)}"
+    (base / "annotations").mkdir()
+    for split, entries in lines.items():
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(entries) + "\n")
+    return truth
+
+
+def fake_dogs(root: Path, classes: int, per_class: int = 4) -> dict[Path, str]:
+    """``root/stanford-dogs`` with folders ``n0<n>-Dog_<n>``, listed in train_list.mat (all but
+    the last image of each) and test_list.mat."""
+    import numpy as np
+    import scipy.io
+
+    base = root / "stanford-dogs"
+    lists: dict[str, list[str]] = {"train_list.mat": [], "test_list.mat": []}
+    truth = {}
+    for number in range(classes):
+        folder = f"n0{number:02d}-Dog_{number:02d}"
+        for k in range(per_class):
+            relative = f"{folder}/{k}.jpg"
+            write_image(base / "Images" / relative, colour_of(number))
+            lists["train_list.mat" if k < per_class - 1 else "test_list.mat"].append(relative)
+            truth[base / "Images" / relative] = f"Dog {number:02d}"
+    for name, files in lists.items():
+        scipy.io.savemat(base / name, {"file_list": np.array(files, dtype=object)[:, None]})
+    return truth

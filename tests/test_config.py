@@ -32,7 +32,7 @@ def test_defaults_are_the_2018_seed_values() -> None:
         ({"embedding_dim": True}, "embedding_dim = True must be an integer"),
         ({"refresh_every": -1}, "refresh_every = -1 must be >= 0"),
         ({"lr": 0.0}, "lr = 0.0 must be > 0"),
-        ({"loss": "triplet"}, "loss = 'triplet' is not one of"),
+        ({"loss": "n-pairs"}, "loss = 'n-pairs' is not one of"),
         ({"device": "tpu"}, "device = 'tpu' is not one of"),
         ({"m": 100, "d": 100}, "exceeds the batch limit"),
         ({"pretrained": True}, "pretrained=True needs an ImageNet backbone"),

@@ -1112,7 +1112,7 @@ def test_a_missing_class_split_set_is_one_line_naming_the_path_and_the_remedy(
 
 
 @pytest.mark.parametrize("name", ["cars196", "sop"])
-def test_sets_behind_a_sign_in_are_not_downloaded(tmp_path: Path, name: str) -> None:
+def test_sets_without_a_plain_download_url_are_not_downloaded(tmp_path: Path, name: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_dataset(name, root=tmp_path, download=True, protocol="class-disjoint")
     _assert_one_line(caught.value, f"{name!r} cannot be downloaded automatically", str(tmp_path))

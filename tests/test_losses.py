@@ -376,6 +376,15 @@ def test_representative_undefined_inputs_raise(name: str) -> None:
 
 # ---------------------------------------------------------------- module forms and registry
 
+#: The field's losses (pytorch-metric-learning; tests/test_field_losses.py).
+FIELD_NAMES = [
+    "contrastive",
+    "triplet",
+    "multi-similarity",
+    "proxy-anchor",
+    "soft-triple",
+    "arcface",
+]
 ALL_NAMES = sorted(
     [
         "magnet",
@@ -386,6 +395,7 @@ ALL_NAMES = sorted(
         "cluster-margin",
         "cluster-margin-v1",
         "softmax",
+        *FIELD_NAMES,
     ]
 )
 
@@ -394,7 +404,8 @@ def test_catalogue_names_and_modules_fit_their_entries() -> None:
     assert LOSSES.names() == ALL_NAMES
     for name in ALL_NAMES:
         module = build_loss(name, num_classes=3, k=2, embedding_dim=4, alpha=1.0)
-        assert LOSSES.get(name).learns_representatives == (name not in ("magnet", "softmax"))
+        not_representatives = ("magnet", "softmax", *FIELD_NAMES)
+        assert LOSSES.get(name).learns_representatives == (name not in not_representatives)
         assert isinstance(module, RepresentativeLoss) == LOSSES.get(name).learns_representatives
 
 
@@ -419,7 +430,8 @@ def test_softmax_is_cross_entropy_of_a_linear_classifier_on_the_embedding() -> N
 
 
 def test_unknown_loss_name_lists_choices() -> None:
-    with pytest.raises(UnknownNameError, match="unknown loss 'repmet-v4'; choose one of: cluster"):
+    expected = "unknown loss 'repmet-v4'; choose one of: arcface, cluster"
+    with pytest.raises(UnknownNameError, match=expected):
         build_loss("repmet-v4", num_classes=3, k=2, embedding_dim=4, alpha=1.0)
 
 

@@ -60,7 +60,8 @@ def sample_points(space: SearchSpace, loss: str, context: SpaceContext, sampler)
 
 
 def test_registry_names() -> None:
-    assert SEARCH_SPACES.names() == ["all", "cluster-margin", "magnet", "repmet", "softmax"]
+    names = ["all", "cluster-margin", "field", "magnet", "repmet", "softmax"]
+    assert SEARCH_SPACES.names() == names
     with pytest.raises(UnknownNameError, match="magnet"):
         SEARCH_SPACES.get("nope")
 
@@ -110,10 +111,19 @@ def test_searched_parameters_per_loss() -> None:
     space = SEARCH_SPACES.get("all")
     common = {"k", "m", "d", "embedding_dim", "lr", "refresh_every"}
     representatives = {"sigma", "rep_lr"}
+    field = {"k", "m", "d", "embedding_dim", "lr"}
     expected = {
         "magnet": common | {"normalize_embeddings", "alpha"},
         "repmet-v2": common | representatives,  # alpha cannot change a gradient there
         "softmax": {"k", "m", "d", "embedding_dim", "normalize_embeddings", "lr", "weight_decay"},
+        # The field's losses: their own hyperparameters; the learned proxies, centres and class
+        # weights have their own learning rate.
+        "contrastive": field | {"alpha", "pos_margin"},
+        "triplet": field | {"alpha"},
+        "multi-similarity": field | {"alpha", "scale", "neg_scale", "base"},
+        "proxy-anchor": field | {"rep_lr", "alpha", "scale"},
+        "soft-triple": field | {"rep_lr", "alpha", "scale", "gamma"},
+        "arcface": field | {"rep_lr", "alpha", "scale"},
     }
     for loss in space.losses:
         wanted = expected.get(loss, common | representatives | {"alpha"})
@@ -131,7 +141,9 @@ def test_baseline_is_each_losss_default_configuration_on_digits(digits_counts) -
             defaults = TrainingConfig(loss=loss).to_dict()
             assert baseline.notes == ()
             assert baseline.point["embedding_dim"] == embedding
-            assert (baseline.point["k"], baseline.point["m"], baseline.point["d"]) == (3, 12, 4)
+            # the field's losses draw 8 classes x 6 examples: the same 48 rows from 10 classes
+            seed = (3, 8, 6) if LOSSES.get(loss).family == "field" else (3, 12, 4)
+            assert (baseline.point["k"], baseline.point["m"], baseline.point["d"]) == seed
             for name, value in baseline.point.items():
                 if name != "embedding_dim":
                     assert value == defaults[name], (loss, name)

@@ -90,8 +90,8 @@ def _number(text: str, *, path: Path, line: int, source: str) -> int:
 
 def _not_downloadable(name: str, base: Path, *, files: str, source: str) -> ConfigError:
     return ConfigError(
-        f"data set {name!r} cannot be downloaded automatically (its source needs a sign-in); "
-        f"download {files} from {source} and unpack it into {base}"
+        f"data set {name!r} cannot be downloaded automatically (its archive is not at a plain "
+        f"URL); download {files} from {source} and unpack it into {base}"
     )
 
 

@@ -3,12 +3,13 @@ loss a catalogue entry (:mod:`repmet.catalogue`) names."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from repmet.catalogue import LOSSES
+from repmet.config import LOSS_DEFAULTS
 from repmet.errors import ArgumentError
 from repmet.losses.base import (
     CentreGeometry,
@@ -67,10 +68,21 @@ class ClusterLoss(nn.Module):
         """sigma^2 for evaluation; None when the loss has none and evaluation fits one."""
         return self.sigma**2
 
+    def own_parameters(self) -> list[nn.Parameter]:
+        """Parameters with an optimiser of their own (Adam with ``rep_lr``): the representatives,
+        or a field loss's proxies, centres and class weights."""
+        return [p for name, p in self.named_parameters() if name == "representatives"]
+
+    def learned_centres(self) -> tuple[Tensor, Tensor] | None:
+        """``([J', E], [J'])``: learned centres measured apart from the evaluation centroids, with
+        their classes (the field's proxy losses); None for the others."""
+        return None
+
     def network_parameters(self) -> list[nn.Parameter]:
-        """Parameters trained with the network, by its optimiser (a classifier head). The
-        representatives have an optimiser of their own and are not among them."""
-        return [p for name, p in self.named_parameters() if name != "representatives"]
+        """Parameters trained with the network, by its optimiser (a classifier head): all but
+        :meth:`own_parameters`."""
+        own = {id(p) for p in self.own_parameters()}
+        return [p for p in self.parameters() if id(p) not in own]
 
     def extra_repr(self) -> str:
         return (
@@ -214,17 +226,35 @@ class ClusterMarginV1Loss(ClusterMarginLoss):
 
 
 def build_loss(
-    name: str, *, num_classes: int, k: int, embedding_dim: int, alpha: float, sigma: float = 0.5
+    name: str,
+    *,
+    num_classes: int,
+    k: int,
+    embedding_dim: int,
+    alpha: float,
+    sigma: float = 0.5,
+    **options: Any,
 ) -> ClusterLoss:
-    """Builds the catalogued loss ``name`` (one of ``repmet.catalogue.LOSSES``).
+    """Builds the catalogued loss ``name`` (one of ``repmet.catalogue.LOSSES``); ``options`` are
+    the configuration fields its entry's ``options`` names, each defaulting to the loss's default.
 
     Raises:
         UnknownNameError: ``name`` is not catalogued (the message lists the choices).
         ArgumentError: a field out of range, or a module that does not fit its entry.
     """
     entry = LOSSES.get(name)
+    unknown = sorted(set(options) - set(entry.options))
+    if unknown:
+        raise ArgumentError(f"loss {name!r} takes no options {unknown}")
+    for field in entry.options:
+        options.setdefault(field, entry.defaults.get(field, LOSS_DEFAULTS[field]))
     loss = entry.load()(
-        num_classes=num_classes, k=k, embedding_dim=embedding_dim, alpha=alpha, sigma=sigma
+        num_classes=num_classes,
+        k=k,
+        embedding_dim=embedding_dim,
+        alpha=alpha,
+        sigma=sigma,
+        **options,
     )
     if isinstance(loss, RepresentativeLoss) != entry.learns_representatives:
         raise ArgumentError(
