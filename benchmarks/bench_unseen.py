@@ -114,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw = pool.submit(_raw_pixels, args)
         for loss, runs in futures.items():
             rows[loss] = [run.result() for run in runs]
-            print(f"{loss}: done ({time.perf_counter() - started:.0f} s)", flush=True)
+            cells = " | ".join(_cell(rows[loss], name) for name, _ in COLUMNS)
+            print(f"{loss}: | {cells} | ({time.perf_counter() - started:.0f} s)", flush=True)
         rows["untrained network (repmet-v1 config)"] = [run.result() for run in untrained]
         rows["raw pixels"] = [raw.result()]
     seeds = " ".join(str(s) for s in args.seeds)
