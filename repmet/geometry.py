@@ -45,16 +45,23 @@ def expanded_squared_distances(
     *,
     point_norms: Tensor | None = None,
     centre_norms: Tensor | None = None,
+    out: Tensor | None = None,
 ) -> Tensor:
     """``[N, J]`` d(a, b) = |a|^2 - 2 a.b + |b|^2 for points and centres already near the origin.
 
     Rounding can leave tiny negative values, hence the clamp. Callers that reuse the norms across
-    blocks pass them in.
+    blocks pass them in. ``out`` (no autograd) is an ``[N, J]`` buffer that receives the result
+    in place: the same operations in the same order, so the same bits, without allocating four
+    ``[N, J]`` temporaries per block, whose page faults cost as much as the product on large
+    blocks.
     """
     if point_norms is None:
         point_norms = points.pow(2).sum(dim=1)
     if centre_norms is None:
         centre_norms = centres.pow(2).sum(dim=1)
+    if out is not None:
+        torch.mm(points, centres.T, out=out)
+        return out.mul_(-2.0).add_(point_norms.unsqueeze(1)).add_(centre_norms).clamp_min_(0.0)
     squared = point_norms.unsqueeze(1) - 2.0 * points @ centres.T + centre_norms.unsqueeze(0)
     return squared.clamp_min(0.0)
 
