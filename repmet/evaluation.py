@@ -349,23 +349,36 @@ def predict(
 
 def assignment_accuracy(cluster_ids: Tensor, labels: Tensor) -> float:
     """Share of examples whose cluster maps to their label under the best one-to-one mapping of
-    clusters to labels (Hungarian algorithm on the cluster x label contingency table)."""
+    clusters to labels (the assignment problem on the cluster x label contingency table).
+
+    Only the non-empty cells are edges, and each cluster also gets an edge of its own to a
+    dummy label, so that a mapping of every cluster exists: with 11,316 classes the dense table
+    would hold 128 million cells. Every edge weighs its count plus 1 (each cluster takes exactly
+    one edge, so the constant does not change the best mapping; sparse graphs have no
+    zero-weight edges), and the exact sparse solver (LAPJVsp) finds the mapping.
+    """
     if cluster_ids.shape != labels.shape or labels.numel() == 0:
         raise ArgumentError(
             f"cluster_ids {tuple(cluster_ids.shape)} and labels "
             f"{tuple(labels.shape)} must be non-empty and of the same shape."
         )
-    clusters, cluster_index = torch.unique(cluster_ids, return_inverse=True)
-    classes, class_index = torch.unique(labels, return_inverse=True)
-    num_classes = classes.numel()
-    table = torch.bincount(
-        cluster_index.reshape(-1) * num_classes + class_index.reshape(-1),
-        minlength=clusters.numel() * num_classes,
-    ).reshape(clusters.numel(), num_classes)
-    from scipy.optimize import linear_sum_assignment  # here: slow to import, needed late
+    from scipy.sparse import csr_matrix  # here: slow to import, needed late
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-    rows, cols = linear_sum_assignment(table.numpy(), maximize=True)
-    return float(table.numpy()[rows, cols].sum()) / labels.numel()
+    clusters, cluster_index = torch.unique(cluster_ids.cpu(), return_inverse=True)
+    classes, class_index = torch.unique(labels.cpu(), return_inverse=True)
+    num_clusters, num_classes = clusters.numel(), classes.numel()
+    cells, counts = torch.unique(
+        cluster_index.reshape(-1) * num_classes + class_index.reshape(-1), return_counts=True
+    )
+    dummies = torch.arange(num_clusters)
+    rows = torch.cat([cells // num_classes, dummies]).numpy()
+    columns = torch.cat([cells % num_classes, num_classes + dummies]).numpy()
+    weights = torch.cat([counts + 1, torch.ones(num_clusters, dtype=torch.long)]).double().numpy()
+    graph = csr_matrix((weights, (rows, columns)), shape=(num_clusters, num_classes + num_clusters))
+    matched_rows, matched_columns = min_weight_full_bipartite_matching(graph, maximize=True)
+    matched = float(graph[matched_rows, matched_columns].sum()) - num_clusters
+    return round(matched) / labels.numel()
 
 
 def unsupervised_clusters(

@@ -74,3 +74,26 @@ def pairwise_squared_distances(points: Tensor, centres: Tensor) -> Tensor:
     """
     origin = centres.detach().mean(dim=0, keepdim=True)
     return expanded_squared_distances(points - origin, centres - origin)
+
+
+def smallest_in_order(distances: Tensor, count: int) -> Tensor:
+    """``[B, count]`` column indices of each row's ``count`` smallest entries, in the order of a
+    stable sort of the row (ties broken by column index, a reproducible choice).
+
+    A top-k selection of ``count + 1`` entries costs O(row) instead of the sort's O(row log row);
+    the entries come back ordered by (distance, index). Only a row whose ``count``-th and
+    ``count + 1``-th smallest distances are equal could keep a different tied entry than the sort
+    would: such rows (duplicate points, in practice) are sorted whole.
+    """
+    width = distances.shape[1]
+    taken = min(count + 1, width)
+    values, indices = distances.topk(taken, dim=1, largest=False, sorted=True)
+    indices, by_index = indices.sort(dim=1)
+    values = values.gather(1, by_index)
+    values, by_value = values.sort(dim=1, stable=True)
+    indices = indices.gather(1, by_value)
+    if taken > count:
+        tied = (values[:, count - 1] == values[:, count]).nonzero().squeeze(1)
+        if tied.numel():
+            indices[tied] = torch.sort(distances[tied], dim=1, stable=True).indices[:, :taken]
+    return indices[:, :count]

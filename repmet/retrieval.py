@@ -69,7 +69,7 @@ def retrieval_metrics(
         )
         rows = torch.arange(distances.shape[0])
         distances[rows, rows + block.start] = torch.inf  # a query never retrieves itself
-        order = nearest_in_stable_order(distances, largest)
+        order = geometry.smallest_in_order(distances, largest)
         hits = (labels[order] == labels[block, None]).double()  # rel(i), [B, largest]
         r = relevant[block].double()
         within = ranks[None, :] <= r[:, None]
@@ -86,29 +86,6 @@ def retrieval_metrics(
         )
     queries = int((relevant > 0).sum())
     return {name: float(t) / queries for name, t in zip(RETRIEVAL_METRICS, totals, strict=True)}
-
-
-def nearest_in_stable_order(distances: Tensor, count: int) -> Tensor:
-    """``[B, count]`` column indices of each row's ``count`` smallest entries, in the order of a
-    stable sort of the row (ties broken by column index, a reproducible choice).
-
-    A top-k selection of ``count + 1`` entries costs O(row) instead of the sort's O(row log row);
-    the entries come back ordered by (distance, index). Only a row whose ``count``-th and
-    ``count + 1``-th smallest distances are equal could keep a different tied entry than the sort
-    would: such rows (duplicate points, in practice) are sorted whole.
-    """
-    width = distances.shape[1]
-    taken = min(count + 1, width)
-    values, indices = distances.topk(taken, dim=1, largest=False, sorted=True)
-    indices, by_index = indices.sort(dim=1)
-    values = values.gather(1, by_index)
-    values, by_value = values.sort(dim=1, stable=True)
-    indices = indices.gather(1, by_value)
-    if taken > count:
-        tied = (values[:, count - 1] == values[:, count]).nonzero().squeeze(1)
-        if tied.numel():
-            indices[tied] = torch.sort(distances[tied], dim=1, stable=True).indices[:, :taken]
-    return indices[:, :count]
 
 
 def clustering_metrics(cluster_ids: Tensor, labels: Tensor) -> dict[str, float]:

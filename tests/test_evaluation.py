@@ -187,6 +187,24 @@ def test_assignment_accuracy_uses_the_best_one_to_one_mapping() -> None:
     ) == pytest.approx(4 / 6)
 
 
+def test_assignment_accuracy_equals_the_dense_assignment_problem() -> None:
+    # The sparse matching (non-empty cells plus a dummy label per cluster) against scipy's
+    # dense solver on the whole table, with more clusters than labels, fewer and as many.
+    from scipy.optimize import linear_sum_assignment
+
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(60):
+        size = int(torch.randint(1, 60, (1,), generator=gen))
+        clusters = torch.randint(0, int(torch.randint(1, 8, (1,), generator=gen)), (size,))
+        labels = torch.randint(0, int(torch.randint(1, 8, (1,), generator=gen)), (size,))
+        _, rows = torch.unique(clusters, return_inverse=True)
+        _, columns = torch.unique(labels, return_inverse=True)
+        table = np.zeros((int(rows.max()) + 1, int(columns.max()) + 1))
+        np.add.at(table, (rows.numpy(), columns.numpy()), 1)
+        best = table[linear_sum_assignment(table, maximize=True)].sum()
+        assert assignment_accuracy(clusters, labels) == pytest.approx(best / size, abs=1e-12)
+
+
 def test_unsupervised_accuracy_recovers_permuted_blobs() -> None:
     embeddings, labels, *_ = _gaussian_split(4)
     permuted = torch.tensor([3, 0, 4, 1, 2])[labels]

@@ -128,12 +128,12 @@ def test_clustering_metrics_of_many_small_classes_match_scikit_learn(
 def test_tied_neighbours_are_taken_in_index_order() -> None:
     # Duplicates tie at the cut between the R nearest and the rest: the top-k selection must keep
     # the tied neighbour that a stable sort of the whole row keeps (the lower index).
-    from repmet.retrieval import nearest_in_stable_order
+    from repmet.geometry import smallest_in_order
 
     distances = torch.tensor([[3.0, 1.0, 1.0, 0.5, 1.0, 7.0], [2.0, 2.0, 2.0, 2.0, 2.0, 2.0]])
     for count in range(1, 7):
         expected = torch.sort(distances, dim=1, stable=True).indices[:, :count]
-        assert torch.equal(nearest_in_stable_order(distances, count), expected), count
+        assert torch.equal(smallest_in_order(distances, count), expected), count
     points = torch.tensor([[0.0], [1.0], [1.0], [1.0], [-3.0]])  # mean 0: exact distances
     labels = torch.tensor([0, 0, 1, 0, 1])
     # Query 0 (R = 2): 1, 2, 3 tie at distance 1 and come in index order: a hit, a miss.
