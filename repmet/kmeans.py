@@ -250,14 +250,18 @@ def _seeding_gains(
     gains = torch.zeros(candidates.shape[0], dtype=torch.float64)
     candidate_sq_norms = squared_norms(candidates)
     rows = geometry.rows_per_block(candidates.shape[0], geometry.DISTANCE_BLOCK_ELEMENTS)
+    buffer = points.new_empty(min(rows, points.shape[0]), candidates.shape[0])
     for part in geometry.row_blocks(points.shape[0], rows):
         distances = geometry.expanded_squared_distances(
             points[part],
             candidates,
             point_norms=point_sq_norms[part],
             centre_norms=candidate_sq_norms,
+            out=buffer[: part.stop - part.start],
         )
-        gains += (nearest[part, None] - distances).clamp_min_(0).sum(dim=0, dtype=torch.float64)
+        # In place: nearest_n - d(x_n, c), clamped at 0; summed per block, accumulated in float64.
+        lowered = distances.neg_().add_(nearest[part, None]).clamp_min_(0)
+        gains += lowered.sum(dim=0)
     return gains
 
 
