@@ -13,7 +13,7 @@ exponentials goes through log-sum-exp, so far-away queries do not underflow to t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from typing import Protocol
 
 import torch
@@ -132,6 +132,78 @@ def _check_rule_parameters(variance: float, L: int) -> None:
         raise ArgumentError(f"L = {L} is invalid; the Magnet rule needs at least 1 centroid.")
 
 
+def _block_predictions(
+    distances: Tensor,
+    centroid_classes: Tensor,
+    num_classes: int,
+    methods: tuple[str, ...],
+    variance: float,
+    L: int,
+    class_major: bool,
+) -> dict[str, Tensor]:
+    """``[B]`` predicted classes of each method from one top-L search of the ``[B, J]`` block:
+    the argmax over classes of :func:`_log_class_scores`, without any ``[B, J]``-wide work past
+    the search (with thousands of centroids, that work cost several times the distances).
+
+    simple: the smallest class among the centroids at the nearest distance.
+    magnet: Magnet eq. 6 over the L kept centroids; the normaliser and a shift by the nearest
+        centroid's logit (whose term is then 1, so the winner never underflows) leave the argmax
+        unchanged.
+    repmet: RepMet eq. 6 for every class with a centroid among the L nearest, from all k
+        centroids of that class (class-major layout). A class with no centroid kept scores at
+        most k exp(-d_L / 2 sigma2), d_L the L-th smallest distance; a row whose best kept class
+        does not beat that bound (never when L >= J) is scored over all J centroids.
+    """
+    num_centroids = distances.shape[1]
+    kept_distances, kept = distances.topk(min(L, num_centroids), dim=1, largest=False)
+    kept_classes = centroid_classes[kept]
+    out: dict[str, Tensor] = {}
+    if "simple" in methods:
+        nearest = kept_distances == kept_distances[:, :1]
+        out["simple"] = torch.where(nearest, kept_classes, num_classes).amin(dim=1)
+    if "magnet" in methods:
+        weights = ((kept_distances[:, :1] - kept_distances) / (2.0 * variance)).exp_()
+        sums = weights.new_zeros(weights.shape[0], num_classes)
+        out["magnet"] = sums.scatter_add_(1, kept_classes, weights).argmax(dim=1)
+    if "repmet" in methods:
+        out["repmet"] = _repmet_predictions(
+            distances, kept_distances, kept_classes, centroid_classes, num_classes, variance,
+            class_major,
+        )  # fmt: skip
+    return out
+
+
+def _repmet_predictions(
+    distances: Tensor,
+    kept_distances: Tensor,
+    kept_classes: Tensor,
+    centroid_classes: Tensor,
+    num_classes: int,
+    variance: float,
+    class_major: bool,
+) -> Tensor:
+    """``[B]`` RepMet eq. 6 predictions from the classes of the L nearest centroids (see
+    :func:`_block_predictions`), falling back to all J centroids where that is not certain."""
+    rows, num_centroids = distances.shape
+    if not class_major:
+        return _per_class_reduce(
+            distances / (-2.0 * variance), centroid_classes, num_classes, False, "logsumexp"
+        ).argmax(dim=1)
+    k = num_centroids // num_classes
+    members = kept_classes[:, :, None] * k + torch.arange(k)  # [B, L, k]
+    logits = distances.gather(1, members.reshape(rows, -1)) / (-2.0 * variance)
+    scores = torch.logsumexp(logits.reshape(members.shape), dim=2)  # [B, L]
+    best = scores.amax(dim=1, keepdim=True)
+    predicted = torch.where(scores == best, kept_classes, num_classes).amin(dim=1)
+    if kept_classes.shape[1] < num_centroids:
+        bound = math.log(k) - kept_distances[:, -1] / (2.0 * variance)
+        unsure = (best.squeeze(1) <= bound).nonzero().squeeze(1)
+        if unsure.numel():
+            grouped = distances[unsure].reshape(unsure.numel(), num_classes, k)
+            predicted[unsure] = torch.logsumexp(grouped / (-2.0 * variance), dim=2).argmax(dim=1)
+    return predicted
+
+
 def _check_arguments(
     embeddings: Tensor, centroids: Tensor, centroid_classes: Tensor, variance: float, L: int
 ) -> None:
@@ -202,10 +274,11 @@ def _per_chunk(
     variance: float,
     L: int,
     chunk_size: int | None,
-    reduce: Callable[[Tensor], Tensor],
+    predictions: bool,
 ) -> dict[str, Tensor]:
-    """Computes each method's log class scores chunk by chunk (one distance block per chunk,
-    shared by all methods) and concatenates ``reduce(scores)`` over the chunks."""
+    """Computes each method's ``[N, C]`` log class scores, or with ``predictions`` its ``[N]``
+    predicted classes (from one top-L search per chunk, see :func:`_block_predictions`), chunk by
+    chunk: one distance block per chunk, shared by all methods."""
     _check_arguments(embeddings, centroids, centroid_classes, variance, L)
     for method in methods:
         _check_method(method)
@@ -223,6 +296,7 @@ def _per_chunk(
     if chunk_size is None:
         chunk_size = geometry.rows_per_block(num_centroids, geometry.DISTANCE_BLOCK_ELEMENTS)
     results: dict[str, list[Tensor]] = {method: [] for method in methods}
+    buffer = centroids.new_empty(min(chunk_size, embeddings.shape[0]), num_centroids)
     for block in geometry.row_blocks(embeddings.shape[0], chunk_size):
         queries = embeddings[block] - origin
         distances = geometry.expanded_squared_distances(
@@ -230,16 +304,25 @@ def _per_chunk(
             centroids,
             point_norms=geometry.squared_norms(queries),
             centre_norms=centroid_sq_norms,
+            out=buffer[: block.stop - block.start],
         )
-        for method in methods:
-            scores = _log_class_scores(
-                distances, centroid_classes, num_classes, method, variance, L, class_major
+        if predictions:
+            parts = _block_predictions(
+                distances, centroid_classes, num_classes, methods, variance, L, class_major
             )
-            results[method].append(reduce(scores))
-    return {
-        method: torch.cat(parts) if parts else reduce(embeddings.new_empty(0, num_classes))
-        for method, parts in results.items()
-    }
+        else:
+            parts = {
+                method: _log_class_scores(
+                    distances, centroid_classes, num_classes, method, variance, L, class_major
+                )
+                for method in methods
+            }
+        for method in methods:
+            results[method].append(parts[method])
+    empty = (
+        torch.empty(0, dtype=torch.long) if predictions else embeddings.new_empty(0, num_classes)
+    )
+    return {method: torch.cat(parts) if parts else empty for method, parts in results.items()}
 
 
 def class_scores(
@@ -274,7 +357,7 @@ def class_scores(
         variance=variance,
         L=L,
         chunk_size=chunk_size,
-        reduce=lambda log_scores: log_scores,
+        predictions=False,
     )[method]
     return scores if method == "simple" else scores.exp()
 
@@ -299,29 +382,42 @@ def predict(
         variance=variance,
         L=L,
         chunk_size=chunk_size,
-        reduce=lambda log_scores: log_scores.argmax(dim=1),
+        predictions=True,
     )[method]
 
 
 def assignment_accuracy(cluster_ids: Tensor, labels: Tensor) -> float:
     """Share of examples whose cluster maps to their label under the best one-to-one mapping of
-    clusters to labels (Hungarian algorithm on the cluster x label contingency table)."""
+    clusters to labels (the assignment problem on the cluster x label contingency table).
+
+    Only the non-empty cells are edges, and each cluster also gets an edge of its own to a
+    dummy label, so that a mapping of every cluster exists: with 11,316 classes the dense table
+    would hold 128 million cells. Every edge weighs its count plus 1 (each cluster takes exactly
+    one edge, so the constant does not change the best mapping; sparse graphs have no
+    zero-weight edges), and the exact sparse solver (LAPJVsp) finds the mapping.
+    """
     if cluster_ids.shape != labels.shape or labels.numel() == 0:
         raise ArgumentError(
             f"cluster_ids {tuple(cluster_ids.shape)} and labels "
             f"{tuple(labels.shape)} must be non-empty and of the same shape."
         )
-    clusters, cluster_index = torch.unique(cluster_ids, return_inverse=True)
-    classes, class_index = torch.unique(labels, return_inverse=True)
-    num_classes = classes.numel()
-    table = torch.bincount(
-        cluster_index.reshape(-1) * num_classes + class_index.reshape(-1),
-        minlength=clusters.numel() * num_classes,
-    ).reshape(clusters.numel(), num_classes)
-    from scipy.optimize import linear_sum_assignment  # here: slow to import, needed late
+    from scipy.sparse import csr_matrix  # here: slow to import, needed late
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
-    rows, cols = linear_sum_assignment(table.numpy(), maximize=True)
-    return float(table.numpy()[rows, cols].sum()) / labels.numel()
+    clusters, cluster_index = torch.unique(cluster_ids.cpu(), return_inverse=True)
+    classes, class_index = torch.unique(labels.cpu(), return_inverse=True)
+    num_clusters, num_classes = clusters.numel(), classes.numel()
+    cells, counts = torch.unique(
+        cluster_index.reshape(-1) * num_classes + class_index.reshape(-1), return_counts=True
+    )
+    dummies = torch.arange(num_clusters)
+    rows = torch.cat([cells // num_classes, dummies]).numpy()
+    columns = torch.cat([cells % num_classes, num_classes + dummies]).numpy()
+    weights = torch.cat([counts + 1, torch.ones(num_clusters, dtype=torch.long)]).double().numpy()
+    graph = csr_matrix((weights, (rows, columns)), shape=(num_clusters, num_classes + num_clusters))
+    matched_rows, matched_columns = min_weight_full_bipartite_matching(graph, maximize=True)
+    matched = float(graph[matched_rows, matched_columns].sum()) - num_clusters
+    return round(matched) / labels.numel()
 
 
 def unsupervised_clusters(
@@ -366,7 +462,7 @@ def supervised_error_rates(
         variance=variance,
         L=L,
         chunk_size=chunk_size,
-        reduce=lambda log_scores: log_scores.argmax(dim=1),
+        predictions=True,
     )
     labels = labels.long()
     return {

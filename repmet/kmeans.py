@@ -8,6 +8,14 @@ belongs to, and group g owns the centroid rows ``g*k .. g*k + k - 1`` (class-maj
 Nothing loops over groups or clusters: distances are computed from each point to the k centroids
 of its own group only (a gather of ``[B, k, E]`` per chunk of B points), so the cost is O(N k E)
 per iteration whatever the number of groups, and memory is bounded by the chunk size.
+
+One group of thousands of clusters (the unsupervised error on a split of thousands of classes)
+would make both halves quadratic: greedy k-means++ takes k rounds over all N points, and every
+Lloyd iteration compares every point with every centroid. Above ``MANY_CLUSTERS`` clusters the
+seeding draws its centroids in ``SEEDING_ROUNDS`` rounds of D^2 sampling (k-means||, Bahmani et
+al., VLDB 2012, with its oversampling set so that the rounds draw exactly k), and the assignment
+keeps each point's ``CANDIDATES`` nearest centroids with a bound on all the others (see
+:class:`_CandidateSearch`): the result is still each point's nearest centroid.
 """
 
 from __future__ import annotations
@@ -21,6 +29,16 @@ from torch import Tensor
 from repmet import geometry
 from repmet.errors import ArgumentError
 from repmet.geometry import squared_norms
+
+#: Clusters in one group above which seeding runs in rounds and assignment uses candidate lists.
+MANY_CLUSTERS = 256
+#: Rounds of D^2 sampling that seed a group of more than ``MANY_CLUSTERS`` clusters.
+SEEDING_ROUNDS = 128
+#: Candidates per centroid in a round of that seeding (scikit-learn's greedy k-means++ draws
+#: 2 + log k per centroid; a few are almost as good, see :func:`_seed_in_rounds`).
+SEEDING_TRIALS = 6
+#: Nearest centroids each point keeps as candidates between full searches.
+CANDIDATES = 16
 
 
 @dataclass
@@ -156,6 +174,170 @@ def _kmeans_plus_plus(
     return centroids.reshape(num_groups * k, -1)
 
 
+def _seed_in_rounds(
+    points: Tensor, point_sq_norms: Tensor, k: int, generator: torch.Generator
+) -> Tensor:
+    """Greedy D^2 seeding of one group in ``SEEDING_ROUNDS`` rounds (k-means||, Bahmani et al.
+    2012, with the greedy choice of scikit-learn's k-means++).
+
+    A uniformly drawn first centroid; then each round fills its share of the remaining k - 1
+    slots at once: it draws ``SEEDING_TRIALS`` candidates per slot, without replacement, with
+    probability proportional to the squared distance to the nearest centroid chosen so far (the
+    top of w_n / E_n with E_n ~ Exp(1), Efraimidis and Spirakis 2006), and each slot keeps its
+    candidate that most lowers the sum of those distances. Plain D^2 sampling (one candidate)
+    leaves a sixth of the classes of an SOP-like split without a centroid, as one-candidate
+    k-means++ does. The cost is about ``SEEDING_TRIALS + 1`` passes of N x k distances, against
+    k passes over all points for greedy k-means++.
+    """
+    num_points = points.shape[0]
+    first = torch.randint(num_points, (1,), generator=generator)
+    chosen = [first]
+    nearest = geometry.expanded_squared_distances(
+        points, points[first], point_norms=point_sq_norms
+    ).squeeze(1)
+    per_round = -(-(k - 1) // SEEDING_ROUNDS)
+    for start in range(1, k, per_round):  # a few rounds; each covers all points
+        slots = min(per_round, k - start)
+        trials = min(SEEDING_TRIALS, num_points // slots)
+        race = torch.empty(num_points, dtype=torch.float64).exponential_(generator=generator)
+        keys = nearest.to(torch.float64) / race.clamp_min_(torch.finfo(torch.float64).tiny)
+        candidates = keys.topk(slots * trials).indices  # [slots * trials]
+        gains = _seeding_gains(points, point_sq_norms, nearest, points[candidates])
+        picked = candidates[_pick_apart(points[candidates], nearest[candidates], gains, trials)]
+        chosen.append(picked)
+        if start + slots < k:
+            centres = points[picked]
+            rows = geometry.rows_per_block(slots, geometry.DISTANCE_BLOCK_ELEMENTS)
+            for part in geometry.row_blocks(num_points, rows):
+                distances = geometry.expanded_squared_distances(
+                    points[part], centres, point_norms=point_sq_norms[part]
+                )
+                nearest[part] = torch.minimum(nearest[part], distances.amin(dim=1))
+            nearest[picked] = (
+                0.0  # not a rounding error above 0: a chosen point is never drawn again
+            )
+    return points[torch.cat(chosen)]
+
+
+def _pick_apart(candidates: Tensor, weights: Tensor, gains: Tensor, trials: int) -> Tensor:
+    """Positions of one candidate per slot (slot s owns candidates ``s*trials .. s*trials +
+    trials - 1``): the one of highest gain that does not lie in the region of a candidate picked
+    earlier in the round, i.e. nearer to it than half its distance to the nearest centroid chosen
+    before the round (squared: ``weights / 4``). Gains are measured against the centroids before
+    the round, so the slots of a round would otherwise all pick the same few regions of highest
+    gain (seen on well-separated blobs: fewer blobs found than with one candidate per slot).
+    A slot whose candidates are all in such regions takes its best one anyway."""
+    slots = gains.shape[0] // trials
+    apart = geometry.expanded_squared_distances(candidates, candidates)
+    crowded = apart < weights[None, :] / 4  # [i, j]: candidate j lies in i's region
+    ranked = gains.reshape(slots, trials).argsort(dim=1, descending=True, stable=True)
+    ranked = ranked + torch.arange(slots)[:, None] * trials
+    blocked = torch.zeros(gains.shape[0], dtype=torch.bool)
+    picks = torch.empty(slots, dtype=torch.long)
+    for slot in range(slots):  # sequential by nature; each step touches one row of [M, M]
+        order = ranked[slot]
+        free = order[~blocked[order]]
+        pick = free[0] if free.numel() else order[0]
+        picks[slot] = pick
+        blocked |= crowded[pick]
+    return picks
+
+
+def _seeding_gains(
+    points: Tensor, point_sq_norms: Tensor, nearest: Tensor, candidates: Tensor
+) -> Tensor:
+    """``[M]`` float64: how much each candidate alone lowers sum_n min(nearest_n, d(x_n, c))."""
+    gains = torch.zeros(candidates.shape[0], dtype=torch.float64)
+    candidate_sq_norms = squared_norms(candidates)
+    rows = geometry.rows_per_block(candidates.shape[0], geometry.DISTANCE_BLOCK_ELEMENTS)
+    buffer = points.new_empty(min(rows, points.shape[0]), candidates.shape[0])
+    for part in geometry.row_blocks(points.shape[0], rows):
+        distances = geometry.expanded_squared_distances(
+            points[part],
+            candidates,
+            point_norms=point_sq_norms[part],
+            centre_norms=candidate_sq_norms,
+            out=buffer[: part.stop - part.start],
+        )
+        # In place: nearest_n - d(x_n, c), clamped at 0; summed per block, accumulated in float64.
+        lowered = distances.neg_().add_(nearest[part, None]).clamp_min_(0)
+        gains += lowered.sum(dim=0)
+    return gains
+
+
+class _CandidateSearch:
+    """Exact nearest-centroid assignment of one group of many clusters, mostly from candidate lists.
+
+    A full search (all k centroids) records each point's ``CANDIDATES`` nearest centroids and
+    b_n, the Euclidean distance to the next one. When the centroids then move, no centroid outside
+    the list can have come nearer to x_n than b_n minus the sum over iterations of the largest
+    centroid shift (triangle inequality). A point whose nearest candidate is closer than that
+    keeps an exact answer from its L candidates; only the others are searched in full again.
+    """
+
+    def __init__(self, points: Tensor, point_sq_norms: Tensor, num_centroids: int) -> None:
+        self.points = points
+        self.point_sq_norms = point_sq_norms
+        self.count = min(CANDIDATES, num_centroids - 1)
+        num_points = points.shape[0]
+        self.candidates = torch.empty(num_points, self.count, dtype=torch.long)
+        self.bound = torch.empty(num_points, dtype=points.dtype)
+        self.drift_then = torch.zeros(num_points, dtype=torch.float64)
+        self.drift = 0.0
+
+    def _full_search(self, rows: Tensor, centroids: Tensor) -> Tensor:
+        """Refreshes the lists of the points ``rows``; returns their nearest centroids."""
+        centroid_sq_norms = squared_norms(centroids)
+        nearest = torch.empty(rows.numel(), dtype=torch.long)
+        block = geometry.rows_per_block(centroids.shape[0], geometry.DISTANCE_BLOCK_ELEMENTS)
+        buffer = centroids.new_empty(min(block, rows.numel()), centroids.shape[0])
+        for part in geometry.row_blocks(rows.numel(), block):
+            index = rows[part]
+            distances = geometry.expanded_squared_distances(
+                self.points[index],
+                centroids,
+                point_norms=self.point_sq_norms[index],
+                centre_norms=centroid_sq_norms,
+                out=buffer[: index.numel()],
+            )
+            order = geometry.smallest_in_order(distances, self.count + 1)
+            self.candidates[index] = order[:, :-1]
+            self.bound[index] = distances.gather(1, order[:, -1:]).squeeze(1).sqrt()
+            nearest[part] = order[:, 0]
+        self.drift_then[rows] = self.drift
+        return nearest
+
+    def assign(self, centroids: Tensor, largest_shift: float | None) -> Tensor:
+        """Nearest centroid of every point; ``largest_shift``: the largest Euclidean move of a
+        centroid since the last call (None: the first call, a full search of every point)."""
+        everyone = torch.arange(self.points.shape[0])
+        if largest_shift is None:
+            return self._full_search(everyone, centroids)
+        self.drift += largest_shift
+        centroid_sq_norms = squared_norms(centroids)
+        assignments = torch.empty(self.points.shape[0], dtype=torch.long)
+        closest = torch.empty(self.points.shape[0], dtype=self.points.dtype)
+        rows = geometry.rows_per_block(
+            self.count * self.points.shape[1], geometry.GATHER_BLOCK_ELEMENTS
+        )
+        for part in geometry.row_blocks(self.points.shape[0], rows):
+            candidates = self.candidates[part]
+            cross = torch.einsum("be,ble->bl", self.points[part], centroids[candidates])
+            distances = (
+                self.point_sq_norms[part, None] - 2 * cross + centroid_sq_norms[candidates]
+            ).clamp_min_(0)
+            least = distances.amin(dim=1, keepdim=True)
+            # Ties go to the lowest centroid index, as a full argmin would choose.
+            tied = torch.where(distances == least, candidates, centroids.shape[0])
+            assignments[part] = tied.amin(dim=1)
+            closest[part] = least.squeeze(1)
+        slack = self.bound.double() - (self.drift - self.drift_then)
+        unsure = (closest.double().sqrt() >= slack).nonzero().squeeze(1)
+        if unsure.numel():
+            assignments[unsure] = self._full_search(unsure, centroids)
+        return assignments
+
+
 def _validate(points: Tensor, k: int, groups: Tensor, num_groups: int, iterations: int) -> None:
     if points.dim() != 2 or points.shape[0] == 0:
         raise ArgumentError(
@@ -280,8 +462,14 @@ def _lloyd(
 ) -> KMeansResult:
     """One k-means run on centred points: seeding, then Lloyd iterations until the assignments
     stop changing or the largest squared centroid shift is at most ``threshold``."""
-    centroids = _kmeans_plus_plus(points, point_sq_norms, groups, num_groups, k, generator)
-    assignments = nearest_in_group(points, groups, centroids, k, point_sq_norms=point_sq_norms)
+    many = num_groups == 1 and k > MANY_CLUSTERS
+    if many:
+        centroids = _seed_in_rounds(points, point_sq_norms, k, generator)
+        search = _CandidateSearch(points, point_sq_norms, k)
+        assignments = search.assign(centroids, None)
+    else:
+        centroids = _kmeans_plus_plus(points, point_sq_norms, groups, num_groups, k, generator)
+        assignments = nearest_in_group(points, groups, centroids, k, point_sq_norms=point_sq_norms)
     num_centroids = num_groups * k
     for _ in range(iterations):
         sums = torch.zeros_like(centroids).index_add_(0, assignments, points)
@@ -290,9 +478,12 @@ def _lloyd(
         updated = torch.where(filled[:, None], sums / counts.clamp_min(1)[:, None], centroids)
         shift = float((updated - centroids).pow(2).sum(-1).max())
         centroids = updated
-        new_assignments = nearest_in_group(
-            points, groups, centroids, k, point_sq_norms=point_sq_norms
-        )
+        if many:
+            new_assignments = search.assign(centroids, math.sqrt(shift))
+        else:
+            new_assignments = nearest_in_group(
+                points, groups, centroids, k, point_sq_norms=point_sq_norms
+            )
         unchanged = torch.equal(new_assignments, assignments)
         assignments = new_assignments
         if unchanged or shift <= threshold:

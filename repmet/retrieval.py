@@ -5,9 +5,12 @@ clustering.
 Every query retrieves from the same split with itself left out, by squared Euclidean distance (the
 same order as the Euclidean distance). R is the number of other examples of the query's class;
 a query whose class has no other example has nothing to retrieve and is not counted. Queries are
-processed in blocks, so memory stays bounded on large splits; the tests check the numbers against
-pytorch-metric-learning's ``AccuracyCalculator`` and scikit-learn (which a trial's worker process
-does not import: it would double the worker's start-up).
+processed in blocks, so memory stays bounded on large splits, and each keeps only its R nearest
+neighbours (a top-k selection, linear in the split's size, rather than a sort of the whole row).
+NMI and AMI work on the non-empty cells of the contingency table and on the distinct class and
+cluster sizes, so an SOP-sized split (11,316 classes) needs megabytes. The tests check the
+numbers against pytorch-metric-learning's ``AccuracyCalculator`` and scikit-learn (which a trial's
+worker process does not import: it would double the worker's start-up).
 """
 
 from __future__ import annotations
@@ -55,14 +58,18 @@ def retrieval_metrics(
         chunk_size = geometry.rows_per_block(points.shape[0], geometry.DISTANCE_BLOCK_ELEMENTS)
     totals = torch.zeros(len(RETRIEVAL_METRICS), dtype=torch.float64)
     ranks = torch.arange(1, largest + 1, dtype=torch.float64)
+    buffer = points.new_empty(min(chunk_size, points.shape[0]), points.shape[0])
     for block in geometry.row_blocks(points.shape[0], chunk_size):
         distances = geometry.expanded_squared_distances(
-            points[block], points, point_norms=norms[block], centre_norms=norms
+            points[block],
+            points,
+            point_norms=norms[block],
+            centre_norms=norms,
+            out=buffer[: block.stop - block.start],
         )
         rows = torch.arange(distances.shape[0])
         distances[rows, rows + block.start] = torch.inf  # a query never retrieves itself
-        # A stable sort breaks distance ties by example index, as a reproducible choice.
-        order = torch.sort(distances, dim=1, stable=True).indices[:, :largest]
+        order = geometry.smallest_in_order(distances, largest)
         hits = (labels[order] == labels[block, None]).double()  # rel(i), [B, largest]
         r = relevant[block].double()
         within = ranks[None, :] <= r[:, None]
@@ -99,13 +106,14 @@ def clustering_metrics(cluster_ids: Tensor, labels: Tensor) -> dict[str, float]:
     if num_rows == 1 or num_columns == 1:
         value = 1.0 if num_rows == num_columns else 0.0
         return {"nmi": value, "ami": value}
-    table = torch.bincount(rows * num_columns + columns, minlength=num_rows * num_columns)
-    table = table.reshape(num_rows, num_columns).double()
-    n = table.sum()
-    a, b = table.sum(dim=1), table.sum(dim=0)
-    nonzero = table > 0
-    outer = a[:, None] * b[None, :]
-    mutual = (table[nonzero] / n * (n * table[nonzero] / outer[nonzero]).log()).sum()
+    # The non-empty cells only, in row-major order: a dense table of 11,316 x 11,316 would be 1 GB.
+    cells, cell_counts = torch.unique(rows * num_columns + columns, return_counts=True)
+    table = cell_counts.double()
+    a = torch.bincount(rows, minlength=num_rows).double()
+    b = torch.bincount(columns, minlength=num_columns).double()
+    n = a.sum()
+    outer = a[cells // num_columns] * b[cells % num_columns]
+    mutual = (table / n * (n * table / outer).log()).sum()
     h_rows = -(a / n * (a / n).log()).sum()
     h_columns = -(b / n * (b / n).log()).sum()
     mean_entropy = (h_rows + h_columns) / 2
@@ -125,19 +133,48 @@ def _away_from_zero(value: Tensor, eps: float) -> Tensor:
     return value.clamp_min(eps) if value >= 0 else value.clamp_max(-eps)
 
 
+#: Terms (i, j, n_ij) of the expected mutual information evaluated at once: bounds its memory.
+EXPECTED_MI_BLOCK_TERMS = 2**20
+
+
 def _expected_mutual_information(a: Tensor, b: Tensor, n: Tensor) -> Tensor:
     """E[MI] over contingency tables with row sums ``a`` and column sums ``b`` (float64), the
     sum over cells (i, j) and counts n_ij of (n_ij / N) log(N n_ij / (a_i b_j)) P(n_ij), with
-    P the hypergeometric probability, computed in the log domain for every (i, j, n_ij) at once."""
-    largest = int(torch.maximum(a.max(), b.max()))
-    counts = torch.arange(1, largest + 1, dtype=torch.float64)  # n_ij >= 1 contributes
-    ai, bj, nij = a[:, None, None], b[None, :, None], counts[None, None, :]
-    possible = (nij >= (ai + bj - n).clamp_min(1)) & (nij <= torch.minimum(ai, bj))
-    log_probability = (
+    P the hypergeometric probability, computed in the log domain.
+
+    A term depends on (i, j) only through (a_i, b_j), so the sum runs over pairs of distinct row
+    and column sums, each weighted by how many (i, j) share it, and over the possible counts
+    max(1, a + b - N) <= n_ij <= min(a, b) of each pair, laid out flat (no classes x clusters x
+    largest-count tensor), in blocks of at most ``EXPECTED_MI_BLOCK_TERMS`` terms.
+    """
+    row_sums, row_multiplicity = torch.unique(a, return_counts=True)
+    column_sums, column_multiplicity = torch.unique(b, return_counts=True)
+    ai = row_sums.repeat_interleave(column_sums.numel())
+    bj = column_sums.repeat(row_sums.numel())
+    weight = (row_multiplicity[:, None] * column_multiplicity[None, :]).reshape(-1).double()
+    low = (ai + bj - n).clamp_min(1)
+    lengths = (torch.minimum(ai, bj) - low + 1).clamp_min(0).long()
+    log_margins = (
         torch.lgamma(ai + 1) + torch.lgamma(bj + 1) + torch.lgamma(n - ai + 1)
-        + torch.lgamma(n - bj + 1) - torch.lgamma(n + 1) - torch.lgamma(nij + 1)
-        - torch.lgamma((ai - nij).clamp_min(0) + 1) - torch.lgamma((bj - nij).clamp_min(0) + 1)
-        - torch.lgamma((n - ai - bj + nij).clamp_min(0) + 1)
+        + torch.lgamma(n - bj + 1) - torch.lgamma(n + 1)
     )  # fmt: skip
-    terms = nij / n * (n * nij / (ai * bj)).log() * log_probability.exp()
-    return torch.where(possible, terms, torch.zeros_like(terms)).sum()
+    # Consecutive pairs whose last term falls into the same multiple of the block size form a
+    # block (so a block holds at most the block size plus one pair's terms, at most N).
+    block_of_pair = (torch.cumsum(lengths, 0) - 1).div(
+        EXPECTED_MI_BLOCK_TERMS, rounding_mode="floor"
+    )
+    pairs_per_block = torch.unique_consecutive(block_of_pair, return_counts=True)[1]
+    total = torch.zeros((), dtype=torch.float64)
+    for pairs in torch.arange(lengths.numel()).split(pairs_per_block.tolist()):
+        pair = torch.repeat_interleave(pairs, lengths[pairs])
+        starts = torch.cumsum(lengths[pairs], 0) - lengths[pairs]
+        offset = torch.arange(pair.numel()) - starts.repeat_interleave(lengths[pairs])
+        nij = low[pair] + offset
+        a_p, b_p = ai[pair], bj[pair]
+        log_probability = (
+            log_margins[pair] - torch.lgamma(nij + 1) - torch.lgamma(a_p - nij + 1)
+            - torch.lgamma(b_p - nij + 1) - torch.lgamma(n - a_p - b_p + nij + 1)
+        )  # fmt: skip
+        terms = nij / n * (n * nij / (a_p * b_p)).log() * log_probability.exp()
+        total += (terms * weight[pair]).sum()
+    return total

@@ -147,6 +147,33 @@ def test_chunked_evaluation_equals_one_block(monkeypatch: pytest.MonkeyPatch) ->
     assert whole == error_rates(embeddings, labels, centroids, classes, variance=0.7, L=5)
 
 
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_predictions_from_the_top_l_equal_the_argmax_of_all_class_scores(shuffled: bool) -> None:
+    # 200 classes x 3 centroids and L = 4: the RepMet rule scores the kept classes from all their
+    # centroids and, where a class with no kept centroid could still win (a wide kernel), rescores
+    # the query over all 600; a shuffled layout goes through the per-class scatter instead.
+    gen = torch.Generator().manual_seed(4)
+    centroids = torch.randn(600, 8, generator=gen)
+    classes = torch.arange(600) // 3
+    if shuffled:
+        classes = classes[torch.randperm(600, generator=gen)]
+    embeddings = centroids[torch.randint(0, 600, (500,), generator=gen)]
+    embeddings = embeddings + 0.8 * torch.randn(500, 8, generator=gen)
+    for variance in (0.05, 0.5, 5.0):
+        for method in METHODS:
+            scores = class_scores(
+                embeddings, centroids, classes, method=method, variance=variance, L=4
+            )
+            expected = scores.argmax(dim=1)
+            if method == "repmet":  # unnormalised kernel sums underflow: compare in the log domain
+                expected = evaluation._per_chunk(
+                    embeddings, centroids, classes, methods=(method,), variance=variance, L=4,
+                    chunk_size=None, predictions=False,
+                )[method].argmax(dim=1)  # fmt: skip
+            got = predict(embeddings, centroids, classes, method=method, variance=variance, L=4)
+            assert torch.equal(got, expected), (method, variance)
+
+
 def test_assignment_accuracy_uses_the_best_one_to_one_mapping() -> None:
     # Oracle O7: cluster A holds labels [0, 0, 0, 1, 1], cluster B holds [0, 0].
     clusters = torch.tensor([0, 0, 0, 0, 0, 1, 1])
@@ -158,6 +185,24 @@ def test_assignment_accuracy_uses_the_best_one_to_one_mapping() -> None:
     assert assignment_accuracy(
         torch.tensor([0, 0, 1, 1, 2, 2]), torch.tensor([0, 0, 0, 0, 1, 1])
     ) == pytest.approx(4 / 6)
+
+
+def test_assignment_accuracy_equals_the_dense_assignment_problem() -> None:
+    # The sparse matching (non-empty cells plus a dummy label per cluster) against scipy's
+    # dense solver on the whole table, with more clusters than labels, fewer and as many.
+    from scipy.optimize import linear_sum_assignment
+
+    gen = torch.Generator().manual_seed(7)
+    for _ in range(60):
+        size = int(torch.randint(1, 60, (1,), generator=gen))
+        clusters = torch.randint(0, int(torch.randint(1, 8, (1,), generator=gen)), (size,))
+        labels = torch.randint(0, int(torch.randint(1, 8, (1,), generator=gen)), (size,))
+        _, rows = torch.unique(clusters, return_inverse=True)
+        _, columns = torch.unique(labels, return_inverse=True)
+        table = np.zeros((int(rows.max()) + 1, int(columns.max()) + 1))
+        np.add.at(table, (rows.numpy(), columns.numpy()), 1)
+        best = table[linear_sum_assignment(table, maximize=True)].sum()
+        assert assignment_accuracy(clusters, labels) == pytest.approx(best / size, abs=1e-12)
 
 
 def test_unsupervised_accuracy_recovers_permuted_blobs() -> None:

@@ -163,3 +163,61 @@ def test_far_from_the_origin_is_clustered_like_near_it() -> None:
     far = kmeans(points + 1e4, 2, groups=groups, generator=torch.Generator().manual_seed(1))
     assert torch.equal(near.assignments, far.assignments)
     torch.testing.assert_close(far.centroids - 1e4, near.centroids, atol=2e-3, rtol=0)
+
+
+def test_candidate_search_finds_the_nearest_centroid_as_centroids_move() -> None:
+    # The candidate lists and their bound must give the nearest of all centroids after every
+    # move, whether a point keeps its answer from its candidates or is searched again in full.
+    gen = torch.Generator().manual_seed(12)
+    points = torch.randn(700, 5, generator=gen, dtype=torch.float64)
+    centroids = torch.randn(60, 5, generator=gen, dtype=torch.float64)
+    search = kmeans_module._CandidateSearch(points, geometry.squared_norms(points), 60)
+    full_searches = 0
+    original = search._full_search
+
+    def counting(rows: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        nonlocal full_searches
+        full_searches += rows.numel()
+        return original(rows, centres)
+
+    search._full_search = counting  # type: ignore[method-assign]
+    assert torch.equal(search.assign(centroids, None), torch.cdist(points, centroids).argmin(1))
+    for step in range(8):
+        moves = torch.randn(60, 5, generator=gen, dtype=torch.float64) * 0.05 * (8 - step)
+        centroids = centroids + moves
+        largest = float(moves.norm(dim=1).max())
+        expected = torch.cdist(points, centroids).argmin(1)
+        assert torch.equal(search.assign(centroids, largest), expected), step
+    # The bound saves work: far fewer than the 700 x 8 full searches of plain Lloyd steps.
+    assert 700 <= full_searches < 700 + 0.6 * 700 * 8
+
+
+def test_many_clusters_are_seeded_in_rounds_and_reach_a_lloyd_fixed_point(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kmeans_module, "MANY_CLUSTERS", 8)
+    # 3 slots per round among 48 blobs, as about 90 slots among 11,316 classes at the default.
+    monkeypatch.setattr(kmeans_module, "SEEDING_ROUNDS", 16)
+    monkeypatch.setattr(kmeans_module, "CANDIDATES", 3)
+    points, blob, _, _ = _blobs(num_groups=1, per_group=48, size=8, dim=6, seed=13)
+    points = points.float()
+
+    def run() -> kmeans_module.KMeansResult:
+        return kmeans(
+            points, 48, generator=torch.Generator().manual_seed(2), iterations=300, tolerance=0.0
+        )
+
+    result = run()
+    again = run()
+    assert torch.equal(result.assignments, again.assignments)
+    assert torch.equal(result.centroids, again.centroids)
+    distances = torch.cdist(points.double(), result.centroids.double())
+    assert torch.equal(result.assignments, distances.argmin(1))
+    counts = torch.bincount(result.assignments, minlength=48)
+    means = torch.zeros(48, 6).index_add_(0, result.assignments, points)
+    filled = counts > 0
+    torch.testing.assert_close(result.centroids[filled], (means / counts[:, None])[filled])
+    # Greedy seeding finds nearly every one of the 48 well-separated blobs on its own.
+    from repmet.evaluation import assignment_accuracy
+
+    assert assignment_accuracy(result.assignments, blob) >= 0.9

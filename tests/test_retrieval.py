@@ -93,3 +93,53 @@ def test_a_single_group_shares_no_information() -> None:
     assert clustering_metrics(torch.zeros(4, dtype=torch.long), labels) == {"nmi": 0.0, "ami": 0.0}
     same = torch.zeros(4, dtype=torch.long)
     assert clustering_metrics(same, same) == {"nmi": 1.0, "ami": 1.0}
+
+
+def test_clustering_metrics_of_many_small_classes_match_scikit_learn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SOP's shape in small: about 5 examples per class, as many clusters as classes. The
+    # expected mutual information goes through pairs of distinct sizes, here in blocks of 7
+    # terms, and must give scikit-learn's sum over every (class, cluster) pair.
+    from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
+
+    from repmet import retrieval
+
+    gen = torch.Generator().manual_seed(11)
+    labels = torch.randint(0, 400, (2_000,), generator=gen)
+    clusters = torch.where(
+        torch.rand(2_000, generator=gen) < 0.4,
+        torch.randint(0, 400, (2_000,), generator=gen),
+        labels,
+    )
+    whole = clustering_metrics(clusters, labels)
+    assert whole["nmi"] == pytest.approx(
+        normalized_mutual_info_score(labels.numpy(), clusters.numpy()), abs=1e-12
+    )
+    # scikit-learn adds 160,000 pairs' terms one by one; the rounding of the two sums differs
+    # by about 1e-16 of E[MI], which AMI's small denominator turns into about 2e-12.
+    assert whole["ami"] == pytest.approx(
+        adjusted_mutual_info_score(labels.numpy(), clusters.numpy()), abs=1e-11
+    )
+    monkeypatch.setattr(retrieval, "EXPECTED_MI_BLOCK_TERMS", 7)
+    assert clustering_metrics(clusters, labels) == pytest.approx(whole, abs=1e-12)
+
+
+def test_tied_neighbours_are_taken_in_index_order() -> None:
+    # Duplicates tie at the cut between the R nearest and the rest: the top-k selection must keep
+    # the tied neighbour that a stable sort of the whole row keeps (the lower index).
+    from repmet.geometry import smallest_in_order
+
+    distances = torch.tensor([[3.0, 1.0, 1.0, 0.5, 1.0, 7.0], [2.0, 2.0, 2.0, 2.0, 2.0, 2.0]])
+    for count in range(1, 7):
+        expected = torch.sort(distances, dim=1, stable=True).indices[:, :count]
+        assert torch.equal(smallest_in_order(distances, count), expected), count
+    points = torch.tensor([[0.0], [1.0], [1.0], [1.0], [-3.0]])  # mean 0: exact distances
+    labels = torch.tensor([0, 0, 1, 0, 1])
+    # Query 0 (R = 2): 1, 2, 3 tie at distance 1 and come in index order: a hit, a miss.
+    # Query 1 (R = 2): 2 and 3 at 0, a miss then a hit. Query 3 (R = 2): 1 then 2, hit, miss.
+    # Query 2 (R = 1): 1 at 0, a miss. Query 4 (R = 1): 0 at 9, a miss.
+    metrics = retrieval_metrics(points, labels)
+    assert metrics["p_at_1"] == pytest.approx(2 / 5)
+    assert metrics["r_precision"] == pytest.approx((0.5 + 0.5 + 0.5) / 5)
+    assert metrics["map_at_r"] == pytest.approx((0.5 + 0.25 + 0.5) / 5)
