@@ -127,7 +127,7 @@ class SigtermAsCtrlC:
         interrupt(signal.SIGINT, frame)
 
     def _end_now(self) -> None:
-        print(file=sys.stdout, flush=True)  # ends a progress line being redrawn
+        print(flush=True)  # ends a progress line being redrawn
         _fail(self._prog, f"stopped by SIGTERM: {self._late}", EXIT_TERMINATED)
         sys.stderr.flush()
         os._exit(EXIT_TERMINATED)
