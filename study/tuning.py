@@ -10,8 +10,10 @@ import os
 import pickle
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -62,8 +64,9 @@ CHECKPOINTS_KEPT = 1
 
 
 class StudyInterrupted(WorkFailed):
-    """A study stopped by Ctrl-C (or SIGUSR1) before every trial of a loss finished; ``--resume``
-    continues it. ``study/run.py`` ends with exit status 130 for it."""
+    """A study stopped by Ctrl-C (or SIGUSR1, or SIGTERM) before every trial of a loss finished;
+    ``--resume`` continues it. ``study/run.py`` ends with exit status 130 for it (143 after
+    SIGTERM)."""
 
     interrupted = True
 
@@ -267,7 +270,7 @@ def connect(*, address: str | None, verbose: bool) -> bool:
     # the one line below says what went wrong (--verbose shows them).
     quiet = not verbose and address not in (None, "local")
     try:
-        with _stderr_dropped(quiet):
+        with _stderr_dropped(quiet), _sigterm_kept():
             ray.init(
                 address=address or "local",
                 log_to_driver=verbose,
@@ -278,6 +281,22 @@ def connect(*, address: str | None, verbose: bool) -> bool:
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
         raise ConfigError(f"cannot reach {where}: {first_line(error)}") from None
     return True
+
+
+@contextlib.contextmanager
+def _sigterm_kept() -> Iterator[None]:
+    """Gives SIGTERM back the handler it had before the block: ``ray.init`` replaces it twice, in
+    Python (``sys.exit``) and natively (a failure handler that prints a crash dump and aborts),
+    and the study's own handler ends it as Ctrl-C does (``repmet.cli.SigtermAsCtrlC``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        # None: a handler not set from Python; the default is the nearest Python can restore.
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager

@@ -1,15 +1,24 @@
-"""Running the commands as processes of their own, as a user would."""
+"""Running the commands as processes of their own, as a user would, and a Ray cluster of their
+own for them to join (used by tests and by ``benchmarks/bench_utilisation.py``)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 #: ``python study/run.py`` with this interpreter.
 STUDY_COMMAND = [sys.executable, str(REPOSITORY / "study" / "run.py")]
+#: The ``ray`` command of this interpreter's environment.
+RAY = str(Path(sys.executable).parent / "ray")
 
 
 def subprocess_env(**extra: str) -> dict[str, str]:
@@ -31,3 +40,61 @@ def run_study(*args: str, timeout: float = 300, **env: str) -> subprocess.Comple
         text=True,
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def ray_head(num_cpus: int) -> Iterator[str]:
+    """A Ray head on the loopback interface with ``num_cpus`` logical CPUs, started with ``ray
+    start`` and stopped at the end; yields its address (``127.0.0.1:PORT``) for ``--address``."""
+    port = free_port()
+    # A short temp dir: Ray's socket paths must stay under the Unix limit, and a private one keeps
+    # this head out of /tmp/ray/ray_current_cluster, where other ray.init() calls would find it.
+    temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
+    head = [RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1"]
+    head += ["--num-cpus", str(num_cpus), "--include-dashboard=false", f"--temp-dir={temp_dir}"]
+    try:
+        started = subprocess.run(
+            head, env=subprocess_env(), capture_output=True, text=True, timeout=120
+        )
+        if started.returncode != 0:
+            raise RuntimeError(f"ray start failed: {started.stderr}")
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_cluster(temp_dir)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process, from /proc."""
+    table = {}
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int(entry.name)
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            table[pid] = (parent, command)
+    return table
+
+
+def stop_cluster(temp_dir: str) -> None:
+    """Stops only the processes of the head started with ``temp_dir`` and their descendants
+    (``ray stop`` would also stop any other Ray on the machine, including this session's)."""
+    table = processes()
+    ours = {pid for pid, (_, command) in table.items() if temp_dir in command}
+    grew = True
+    while grew:
+        children = {pid for pid, (parent, _) in table.items() if parent in ours} - ours
+        ours |= children
+        grew = bool(children)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in ours:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in ours):
+            time.sleep(0.2)

@@ -30,6 +30,7 @@ from processes import STUDY_COMMAND, run_study, subprocess_env
 
 from analysis import report as report_cli
 from analysis import search_plots
+from repmet.cli import SigtermAsCtrlC, WorkFailed, run_command
 from repmet.study_format import TRIAL_FAILED
 from study import lock as study_lock
 from study.run import main as study_main
@@ -179,22 +180,35 @@ def test_kill_9_mid_trial_then_resume_completes(ray_local, tmp_path: Path) -> No
 
 
 @slow
-def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(ray_local, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("send", "status", "stopped_by"),
+    [
+        # What Ctrl-C on a terminal sends: SIGINT to the whole process group.
+        (lambda pid: os.killpg(pid, signal.SIGINT), 130, ""),
+        # `kill PID`, docker stop: SIGTERM to the study's process alone.
+        (lambda pid: os.kill(pid, signal.SIGTERM), 143, "stopped by SIGTERM: "),
+    ],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(
+    ray_local, tmp_path, send, status, stopped_by
+) -> None:
     storage = tmp_path / "studies"
     process = start_study(*STUDY, "--storage", str(storage), "--name", "interrupted")
     folder = storage / "interrupted"
     try:
         wait_for(mid_trial(folder, 2), what="the second trial mid-way", process=process)
         kept = {trial_folders(folder)[0].name: finished_files(trial_folders(folder)[0])}
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C on a terminal sends
+        send(process.pid)
         stdout, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-    assert process.returncode == 130, stdout + stderr
+    assert process.returncode == status, stdout + stderr
     line = one_error_line(stderr)
-    assert "interrupted during magnet" in line and "continue the study with --resume" in line
+    assert f"error: {stopped_by}interrupted during magnet" in line
+    assert "continue the study with --resume" in line
     assert "fix the cause" not in line
     # The last progress line counts the interrupted trial as interrupted, not done.
     done = sum(bool(rows) and rows[-1]["done"] for rows in map(result_rows, trial_folders(folder)))
@@ -441,6 +455,80 @@ def test_a_failed_trial_is_read_with_its_reason_and_never_selected(tmp_path: Pat
     trial = read_trial(errored)
     assert trial.status is TrialStatus.FAILED and not trial.failed_by_configuration
     assert trial.failure == "repmet.errors.DataNotFoundError: data set 'mnist' not found"
+
+
+def test_sigterm_does_what_ctrl_c_does_and_ends_with_143(capsys) -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    stopped = WorkFailed("interrupted during magnet")
+    stopped.interrupted = True  # as study.tuning.StudyInterrupted
+
+    def sleeper() -> int:
+        signal.raise_signal(signal.SIGTERM)
+        time.sleep(30)  # Python's SIGINT handler raises KeyboardInterrupt at once
+        return 0
+
+    def asks_to_stop() -> int:  # as Tune's SIGINT handler, which only asks the run to stop
+        signal.raise_signal(signal.SIGTERM)
+        assert calls == [signal.SIGINT]
+        raise stopped
+
+    def without_sigterm() -> int:
+        raise stopped
+
+    started = time.monotonic()
+    sigterm = SigtermAsCtrlC("prog", deadline_s=60, late="late")
+    assert run_command("prog", sleeper, sigterm=sigterm) == 143
+    assert time.monotonic() - started < 10
+    assert capsys.readouterr().err == "prog: error: stopped by SIGTERM: interrupted\n"
+    calls = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: calls.append(signum))
+    try:
+        sigterm = SigtermAsCtrlC("prog", deadline_s=60, late="late")
+        assert run_command("prog", asks_to_stop, sigterm=sigterm) == 143
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    err = capsys.readouterr().err
+    assert err == "prog: error: stopped by SIGTERM: interrupted during magnet\n"
+    assert (
+        run_command("prog", without_sigterm, sigterm=SigtermAsCtrlC("p", deadline_s=1, late=""))
+        == 130
+    )
+    assert capsys.readouterr().err == "prog: error: interrupted during magnet\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_command_that_does_not_stop_after_sigterm_ends_at_its_deadline(tmp_path) -> None:
+    # Tune's SIGINT handler only asks the run to stop; here nothing ever stops it.
+    code = (
+        "import signal, sys, time\n"
+        "from repmet.cli import SigtermAsCtrlC, run_command\n"
+        "signal.signal(signal.SIGINT, lambda signum, frame: None)\n"
+        "def body():\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(120)\n"
+        "    return 0\n"
+        "sigterm = SigtermAsCtrlC('prog', deadline_s=1.0, late='did not stop in 1 s')\n"
+        "sys.exit(run_command('prog', body, sigterm=sigterm))\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 143
+    assert 1.0 <= time.monotonic() - started < 30
+    assert stderr == "prog: error: stopped by SIGTERM: did not stop in 1 s\n"
 
 
 def test_progress_counts_interrupted_trials_as_interrupted() -> None:

@@ -6,24 +6,18 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shlex
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import optuna
 import pytest
-from processes import STUDY_COMMAND, run_study, subprocess_env
+from processes import STUDY_COMMAND, ray_head, run_study, subprocess_env
 
 from study.run import main
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-RAY = str(Path(sys.executable).parent / "ray")
 SMOKE_ITERATIONS = 20  # study.run.SMOKE
 
 pytestmark = pytest.mark.slow
@@ -212,66 +206,17 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path) -> None:
         assert list(storage.iterdir()) == []  # nothing was written
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process, from /proc."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            pid = int(entry.name)
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            table[pid] = (parent, command)
-    return table
-
-
-def stop_cluster(temp_dir: str) -> None:
-    """Stops only the processes of the head started with ``temp_dir`` and their descendants
-    (``ray stop`` would also stop any other Ray on the machine, including this session's)."""
-    table = processes()
-    ours = {pid for pid, (_, command) in table.items() if temp_dir in command}
-    grew = True
-    while grew:
-        children = {pid for pid, (parent, _) in table.items() if parent in ours} - ours
-        ours |= children
-        grew = bool(children)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in ours:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in ours):
-            time.sleep(0.2)
-
-
 def test_smoke_study_on_a_separate_ray_head(tmp_path) -> None:
-    port = free_port()
-    # A short temp dir: Ray's socket paths must stay under the Unix limit, and a private one keeps
-    # this head out of /tmp/ray/ray_current_cluster, where other ray.init() calls would find it.
-    temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
-    head = [RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1"]
-    head += ["--num-cpus", "2", "--include-dashboard=false", f"--temp-dir={temp_dir}"]
-    try:
-        started = subprocess.run(
-            head, env=subprocess_env(), capture_output=True, text=True, timeout=120
-        )
-        assert started.returncode == 0, started.stderr
+    with ray_head(num_cpus=2) as address:
         result = run_study(
-            "--space", "magnet", "--losses", "magnet", "--smoke", "--address", f"127.0.0.1:{port}",
+            "--space", "magnet", "--losses", "magnet", "--smoke", "--address", address,
             "--storage", str(tmp_path),
         )  # fmt: skip
-        assert result.returncode == 0, result.stdout + result.stderr
-        info = manifest(tmp_path / "magnet")
-        assert info["status"] == {"magnet": "finished"}
-        assert len(trial_folders(tmp_path / "magnet", "magnet")) == 2
-        assert "tensorboard --logdir" in result.stdout
-    finally:
-        stop_cluster(temp_dir)
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = manifest(tmp_path / "magnet")
+    assert info["status"] == {"magnet": "finished"}
+    assert len(trial_folders(tmp_path / "magnet", "magnet")) == 2
+    assert "tensorboard --logdir" in result.stdout
 
 
 def test_asha_never_stops_the_baseline_but_judges_the_others_against_it() -> None:
