@@ -20,22 +20,13 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from repmet.study_format import ITERATION, TRIAL_FAILED
+from study.console import format_duration
 
 DONE = "done"  # ray.tune.result.DONE
 
 #: On a terminal the line is redrawn at most this often; in a log, a line is written this often.
 TERMINAL_REFRESH_S = 0.5
 LOG_REFRESH_S = 30.0
-
-
-def format_duration(seconds: float) -> str:
-    """``1h02m03s`` / ``2m03s`` / ``3s``."""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{seconds:02d}s"
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 class StudyProgress(Callback):
