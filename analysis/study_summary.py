@@ -20,6 +20,7 @@ from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
 from repmet.metrics import label_of, lower_is_better
 from repmet.protocols import CLOSED_SET
+from repmet.study_options import ASHA, NO_SCHEDULER, RANDOM_SAMPLER, TPE
 
 #: A study whose trials train fewer iterations than this is smoke-sized: it checks the pipeline.
 MIN_ITERATIONS = 100
@@ -302,11 +303,11 @@ def settings_table(
     eval_every = config.eval_every if config is not None else fixed.get("eval_every")
     scheduler = manifest.get("scheduler")
     schedulers = {
-        "asha": "ASHA (stops poor trials early on the selection metric)",
-        "none": "none (every trial trains all its iterations)",
+        ASHA: "ASHA (stops poor trials early on the selection metric)",
+        NO_SCHEDULER: "none (every trial trains all its iterations)",
     }
     sampler = manifest.get("sampler")
-    samplers = {"tpe": "Optuna TPE", "random": "Optuna random sampling"}
+    samplers = {TPE: "Optuna TPE", RANDOM_SAMPLER: "Optuna random sampling"}
     concurrent = manifest.get("max_concurrent")
     smoke = smoke_reason(study)
     losses = ", ".join(loss_label(loss) for loss in [*study.losses, *study.not_started])

@@ -50,6 +50,7 @@ from repmet.study_format import (
     Manifest,
     StudySettings,
 )
+from repmet.study_options import NO_SCHEDULER, RANDOM_SAMPLER
 from repmet.training import load_splits
 from search_spaces import SEARCH_SPACES, SpaceContext
 from study import library_internals as internals
@@ -612,7 +613,7 @@ def optuna_storage(folder: Path) -> optuna.storages.RDBStorage:
 
 
 def sampler(settings: StudySettings) -> optuna.samplers.BaseSampler:
-    if settings.sampler == "random":
+    if settings.sampler == RANDOM_SAMPLER:
         return optuna.samplers.RandomSampler(seed=settings.seed)
     # TPE's default of 10 random start-up trials would use up a whole small budget (8 per loss)
     # before TPE models anything: a third of the budget, at least 2, explores first.
@@ -645,7 +646,7 @@ def is_baseline(trial: Trial) -> bool:
 
 
 def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
-    if settings.scheduler == "none":
+    if settings.scheduler == NO_SCHEDULER:
         return FIFOScheduler()
     return BaselineKeepingASHA(
         time_attr="training_iteration",
