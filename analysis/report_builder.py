@@ -44,6 +44,7 @@ from analysis.verdict import CONFIDENCE, Spread, verdict
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
+from repmet.formatting import format_percent, format_value
 from repmet.measures import SplitData
 from repmet.metrics import label_of, lower_is_better, metrics_of
 from repmet.metrics import metric as metric_named
@@ -541,9 +542,9 @@ def hyperparameter_table(
                 loss_label(loss),
                 selection.trial.name,
                 str(selection.checkpoint_iteration),
-                f"{100.0 * selection.best_value:.1f}",
+                format_percent(100.0 * selection.best_value),
                 *(
-                    _format_value(values[name]) if name in searched[loss] else MISSING
+                    format_value(values[name]) if name in searched[loss] else MISSING
                     for name in names
                 ),
             )
@@ -590,12 +591,6 @@ def trial_count_table(study: StudyFolder) -> TextTable:
             + (f" Failed trials: {'; '.join(failures)}." if failures else "")
         ),
     )
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 def _first_param(selections: Mapping[str, Selection], name: str) -> Any:

@@ -40,6 +40,7 @@ from analysis.plots import (
     save,
 )
 from analysis.tables import loss_label
+from repmet.formatting import format_value
 from repmet.metrics import is_error, lower_is_better
 
 #: Parameter importances from fewer completed trials than this are noise: the view is skipped.
@@ -261,20 +262,14 @@ class Scale:
     def ticks(self) -> list[tuple[float, str]]:
         """(native value, label) pairs, at most five."""
         if self.kind == "categorical":
-            return [(float(i), _short(c)) for i, c in enumerate(self.choices)]
+            return [(float(i), format_value(c)) for i, c in enumerate(self.choices)]
         if self.kind == "log":
-            return [(v, _short(v)) for v in log_ticks(self.low, self.high)]
+            return [(v, format_value(v)) for v in log_ticks(self.low, self.high)]
         values = MaxNLocator(nbins=4, integer=self.integer).tick_values(self.low, self.high)
         inside = [v for v in values if self.low - 1e-12 <= v <= self.high + 1e-12]
         if len(inside) < 2:
             inside = [self.low, self.high]
-        return [(float(v), _short(v)) for v in inside]
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+        return [(float(v), format_value(v)) for v in inside]
 
 
 def log_ticks(low: float, high: float) -> list[float]:
@@ -601,7 +596,7 @@ class _Objective(Scale):
             ]
         if len(values) < 2:
             values = [self.low, self.high]
-        return [(v, f"{v:.3g}%") for v in values]
+        return [(v, f"{format_value(v)}%") for v in values]
 
 
 def _objective_scale(scores: Sequence[float], *, errors: bool, name: str) -> _Objective:

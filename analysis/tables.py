@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from repmet.catalogue import FAMILY_HEADINGS, LOSSES
+from repmet.formatting import format_percent
 from repmet.metrics import Table, metrics_of
 
 SPLIT_HEADER = "Train (Test)"
@@ -54,9 +55,7 @@ class Stat:
     std: float | None = None
 
     def __str__(self) -> str:
-        if self.std is None:
-            return f"{self.mean:.1f}"
-        return f"{self.mean:.1f} ± {self.std:.1f}"
+        return format_percent(self.mean, self.std)
 
 
 #: (train, test) per accuracy type; None where the row has no such number.

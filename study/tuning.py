@@ -39,6 +39,7 @@ from repmet.catalogue import LOSSES
 from repmet.cli import WorkFailed
 from repmet.config import TrainingConfig
 from repmet.errors import ConfigError
+from repmet.formatting import format_duration, format_value
 from repmet.study_format import (
     FINISHED,
     INTERRUPTED,
@@ -52,7 +53,7 @@ from repmet.study_format import (
 )
 from repmet.training import load_splits
 from search_spaces import SEARCH_SPACES, SpaceContext
-from study.progress import StudyProgress, format_duration
+from study.progress import StudyProgress
 from study.trials_table import write_trials_csv
 from trainables import MetricLearningTrainable
 
@@ -423,7 +424,8 @@ def _run_losses(study: Study, *, verbose: bool, started: float) -> int:
         record_trials(study.folder)
         summaries.append(summarize(loss, results, settings))
     print("\n".join(summaries))
-    print(f"Done in {format_duration(time.monotonic() - started)}. Results: {study.folder}")
+    took = format_duration(time.monotonic() - started, compact=True)
+    print(f"Done in {took}. Results: {study.folder}")
     print(f"  table:   {command_hint('analysis/report.py', study.folder)}")
     print(f"  curves:  {command_hint('tensorboard', '--logdir', study.folder)}")
     print(f"  trials:  {study.folder / TRIALS_FILE} (pandas.read_csv)")
@@ -758,7 +760,5 @@ def summarize(loss: str, results: tune.ResultGrid, settings: StudySettings) -> s
     best = min(scored, key=lambda result: sign * result.metrics[objective])
     value = best.metrics[objective]
     searched = {k: v for k, v in best.config.items() if k in settings.baseline[loss]}
-    shown = " ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in searched.items()
-    )
+    shown = " ".join(f"{k}={format_value(v)}" for k, v in searched.items())
     return f"{counted}, best {settings.metric} {value:.4f} ({shown})"
