@@ -5,6 +5,17 @@ report's style (values in percent, the study's metric in the labels, readable at
 The database only feeds these figures. It is opened read-only and read once; a file that is
 missing, damaged or from an incompatible Optuna costs the report these views, with one line saying
 which and why, never its tables. The figures are drawn from the trials read, not from the file.
+
+Why not Optuna's own plots (``optuna.visualization.matplotlib``, as of Optuna 5.0): they draw
+only COMPLETE trials. Passing the PRUNED ones as COMPLETE copies at the value they reached would put
+them in, but they could then no longer be told apart (and with ASHA most trials are pruned): the
+history's rings for trials stopped early, its crosses for failed trials and the slices' ring on
+the best trial would be lost. Each plot also makes a figure of its own for one study, so the losses
+cannot share one figure and one objective axis, and it draws the raw objective at Optuna's size and
+with its labels, not percent (symmetric-log when errors span decades) at the page's real size;
+those plots are still marked experimental. What Optuna computes is used as it is: the trials from
+its storage and the importances from its fANOVA evaluator
+(:func:`optuna.importance.get_param_importances`); only the drawing is ours.
 """
 
 from __future__ import annotations
