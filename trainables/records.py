@@ -19,7 +19,9 @@ The trainable is the only writer (the study turns Tune's own TensorBoard logger 
   trial at its latest step, those stopped early included. The experiment definition (which columns
   exist) is the same in every trial of a study: the plugin reads it from one run, whichever it
   finds first, so it lists the loss and every field that some catalogued loss searches; a trial
-  leaves the fields its loss does not search empty.
+  leaves the fields its loss does not search empty. Both are built by tensorboard's own
+  ``summary_v2.hparams_config_pb`` and ``hparams_pb``, which need no TensorFlow (the older
+  ``hparams.summary`` module imports it).
 - **Projector.** The validation embeddings of the trial's best step so far, with the
   representatives (learned, RepMet-style losses) or the centroids (k-means, Magnet-style losses)
   the step was measured against as extra points; the metadata columns ``class`` (colour by it) and
