@@ -1,6 +1,7 @@
-"""What the study report holds and how it is built: the selection of each loss's trial, its
-measurement on the whole train and test splits, baselines, repeats, tables and figures
-(``python analysis/report.py`` is the command that runs it)."""
+"""How the study report is built: the selection of each loss's trial, its measurement on the whole
+train and test splits, baselines, repeats, tables and figures, gathered into the plain data of
+:mod:`analysis.report_data` (``python analysis/report.py`` is the command that runs it, and
+:mod:`analysis.render` writes the files)."""
 
 from __future__ import annotations
 
