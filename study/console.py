@@ -17,22 +17,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from repmet.formatting import format_duration, format_value
 from repmet.study_format import TRIAL_FAILED, TRIALS_FILE
 
 if TYPE_CHECKING:
     from ray.tune import Result
 
     from repmet.study_format import StudySettings
-
-
-def format_duration(seconds: float) -> str:
-    """``1h02m03s`` / ``2m03s`` / ``3s``."""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{seconds:02d}s"
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 def first_line(error: BaseException | str) -> str:
@@ -74,7 +65,7 @@ def study_done(folder: Path, seconds: float) -> str:
     """The closing lines of a study that finished: its duration and how to look at its results."""
     return "\n".join(
         [
-            f"Done in {format_duration(seconds)}. Results: {folder}",
+            f"Done in {format_duration(seconds, compact=True)}. Results: {folder}",
             f"  table:   {command_hint('analysis/report.py', folder)}",
             f"  curves:  {command_hint('tensorboard', '--logdir', folder)}",
             f"  trials:  {folder / TRIALS_FILE} (pandas.read_csv)",
@@ -126,7 +117,5 @@ def summarize(loss: str, results: Iterable[Result], settings: StudySettings) -> 
     best = min(scored, key=lambda result: sign * result.metrics[objective])
     value = best.metrics[objective]
     searched = {k: v for k, v in best.config.items() if k in settings.baseline[loss]}
-    shown = " ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in searched.items()
-    )
+    shown = " ".join(f"{k}={format_value(v)}" for k, v in searched.items())
     return f"{counted}, best {settings.metric} {value:.4f} ({shown})"

@@ -19,8 +19,8 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from repmet.formatting import format_duration
 from repmet.study_format import ITERATION, TRIAL_FAILED
-from study.console import format_duration
 
 DONE = "done"  # ray.tune.result.DONE
 
@@ -127,8 +127,10 @@ class StudyProgress(Callback):
             parts[-1] += ","
             parts.append(f"{interrupted} interrupted")
         parts.append(f"| best {self.metric} {best:.4f}" if best is not None else "| best -")
-        parts.append(f"| {format_duration(time.time() - self.study_started_at)} elapsed")
-        parts.append(f"| ETA {format_duration(eta)}" if math.isfinite(eta) else "| ETA -")
+        elapsed = format_duration(time.time() - self.study_started_at, compact=True)
+        parts.append(f"| {elapsed} elapsed")
+        left = format_duration(eta, compact=True) if math.isfinite(eta) else "-"
+        parts.append(f"| ETA {left}")
         return " ".join(parts)
 
     def _show(self, trials: list[Trial], *, force: bool) -> None:
