@@ -1,18 +1,25 @@
 """The report page, ``report.html``: the warnings, a table of contents, the results with the loss
 comparison, the repeats, the settings, the tables behind them and the figures, in sections that the
-contents link to. A static page: no script, nothing fetched, each picture at its real size."""
+contents link to. A static page: no script, nothing fetched, each picture at its real size.
+
+This module decides what the page shows and in which section; ``templates/report.html.j2`` (a
+jinja2 template, autoescaped) holds the markup."""
 
 from __future__ import annotations
 
-import html
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
 
 from analysis import plots
-from analysis.tables import TextTable, to_html
-
-if TYPE_CHECKING:
-    from analysis.report_builder import Report
+from analysis.report_data import Report
+from analysis.tables import TextTable
 
 PAGE_STYLE = (
     "body{font-family:sans-serif;margin:2em auto;max-width:1200px;padding:0 1.5em;"
@@ -56,116 +63,145 @@ def png_size(path: Path) -> tuple[int, int] | None:
     return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
-def _figure_html(picture: plots.Picture, folder: Path | None, *, titled: bool = True) -> str:
-    """A picture with its pixel size and caption; ``titled`` False leaves its title out of the
-    caption (a heading above already says it)."""
-    title = html.escape(picture.title)
-    size = png_size(folder / picture.file) if folder is not None else None
-    dimensions = f' width="{size[0]}" height="{size[1]}"' if size else ""
-    caption = html.escape(picture.caption)
-    if titled:
-        caption = f"<b>{title}.</b> {caption}" if caption else title
-    return (
-        f'<figure id="{_anchor("figure-" + picture.file.removesuffix(".png"))}">'
-        f'<img src="{html.escape(picture.file)}" alt="{title}"{dimensions}>'
-        f"<figcaption>{caption}</figcaption></figure>"
+#: A cell of numbers (``1.1 (2.2)``, ``0.5 ± 0.1``, ``[0.00, 2.61]``): it never wraps.
+_NUMBER_CELL = re.compile(r"^[-+\d.,%±()\[\] ]+$")
+
+
+def _breakable(text: str) -> Markup:
+    """A header cell whose long field names may break after their underscores."""
+    return Markup("_<wbr>").join(text.split("_"))
+
+
+@cache
+def _template() -> jinja2.Template:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("analysis", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
     )
+    environment.filters["breakable"] = _breakable
+    environment.tests["number_cell"] = lambda cell: bool(_NUMBER_CELL.match(cell))
+    return environment.get_template("report.html.j2")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A picture as the page shows it: ``titled`` False leaves its title out of the caption (a
+    heading above already says it); ``size`` is its pixel size, None when unknown."""
+
+    id: str
+    file: str
+    title: str
+    caption: str
+    size: tuple[int, int] | None
+    titled: bool = True
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section of the page: its id and heading, its entries in the contents (id, text) and its
+    blocks, each a dict with a ``kind`` (``table``, ``heading``, ``figure`` or ``notes``)."""
+
+    id: str
+    heading: str
+    contents: Sequence[tuple[str, str]]
+    blocks: Sequence[dict[str, Any]]
+
+
+def _figure(picture: plots.Picture, folder: Path | None, *, titled: bool = True) -> dict:
+    size = png_size(folder / picture.file) if folder is not None else None
+    figure = Figure(
+        id=_anchor("figure-" + picture.file.removesuffix(".png")),
+        file=picture.file,
+        title=picture.title,
+        caption=picture.caption,
+        size=size,
+        titled=titled,
+    )
+    return {"kind": "figure", "figure": figure}
+
+
+def _table(table: TextTable, anchor: str = "", *, css: str = "", heading: bool = True) -> dict:
+    return {"kind": "table", "table": table, "anchor": anchor, "css": css, "heading": heading}
+
+
+def page_sections(report: Report, folder: Path | None) -> list[Section]:
+    """The page's sections in order: the results, the repeats, the settings, the selected
+    hyperparameters, the trials and the figures (those that have something to show)."""
+    by_section: dict[str, list[plots.Picture]] = {}
+    for picture in report.pictures:
+        by_section.setdefault(picture.section, []).append(picture)
+
+    tables: list[tuple[TextTable, str]] = []
+    if report.unseen is not None:
+        tables.append((report.unseen, "unseen"))
+    tables.append((report.results.text(), "errors"))
+    contents = [(key, table.title) for table, key in tables]
+    blocks = [_table(table, key) for table, key in tables]
+    for picture in by_section.get("comparison", []):
+        contents.append(("comparison", picture.title))
+        blocks.append({"kind": "heading", "anchor": "comparison", "text": picture.title})
+        blocks.append(_figure(picture, folder, titled=False))
+    tables = [(report.retrieval.text(), "retrieval")]
+    if report.centres is not None:
+        tables.append((report.centres.text(), "centres"))
+    contents += [(key, table.title) for table, key in tables]
+    blocks += [_table(table, key) for table, key in tables]
+    sections = [Section("results", "Results", contents, blocks)]
+
+    if report.repeats is not None:
+        tables = [
+            (report.repeats.verdict, "verdict"),
+            (report.repeats.errors.text(), "repeated-errors"),
+            (report.repeats.retrieval.text(), "repeated-retrieval"),
+        ]
+        sections.append(
+            Section(
+                "repeats",
+                "Repeats and verdict",
+                [(key, table.title) for table, key in tables],
+                [_table(table, key) for table, key in tables],
+            )
+        )
+
+    if report.settings is not None:
+        block = _table(report.settings, css="settings", heading=False)
+        sections.append(Section("settings", report.settings.title, [], [block]))
+    for table, key in ((report.hyperparameters, "hyperparameters"), (report.trials, "trials")):
+        sections.append(Section(key, table.title, [], [_table(table, heading=False)]))
+
+    contents, blocks = [], []
+    for key, heading in plots.SECTIONS:
+        figures = by_section.get(key, [])
+        if not figures:
+            continue
+        contents.append((key, heading))
+        blocks.append({"kind": "heading", "anchor": key, "text": heading})
+        blocks += [_figure(picture, folder) for picture in figures]
+    if report.figure_notes:
+        contents.append(("figures-not-drawn", "Figures not drawn"))
+        blocks.append(
+            {
+                "kind": "notes",
+                "anchor": "figures-not-drawn",
+                "text": "Figures not drawn",
+                "lines": report.figure_notes,
+            }
+        )
+    if blocks:
+        sections.append(Section("figures", "Figures", contents, blocks))
+    return sections
 
 
 def render_page(report: Report, folder: Path | None) -> str:
     """The whole page of a report whose pictures are in ``folder`` (their pixel sizes go into the
     page; None leaves them out)."""
-    title = html.escape(f"Results of study {report.study.name}")
-    sections: list[tuple[str, str, list[tuple[str, str]], str]] = []  # id, heading, subs, body
-
-    def table_block(
-        table: TextTable, key: str, css: str = "", heading: bool = True
-    ) -> tuple[tuple[str, str], str]:
-        block = to_html(table, anchor=key, heading=heading)
-        if css:
-            block = f'<div class="{css}">{block}</div>'
-        return (key, table.title), block
-
-    by_section: dict[str, list[plots.Picture]] = {}
-    for picture in report.pictures:
-        by_section.setdefault(picture.section, []).append(picture)
-
-    subs, blocks = [], []
-    if report.unseen is not None:
-        entry, block = table_block(report.unseen, "unseen")
-        subs.append(entry)
-        blocks.append(block)
-    entry, block = table_block(report.results.text(), "errors")
-    subs.append(entry)
-    blocks.append(block)
-    for picture in by_section.get("comparison", []):
-        subs.append(("comparison", picture.title))
-        blocks.append(f'<h3 id="comparison">{html.escape(picture.title)}</h3>')
-        blocks.append(_figure_html(picture, folder, titled=False))
-    entry, block = table_block(report.retrieval.text(), "retrieval")
-    subs.append(entry)
-    blocks.append(block)
-    if report.centres is not None:
-        entry, block = table_block(report.centres.text(), "centres")
-        subs.append(entry)
-        blocks.append(block)
-    sections.append(("results", "Results", subs, "\n".join(blocks)))
-
-    if report.repeats is not None:
-        subs, blocks = [], []
-        for table, key in (
-            (report.repeats.verdict, "verdict"),
-            (report.repeats.errors.text(), "repeated-errors"),
-            (report.repeats.retrieval.text(), "repeated-retrieval"),
-        ):
-            entry, block = table_block(table, key)
-            subs.append(entry)
-            blocks.append(block)
-        sections.append(("repeats", "Repeats and verdict", subs, "\n".join(blocks)))
-
-    if report.settings is not None:
-        _, block = table_block(report.settings, "", css="settings", heading=False)
-        sections.append(("settings", report.settings.title, [], block))
-    for table, key in ((report.hyperparameters, "hyperparameters"), (report.trials, "trials")):
-        _, block = table_block(table, "", heading=False)
-        sections.append((key, table.title, [], block))
-
-    subs, blocks = [], []
-    for key, heading in plots.SECTIONS:
-        figures = by_section.get(key, [])
-        if not figures:
-            continue
-        subs.append((key, heading))
-        blocks.append(f'<h3 id="{key}">{html.escape(heading)}</h3>')
-        blocks += [_figure_html(picture, folder) for picture in figures]
-    if report.figure_notes:
-        subs.append(("figures-not-drawn", "Figures not drawn"))
-        items = "".join(f"<li>{html.escape(note)}</li>" for note in report.figure_notes)
-        blocks.append(f'<h3 id="figures-not-drawn">Figures not drawn</h3><ul>{items}</ul>')
-    if blocks:
-        sections.append(("figures", "Figures", subs, "\n".join(blocks)))
-
-    body = [f"<h1>{title}</h1>"]
-    if report.warnings:
-        items = "".join(f"<li>{html.escape(line)}</li>" for line in report.warnings)
-        body.append(
-            f'<section class="warnings" id="warnings"><h2>Read with care</h2><ul>{items}</ul>'
-            "</section>"
-        )
-    contents = []
-    for key, heading, subsections, _ in sections:
-        inner = "".join(
-            f'<li><a href="#{sub}">{html.escape(text)}</a></li>' for sub, text in subsections
-        )
-        inner = f"<ul>{inner}</ul>" if inner else ""
-        contents.append(f'<li><a href="#{key}">{html.escape(heading)}</a>{inner}</li>')
-    if report.warnings:
-        contents.insert(0, '<li><a href="#warnings">Read with care</a></li>')
-    body.append(f'<nav class="contents"><h2>Contents</h2><ul>{"".join(contents)}</ul></nav>')
-    for key, heading, _, block in sections:
-        body.append(f'<section id="{key}"><h2>{html.escape(heading)}</h2>\n{block}</section>')
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<style>{PAGE_STYLE}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+    return _template().render(
+        title=f"Results of study {report.study.name}",
+        style=Markup(PAGE_STYLE),
+        warnings=report.warnings,
+        sections=page_sections(report, folder),
     )

@@ -31,6 +31,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 from analysis.scores import Selection  # noqa: E402
 from analysis.study_files import LossFolder  # noqa: E402
 from analysis.tables import loss_label  # noqa: E402
+from repmet.formatting import format_percent, format_value  # noqa: E402
 from repmet.metrics import VALIDATION_PREFIX, is_error, label_of, lower_is_better  # noqa: E402
 
 DPI = 110
@@ -57,7 +58,7 @@ BEST_COLOUR = "tab:red"
 
 
 #: Tick labels of an axis in percent: 0%, 2.5%, 10%.
-PERCENT = FuncFormatter(lambda value, _: f"{value:g}%")
+PERCENT = FuncFormatter(lambda value, _: f"{format_value(float(value), digits=6)}%")
 
 
 @dataclass(frozen=True)
@@ -225,9 +226,8 @@ def plot_loss_comparison(
                 zorder=5,
             )
             right = max([score.centre, score.value, *score.runs, score.high or 0.0])
-            text = f"{score.centre:.1f}%"
-            if score.runs and len(score.runs) > 1:
-                text = f"{score.centre:.1f}% ± {np.std(score.runs, ddof=1):.1f}"
+            spread = np.std(score.runs, ddof=1) if len(score.runs) > 1 else None
+            text = format_percent(score.centre, spread, unit="%")
             axis.annotate(
                 text,
                 (right, y),

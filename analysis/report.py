@@ -30,7 +30,7 @@ from repmet.cli import (
 from repmet.config import MAX_INT, MAX_SEED
 
 if TYPE_CHECKING:
-    from analysis.report_builder import Report
+    from analysis.report_data import Report
 
 PROG = program_name("analysis/report.py")
 FORMATS: tuple[str, ...] = ("markdown", "csv", "latex", "all")
@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> Report:
 
     # The heavy modules (torch, matplotlib, Optuna) load once the command line and folders are
     # known to be usable.
+    from analysis.render import markdown, write_report
     from analysis.report_builder import build_report, progress_to_stderr
     from analysis.scores import CheckpointLoader
 
@@ -128,8 +129,8 @@ def run(args: argparse.Namespace) -> Report:
         draw=not args.no_plots,
         tsne=args.tsne,
     )
-    print(report.markdown())
-    for path in report.write(folder, formats=args.format):
+    print(markdown(report))
+    for path in write_report(report, folder, formats=args.format):
         progress_to_stderr(f"wrote {path}")
     return report
 

@@ -1,19 +1,19 @@
-"""What the study report holds and how it is built: the selection of each loss's trial, its
-measurement on the whole train and test splits, baselines, repeats, tables and figures
-(``python analysis/report.py`` is the command that runs it)."""
+"""How the study report is built: the selection of each loss's trial, its measurement on the whole
+train and test splits, baselines, repeats, tables and figures, gathered into the plain data of
+:mod:`analysis.report_data` (``python analysis/report.py`` is the command that runs it, and
+:mod:`analysis.render` writes the files)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from analysis import plots, search_plots
-from analysis.page import render_page
+from analysis.report_data import Repeats, Report
 from analysis.scores import (
     CheckpointLoader,
     Scores,
@@ -39,14 +39,13 @@ from analysis.tables import (
     columns_of,
     loss_family,
     loss_label,
-    to_latex,
-    to_markdown,
 )
 from analysis.unseen import UnseenRow, unseen_table
 from analysis.verdict import CONFIDENCE, Spread, verdict
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
+from repmet.formatting import format_percent, format_value
 from repmet.measures import SplitData
 from repmet.metrics import label_of, lower_is_better, metrics_of
 from repmet.metrics import metric as metric_named
@@ -56,89 +55,6 @@ from search_spaces.spaces import REFERENCE
 
 UNTRAINED_KEY = "untrained"
 RAW_KEY = "raw-1nn"
-
-
-@dataclass
-class Report:
-    """Everything the report writes, gathered before any file is written."""
-
-    study: StudyFolder
-    results: ResultsTable
-    retrieval: ResultsTable
-    repeats: Repeats | None
-    hyperparameters: TextTable
-    trials: TextTable
-    settings: TextTable | None = None
-    #: The unseen-class table of a class-disjoint study (None for a closed-set one).
-    unseen: TextTable | None = None
-    warnings: list[str] = field(default_factory=list)
-    pictures: list[plots.Picture] = field(default_factory=list)
-    figure_notes: list[str] = field(default_factory=list)
-    #: The errors against the learned centres of the losses that have them (the field's proxy
-    #: losses); None when no loss of the study has any.
-    centres: ResultsTable | None = None
-
-    def tables(self) -> list[TextTable]:
-        tables = [] if self.unseen is None else [self.unseen]
-        tables += [self.results.text(), self.retrieval.text()]
-        if self.centres is not None:
-            tables.append(self.centres.text())
-        if self.repeats is not None:
-            tables += [
-                self.repeats.verdict,
-                self.repeats.errors.text(),
-                self.repeats.retrieval.text(),
-            ]
-        if self.settings is not None:
-            tables.append(self.settings)
-        return [*tables, self.hyperparameters, self.trials]
-
-    def markdown(self) -> str:
-        parts = [f"# Results of study {self.study.name}\n"]
-        if self.warnings:
-            parts.append(
-                "\n".join(f"> **Warning.** {line}  " for line in self.warnings).rstrip() + "\n"
-            )
-        parts += [to_markdown(table) for table in self.tables()]
-        if self.figure_notes:
-            parts.append(
-                "### Figures not drawn\n\n" + "\n".join(f"- {n}" for n in self.figure_notes)
-            )
-        return "\n".join(parts) + "\n"
-
-    def latex(self) -> str:
-        # The settings are sentences, not numbers: a paper states them in its text.
-        tables = [table for table in self.tables() if table is not self.settings]
-        return "\n".join(to_latex(table) for table in tables)
-
-    def html(self, folder: Path | None = None) -> str:
-        """The report page: warnings, contents, the results, the settings, the tables behind
-        them and the figures, each section linked from the contents (``folder`` holds the
-        pictures, whose pixel sizes go into the page)."""
-        return render_page(self, folder)
-
-    def write(self, folder: Path, *, formats: str) -> list[Path]:
-        """Writes the selected table files and the HTML page; returns the paths written."""
-        folder.mkdir(parents=True, exist_ok=True)
-        files: dict[str, str] = {}
-        if formats in ("markdown", "all"):
-            files["results.md"] = self.markdown()
-        if formats in ("csv", "all"):
-            files["results.csv"] = self.results.csv()
-            files["retrieval.csv"] = self.retrieval.csv()
-            if self.centres is not None:
-                files["results_centres.csv"] = self.centres.csv()
-            if self.repeats is not None:
-                files["results_repeats.csv"] = self.repeats.errors.csv()
-                files["retrieval_repeats.csv"] = self.repeats.retrieval.csv()
-        if formats in ("latex", "all"):
-            files["results.tex"] = self.latex()
-        files["report.html"] = self.html(folder)
-        written = []
-        for name, text in files.items():
-            (folder / name).write_text(text, encoding="utf-8")
-            written.append(folder / name)
-        return written
 
 
 def progress_to_stderr(line: str) -> None:
@@ -472,22 +388,6 @@ def raw_pixel_unseen_row(run: TrainingRun, splits: DatasetSplits) -> UnseenRow:
     )
 
 
-@dataclass(frozen=True)
-class Repeats:
-    """The best configurations trained again with new seeds: the verdict and the mean ± sd tables
-    of the errors and of the retrieval metrics, and every run's scores."""
-
-    verdict: TextTable
-    errors: ResultsTable
-    retrieval: ResultsTable
-    runs: Mapping[str, Sequence[Scores]] = field(default_factory=dict)
-    seeds: str = ""
-
-    @property
-    def n(self) -> int:
-        return max((len(scores) for scores in self.runs.values()), default=0)
-
-
 def repeat_tables(
     configs: Mapping[str, TrainingConfig],
     *,
@@ -643,9 +543,9 @@ def hyperparameter_table(
                 loss_label(loss),
                 selection.trial.name,
                 str(selection.checkpoint_iteration),
-                f"{100.0 * selection.best_value:.1f}",
+                format_percent(100.0 * selection.best_value),
                 *(
-                    _format_value(values[name]) if name in searched[loss] else MISSING
+                    format_value(values[name]) if name in searched[loss] else MISSING
                     for name in names
                 ),
             )
@@ -692,12 +592,6 @@ def trial_count_table(study: StudyFolder) -> TextTable:
             + (f" Failed trials: {'; '.join(failures)}." if failures else "")
         ),
     )
-
-
-def _format_value(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
 
 
 def _first_param(selections: Mapping[str, Selection], name: str) -> Any:

@@ -5,6 +5,17 @@ report's style (values in percent, the study's metric in the labels, readable at
 The database only feeds these figures. It is opened read-only and read once; a file that is
 missing, damaged or from an incompatible Optuna costs the report these views, with one line saying
 which and why, never its tables. The figures are drawn from the trials read, not from the file.
+
+Why not Optuna's own plots (``optuna.visualization.matplotlib``, as of Optuna 5.0): they draw
+only COMPLETE trials. Passing the PRUNED ones as COMPLETE copies at the value they reached would put
+them in, but they could then no longer be told apart (and with ASHA most trials are pruned): the
+history's rings for trials stopped early, its crosses for failed trials and the slices' ring on
+the best trial would be lost. Each plot also makes a figure of its own for one study, so the losses
+cannot share one figure and one objective axis, and it draws the raw objective at Optuna's size and
+with its labels, not percent (symmetric-log when errors span decades) at the page's real size;
+those plots are still marked experimental. What Optuna computes is used as it is: the trials from
+its storage and the importances from its fANOVA evaluator
+(:func:`optuna.importance.get_param_importances`); only the drawing is ours.
 """
 
 from __future__ import annotations
@@ -40,6 +51,7 @@ from analysis.plots import (
     save,
 )
 from analysis.tables import loss_label
+from repmet.formatting import format_value
 from repmet.metrics import is_error, lower_is_better
 
 #: Parameter importances from fewer completed trials than this are noise: the view is skipped.
@@ -261,20 +273,14 @@ class Scale:
     def ticks(self) -> list[tuple[float, str]]:
         """(native value, label) pairs, at most five."""
         if self.kind == "categorical":
-            return [(float(i), _short(c)) for i, c in enumerate(self.choices)]
+            return [(float(i), format_value(c)) for i, c in enumerate(self.choices)]
         if self.kind == "log":
-            return [(v, _short(v)) for v in log_ticks(self.low, self.high)]
+            return [(v, format_value(v)) for v in log_ticks(self.low, self.high)]
         values = MaxNLocator(nbins=4, integer=self.integer).tick_values(self.low, self.high)
         inside = [v for v in values if self.low - 1e-12 <= v <= self.high + 1e-12]
         if len(inside) < 2:
             inside = [self.low, self.high]
-        return [(float(v), _short(v)) for v in inside]
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
+        return [(float(v), format_value(v)) for v in inside]
 
 
 def log_ticks(low: float, high: float) -> list[float]:
@@ -601,7 +607,7 @@ class _Objective(Scale):
             ]
         if len(values) < 2:
             values = [self.low, self.high]
-        return [(v, f"{v:.3g}%") for v in values]
+        return [(v, f"{format_value(v)}%") for v in values]
 
 
 def _objective_scale(scores: Sequence[float], *, errors: bool, name: str) -> _Objective:

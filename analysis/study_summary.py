@@ -18,8 +18,10 @@ from analysis.study_files import StudyFolder, TrialStatus
 from analysis.tables import TextTable, loss_label
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
+from repmet.formatting import format_duration, format_percent, format_value
 from repmet.metrics import label_of, lower_is_better
 from repmet.protocols import CLOSED_SET
+from repmet.study_options import ASHA, NO_SCHEDULER, RANDOM_SAMPLER, TPE
 
 #: A study whose trials train fewer iterations than this is smoke-sized: it checks the pipeline.
 MIN_ITERATIONS = 100
@@ -110,11 +112,15 @@ def study_warnings(
             if (value > untrained.value if lower else value < untrained.value)
         }
         if worse:
-            listed = ", ".join(f"{loss_label(loss)} {value:.1f}%" for loss, value in worse.items())
+            listed = ", ".join(
+                f"{loss_label(loss)} {format_percent(value, unit='%')}"
+                for loss, value in worse.items()
+            )
             lines.append(
                 f"Trained worse than untrained: the test {name} of {listed} is "
                 f"{'higher' if lower else 'lower'} than the {untrained.label}'s "
-                f"({untrained.value:.1f}%); these losses did not learn in this study."
+                f"({format_percent(untrained.value, unit='%')}); these losses did not learn in "
+                "this study."
             )
     unfinished = []
     for loss, record in study.losses.items():
@@ -156,17 +162,6 @@ def study_warnings(
 # ------------------------------------------------------------------------------------- settings
 
 
-def _duration(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
-
-
 def _when(text: Any) -> datetime | None:
     try:
         return datetime.fromisoformat(str(text))
@@ -187,11 +182,11 @@ def duration_text(study: StudyFolder) -> str:
     if started is not None:
         parts.append(f"started {started:%Y-%m-%d %H:%M:%S %Z}".strip())
     if finished is not None and started is not None:
-        parts.append(f"finished {_duration((finished - started).total_seconds())} later")
+        parts.append(f"finished {format_duration((finished - started).total_seconds())} later")
     elif started is not None:
         parts.append("not finished")
     if isinstance(elapsed, (int, float)) and math.isfinite(elapsed):
-        parts.append(f"{_duration(elapsed)} of running time")
+        parts.append(f"{format_duration(elapsed)} of running time")
     trial_seconds = [
         float(t.steps[-1].metrics.get("time_total_s", 0.0) or 0.0)
         for record in study.losses.values()
@@ -200,7 +195,8 @@ def duration_text(study: StudyFolder) -> str:
     ]
     if trial_seconds:
         parts.append(
-            f"trials ran {_duration(sum(trial_seconds))} in total (Tune's time_total_s, summed)"
+            f"trials ran {format_duration(sum(trial_seconds))} in total (Tune's time_total_s, "
+            "summed)"
         )
     return "; ".join(parts) or NOT_RECORDED
 
@@ -236,13 +232,11 @@ def hardware_text(study: StudyFolder) -> str:
 
 
 def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
     if isinstance(value, (list, tuple)):
         return ", ".join(_format(v) for v in value) or "none"
     if isinstance(value, Mapping):
         return ", ".join(f"{k} {_format(v)}" for k, v in value.items())
-    return str(value)
+    return format_value(value, digits=6)
 
 
 def data_text(config: TrainingConfig | None, splits: DatasetSplits | None, fixed: Mapping) -> str:
@@ -302,11 +296,11 @@ def settings_table(
     eval_every = config.eval_every if config is not None else fixed.get("eval_every")
     scheduler = manifest.get("scheduler")
     schedulers = {
-        "asha": "ASHA (stops poor trials early on the selection metric)",
-        "none": "none (every trial trains all its iterations)",
+        ASHA: "ASHA (stops poor trials early on the selection metric)",
+        NO_SCHEDULER: "none (every trial trains all its iterations)",
     }
     sampler = manifest.get("sampler")
-    samplers = {"tpe": "Optuna TPE", "random": "Optuna random sampling"}
+    samplers = {TPE: "Optuna TPE", RANDOM_SAMPLER: "Optuna random sampling"}
     concurrent = manifest.get("max_concurrent")
     smoke = smoke_reason(study)
     losses = ", ".join(loss_label(loss) for loss in [*study.losses, *study.not_started])

@@ -1,4 +1,5 @@
-"""The results table and its renderings: Markdown, CSV, LaTeX and HTML.
+"""The results table and its renderings: Markdown, CSV and LaTeX (the report page draws the same
+tables in HTML, from ``templates/report.html.j2``).
 
 A :class:`ResultsTable` holds numbers (errors in percent, optionally mean and standard deviation);
 :class:`TextTable` is what every text format draws, so that the three text renderers share one
@@ -8,13 +9,12 @@ layout and differ only in syntax.
 from __future__ import annotations
 
 import csv
-import html
 import io
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from repmet.catalogue import FAMILY_HEADINGS, LOSSES
+from repmet.formatting import format_percent
 from repmet.metrics import Table, metrics_of
 
 SPLIT_HEADER = "Train (Test)"
@@ -55,9 +55,7 @@ class Stat:
     std: float | None = None
 
     def __str__(self) -> str:
-        if self.std is None:
-            return f"{self.mean:.1f}"
-        return f"{self.mean:.1f} ± {self.std:.1f}"
+        return format_percent(self.mean, self.std)
 
 
 #: (train, test) per accuracy type; None where the row has no such number.
@@ -215,42 +213,3 @@ def to_latex(table: TextTable) -> str:
 
 def _latex_row(cells: Sequence[str]) -> str:
     return " & ".join(latex_escape(cell) for cell in cells) + r" \\"
-
-
-def to_html(table: TextTable, *, anchor: str | None = None, heading: bool = True) -> str:
-    """An HTML ``<table>`` with its title (unless ``heading`` is False; its ``id`` is ``anchor``),
-    caption and notes; a table wider than the page scrolls inside its own box."""
-    lines = []
-    if heading:
-        key = f' id="{html.escape(anchor)}"' if anchor else ""
-        lines.append(f"<h3{key}>{html.escape(table.title)}</h3>")
-    lines += ['<div class="scroll">', "<table>"]
-    if table.caption:
-        lines.append(f"<caption>{html.escape(table.caption)}</caption>")
-    lines.append("<thead>")
-    lines.append(_html_row(table.header, "th"))
-    if table.subheader is not None:
-        lines.append(_html_row(table.subheader, "th"))
-    lines.append("</thead>")
-    lines.append("<tbody>")
-    lines += [_html_row(row, "td") for row in table.rows]
-    lines.append("</tbody>")
-    lines.append("</table>")
-    lines.append("</div>")
-    lines += [f'<p class="note">{html.escape(note)}</p>' for note in table.notes]
-    return "\n".join(lines) + "\n"
-
-
-#: A cell of numbers (``1.1 (2.2)``, ``0.5 ± 0.1``, ``[0.00, 2.61]``): it never wraps.
-_NUMBER_CELL = re.compile(r"^[-+\d.,%±()\[\] ]+$")
-
-
-def _html_row(cells: Sequence[str], tag: str) -> str:
-    parts = []
-    for cell in cells:
-        text = html.escape(cell)
-        if tag == "th":
-            text = text.replace("_", "_<wbr>")  # long field names may break after underscores
-        css = ' class="number"' if tag == "td" and _NUMBER_CELL.match(cell) else ""
-        parts.append(f"<{tag}{css}>{text}</{tag}>")
-    return "<tr>" + "".join(parts) + "</tr>"

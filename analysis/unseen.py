@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from analysis.tables import MISSING, TextTable
+from repmet.formatting import format_percent
 from repmet.metrics import Metric, metric, metrics_for, metrics_of
 
 #: The closed-set column: the simple error on the training classes (train split).
@@ -41,9 +42,7 @@ def unseen_columns() -> list[Metric]:
 def _cell(value: float | None, interval: float | None) -> str:
     if value is None:
         return MISSING
-    if interval is None:
-        return f"{100.0 * value:.1f}"
-    return f"{100.0 * value:.1f} ± {100.0 * interval:.1f}"
+    return format_percent(100.0 * value, None if interval is None else 100.0 * interval)
 
 
 def unseen_table(rows: Sequence[UnseenRow], *, ways: int, queries: int, episodes: int) -> TextTable:

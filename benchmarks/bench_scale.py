@@ -8,16 +8,17 @@ synthetic splits with Stanford Online Products' ratio of images to classes (60,5
 Evaluation mode measures, per size, each group of metrics that the suite computes together:
 the supervised errors (simple, Magnet, RepMet: one top-L search per block), P@1 / R-precision /
 MAP@R, NMI / AMI (of a given clustering), and the unsupervised error (k-means with C clusters and
-``--restarts`` runs, then the one-to-one matching). Where faiss is installed (``pip install
-faiss-cpu``), the same work by faiss is timed next to it in the same child: the L = 128 nearest
-centroids of every query, the R + 1 nearest neighbours of every query, and k-means with C clusters
-(20 iterations, as pytorch-metric-learning runs it, and the same number of restarts).
+at most ``--restarts`` runs, fewer for large splits as ``unsupervised_restarts`` decides, then the
+one-to-one matching). Where faiss is installed (``pip install faiss-cpu``), the same work by faiss
+is timed next to it in the same child: the L = 128 nearest centroids of every query, the R + 1
+nearest neighbours of every query, and k-means with C clusters (20 iterations, as
+pytorch-metric-learning runs it, and the same number of restarts).
 
 Refresh mode measures, on ``--n`` training embeddings of C = n * 11,316 / 60,502 classes with K
 clusters per class: a Magnet refresh (per-class k-means), the representatives' initialisation
 (per-class k-means, then each example's nearest own-class representative), the Magnet evaluation
 centroids (10 restarts) and the batch sampler (seed, M - 1 impostors among the J = C * K clusters,
-D examples each).
+D examples each, then the loss table's update with the batch's losses, as in training).
 
 Each measurement runs in a fresh child process. Its time is wall-clock seconds of one run; its
 memory the child's peak resident set (``ru_maxrss`` from ``os.wait4``, including Python, torch and
@@ -143,15 +144,20 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     elif args.only == "clustering":
         seconds, result = _timed(lambda: retrieval.clustering_metrics(noisy, labels))
     else:
+        kept = evaluation.unsupervised_restarts(args.n, classes, args.restarts)
         seconds, clusters = _timed(
             lambda: evaluation.unsupervised_clusters(embeddings, labels, restarts=args.restarts)
         )
         matching, accuracy = _timed(lambda: evaluation.assignment_accuracy(clusters, labels))
         seconds += matching
-        result = {"unsupervised_error": 1.0 - accuracy, "matching_seconds": matching}
+        result = {
+            "unsupervised_error": 1.0 - accuracy,
+            "matching_seconds": matching,
+            "restarts_kept": kept,
+        }
         if has_faiss:
             out["faiss_seconds"], objective = _timed(
-                lambda: _faiss_kmeans(embeddings, classes, args.restarts)
+                lambda: _faiss_kmeans(embeddings, classes, kept)
             )
             result["faiss_inertia"] = objective
     growth = (_status_kib("VmHWM") - before) / 1024
@@ -197,7 +203,14 @@ def _refresh_child(
         table.update(torch.arange(args.n), torch.rand(args.n, generator=gen))
         sampler = ClusterBatchSampler(m=args.m, d=args.d, generator=gen)
         batches = 200
-        seconds, _ = _timed(lambda: [sampler.sample(index, table) for _ in range(batches)])
+
+        def train_steps() -> None:
+            # As training does: draw a batch, then store its examples' losses.
+            for _ in range(batches):
+                batch = sampler.sample(index, table)
+                table.update(batch.indices, torch.rand(batch.indices.shape[0], generator=gen))
+
+        seconds, _ = _timed(train_steps)
         seconds /= batches
         result["per"] = "batch"
     growth = (_status_kib("VmHWM") - before) / 1024

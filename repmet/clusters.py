@@ -146,6 +146,7 @@ class LossTable:
                 f"num_examples = {num_examples} is invalid; a loss table needs at least 1 example."
             )
         self.losses = torch.full((num_examples,), torch.nan, dtype=torch.float32)
+        self._running: _RunningClusterSums | None = None
 
     def update(self, indices: Tensor, losses: Tensor) -> None:
         """Stores the per-example losses l_n of one batch.
@@ -169,6 +170,8 @@ class LossTable:
         )
         counts = torch.bincount(inverse, minlength=unique.shape[0])
         self.losses[unique] = (sums / counts).float()
+        if self._running is not None:
+            self._running.refresh(self.losses, unique)
 
     def cluster_losses(self, assignments: Tensor, num_clusters: int) -> Tensor:
         """``[J]`` float32: each cluster's loss, the mean of its members' measured losses.
@@ -177,16 +180,16 @@ class LossTable:
         clusters that have one, or 1 while no cluster has one (uniform seeding); the sampler
         gives empty clusters zero weight itself.
         """
-        measured = ~torch.isnan(self.losses)
-        clusters = assignments[measured]
-        sums = torch.zeros(num_clusters, dtype=torch.float64).index_add_(
-            0, clusters, self.losses[measured].double()
-        )
-        counts = torch.bincount(clusters, minlength=num_clusters)
-        has_loss = counts > 0
-        cluster_mean = sums / counts.clamp_min(1)
-        fill = cluster_mean[has_loss].mean() if bool(has_loss.any()) else torch.tensor(1.0)
-        return torch.where(has_loss, cluster_mean, fill).float()
+        return _cluster_means(*_cluster_sums(self.losses, assignments, num_clusters))
+
+    def cluster_losses_of(self, index: ClusterIndex) -> Tensor:
+        """:meth:`cluster_losses` of ``index``'s clusters, bit for bit, from per-cluster sums that
+        :meth:`update` keeps current: a batch costs the members of the clusters it touched, not
+        the whole table (the sampler reads this at every batch)."""
+        running = self._running
+        if running is None or not running.follows(index):
+            running = self._running = _RunningClusterSums(self.losses, index)
+        return _cluster_means(running.sums, running.counts)
 
     def state_dict(self) -> dict[str, Tensor]:
         return {"losses": self.losses.clone()}
@@ -198,6 +201,60 @@ class LossTable:
                 f"loss table state has {losses.numel()} examples, expected {self.losses.numel()}."
             )
         self.losses = losses.to(torch.float32).clone()
+        self._running = None
+
+
+def _cluster_sums(losses: Tensor, assignments: Tensor, num_clusters: int) -> tuple[Tensor, Tensor]:
+    """``[num_clusters]`` float64 sums and long counts of the measured ``losses`` of each
+    cluster. ``index_add_`` adds a cluster's members in the order of ``losses``, so a cluster's
+    sum depends on its own members only and is the same whichever other entries are passed."""
+    measured = ~torch.isnan(losses)
+    clusters = assignments[measured]
+    sums = torch.zeros(num_clusters, dtype=torch.float64).index_add_(
+        0, clusters, losses[measured].double()
+    )
+    return sums, torch.bincount(clusters, minlength=num_clusters)
+
+
+def _cluster_means(sums: Tensor, counts: Tensor) -> Tensor:
+    """:meth:`LossTable.cluster_losses` from the clusters' float64 sums and counts."""
+    has_loss = counts > 0
+    cluster_mean = sums / counts.clamp_min(1)
+    fill = cluster_mean[has_loss].mean() if bool(has_loss.any()) else torch.tensor(1.0)
+    return torch.where(has_loss, cluster_mean, fill).float()
+
+
+class _RunningClusterSums:
+    """The per-cluster loss sums and counts of one :class:`ClusterIndex`, kept current batch by
+    batch. A touched cluster's sum is recomputed from its members in example order (the order
+    of :func:`_cluster_sums`), not adjusted by the difference of the old and new loss: the result
+    is then exactly the full recomputation's, so the seeds drawn and resume stay bit-exact."""
+
+    def __init__(self, losses: Tensor, index: ClusterIndex) -> None:
+        self.index = index
+        self.assignments = index.assignments
+        self.sums, self.counts = _cluster_sums(losses, index.assignments, index.num_clusters)
+
+    def follows(self, index: ClusterIndex) -> bool:
+        """Whether these sums are ``index``'s (a refresh builds a new index; a restored index
+        gets new assignments)."""
+        return index is self.index and index.assignments is self.assignments
+
+    def refresh(self, losses: Tensor, examples: Tensor) -> None:
+        """Recomputes the clusters of ``examples`` (whose losses changed) from their members."""
+        index = self.index
+        clusters = torch.unique(index.assignments[examples])
+        sizes = index.cluster_sizes()[clusters]
+        # Members of the touched clusters, cluster after cluster, each in example order
+        # (``member_order`` is a stable sort by cluster).
+        shifts = index.member_offsets[clusters] - (torch.cumsum(sizes, 0) - sizes)
+        members = index.member_order[
+            torch.arange(int(sizes.sum())) + shifts.repeat_interleave(sizes)
+        ]
+        slots = torch.arange(clusters.shape[0]).repeat_interleave(sizes)
+        self.sums[clusters], self.counts[clusters] = _cluster_sums(
+            losses[members], slots, clusters.shape[0]
+        )
 
 
 #: k-means runs per class for evaluation centroids; each class keeps its run of lowest inertia, so

@@ -27,6 +27,10 @@ from repmet.kmeans import kmeans
 METHODS = ("simple", "magnet", "repmet")
 #: k-means runs of the unsupervised accuracy; the one of lowest inertia counts.
 UNSUPERVISED_RESTARTS = 10
+#: The most restarts x points x clusters the unsupervised k-means spends: a split of N points and
+#: C classes keeps every restart while restarts * N * C is at most this (every split up to
+#: 5,000 points x 1,000 classes at 10 restarts), and as many as fit, at least one, above it.
+UNSUPERVISED_WORK = 50_000_000
 
 
 class LabelledImages(Protocol):
@@ -420,18 +424,26 @@ def assignment_accuracy(cluster_ids: Tensor, labels: Tensor) -> float:
     return round(matched) / labels.numel()
 
 
+def unsupervised_restarts(num_points: int, num_classes: int, restarts: int) -> int:
+    """The k-means restarts :func:`unsupervised_clusters` runs: all ``restarts`` while
+    ``restarts * N * C`` is at most :data:`UNSUPERVISED_WORK`, else as many as fit, at least 1.
+    A restart costs about N x C distance evaluations per iteration, so 10 restarts of a
+    60,000-image split of 11,316 classes would take the better part of an hour; one restart of a
+    split that large already averages over thousands of clusters' seedings."""
+    return max(1, min(restarts, UNSUPERVISED_WORK // max(num_points * num_classes, 1)))
+
+
 def unsupervised_clusters(
     embeddings: Tensor, labels: Tensor, *, seed: int = 0, restarts: int = UNSUPERVISED_RESTARTS
 ) -> Tensor:
     """``[N]`` clusters of k-means with C = number of distinct labels on the embeddings (spec,
-    accuracy 5), the run of lowest inertia of ``restarts`` (as scikit-learn's ``n_init``): a single
-    run can merge two classes into one cluster, which says more about its seeding than about the
-    embedding."""
+    accuracy 5), the run of lowest inertia of ``restarts`` (as scikit-learn's ``n_init``; fewer
+    for large splits, :func:`unsupervised_restarts`): a single run can merge two classes into one
+    cluster, which says more about its seeding than about the embedding."""
     num_classes = int(torch.unique(labels).numel())
     generator = torch.Generator().manual_seed(seed)
-    return kmeans(
-        embeddings.detach(), num_classes, generator=generator, restarts=restarts
-    ).assignments
+    kept = unsupervised_restarts(embeddings.shape[0], num_classes, restarts)
+    return kmeans(embeddings.detach(), num_classes, generator=generator, restarts=kept).assignments
 
 
 def unsupervised_accuracy(

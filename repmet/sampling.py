@@ -18,6 +18,7 @@ from torch import Tensor
 
 from repmet.clusters import ClusterIndex, LossTable
 from repmet.errors import ArgumentError
+from repmet.geometry import smallest_in_order
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class ClusterBatchSampler:
         self, index: ClusterIndex, loss_table: LossTable, non_empty: Tensor
     ) -> Tensor:
         """Step (1): a cluster drawn with probability proportional to its loss (``[1]`` long)."""
-        weights = loss_table.cluster_losses(index.assignments, index.num_clusters)
+        weights = loss_table.cluster_losses_of(index)
         weights = torch.where(non_empty, weights, 0.0)
         if not bool(weights.sum() > 0):
             # Every measured loss is 0 (all clusters solved): fall back to uniform seeding.
@@ -96,9 +97,12 @@ class ClusterBatchSampler:
                 "the batch needs a non-empty cluster of another class than the "
                 "seed's, but the index has none."
             )
-        # A stable sort breaks distance ties by cluster index, so the choice is reproducible.
-        order = torch.argsort(distances.masked_fill(~eligible, torch.inf), stable=True)
-        return order[torch.arange(self.m - 1) % available]
+        # Ties are broken by cluster index (a stable sort's order), so the choice is reproducible;
+        # a top-k selection finds them without sorting all J distances.
+        nearest = smallest_in_order(
+            distances.masked_fill(~eligible, torch.inf)[None], min(self.m - 1, available)
+        )[0]
+        return nearest[torch.arange(self.m - 1) % available]
 
     def sample(
         self, index: ClusterIndex, loss_table: LossTable, centers: Tensor | None = None

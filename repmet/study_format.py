@@ -48,6 +48,7 @@ from typing import Any
 from repmet.errors import ConfigError
 from repmet.metrics import VALIDATION_PREFIX, Metric, metric, metrics_for
 from repmet.protocols import CLOSED_SET
+from repmet.study_options import settings_problem
 
 #: The version of this layout. Version 1 had no ``val/best/...`` metric, partial ``params.json``
 #: files (the sampled fields and the study's fixed settings only) and checkpoints of run-state
@@ -146,8 +147,8 @@ class StudySettings:
         metric: the validation metric searched on and used by ASHA.
         mode: "min" or "max".
         seed: seed of the Optuna sampler (the trial seed is in ``fixed``).
-        scheduler: "asha" or "none".
-        sampler: the Optuna sampler, "tpe" or "random".
+        scheduler: ``SCHEDULERS`` of :mod:`repmet.study_options` (ASHA or none).
+        sampler: the Optuna sampler, ``SAMPLERS`` of :mod:`repmet.study_options` (TPE or random).
         cpus_per_trial: CPUs reserved per trial (fractions allowed).
         gpus_per_trial: GPUs reserved per trial (fractions allowed).
         max_concurrent: the most trials running at once per loss (None: as resources allow).
@@ -175,20 +176,10 @@ class StudySettings:
     baseline_notes: Mapping[str, tuple[str, ...]]
 
     def __post_init__(self) -> None:
-        if self.num_samples < 1:
-            raise ConfigError(f"--num-samples = {self.num_samples} must be >= 1")
-        if self.cpus_per_trial <= 0:
-            raise ConfigError(f"--cpus-per-trial = {self.cpus_per_trial:g} must be > 0")
-        if self.gpus_per_trial < 0:
-            raise ConfigError(f"--gpus-per-trial = {self.gpus_per_trial:g} must be >= 0")
-        if self.max_concurrent is not None and self.max_concurrent < 1:
-            raise ConfigError(f"--max-concurrent = {self.max_concurrent} must be >= 1")
-        if self.max_failures < 0:
-            raise ConfigError(f"--max-failures = {self.max_failures} must be >= 0")
-        if self.scheduler not in ("asha", "none"):
-            raise ConfigError(f"--scheduler = {self.scheduler!r} is not one of: asha, none")
-        if self.sampler not in ("tpe", "random"):
-            raise ConfigError(f"--sampler = {self.sampler!r} is not one of: tpe, random")
+        # The ranges and choices of the command line's options (repmet.study_options).
+        problem = settings_problem(self)
+        if problem is not None:
+            raise ConfigError(problem)
 
     @property
     def select(self) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from repmet.formatting import format_duration
 from repmet.study_format import ITERATION, TRIAL_FAILED
 
 DONE = "done"  # ray.tune.result.DONE
@@ -26,16 +27,6 @@ DONE = "done"  # ray.tune.result.DONE
 #: On a terminal the line is redrawn at most this often; in a log, a line is written this often.
 TERMINAL_REFRESH_S = 0.5
 LOG_REFRESH_S = 30.0
-
-
-def format_duration(seconds: float) -> str:
-    """``1h02m03s`` / ``2m03s`` / ``3s``."""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{seconds:02d}s"
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 class StudyProgress(Callback):
@@ -136,8 +127,10 @@ class StudyProgress(Callback):
             parts[-1] += ","
             parts.append(f"{interrupted} interrupted")
         parts.append(f"| best {self.metric} {best:.4f}" if best is not None else "| best -")
-        parts.append(f"| {format_duration(time.time() - self.study_started_at)} elapsed")
-        parts.append(f"| ETA {format_duration(eta)}" if math.isfinite(eta) else "| ETA -")
+        elapsed = format_duration(time.time() - self.study_started_at, compact=True)
+        parts.append(f"| {elapsed} elapsed")
+        left = format_duration(eta, compact=True) if math.isfinite(eta) else "-"
+        parts.append(f"| ETA {left}")
         return " ".join(parts)
 
     def _show(self, trials: list[Trial], *, force: bool) -> None:

@@ -34,10 +34,10 @@ from repmet.cli import (
     program_name,
     run_command,
 )
-from repmet.config import DEFAULT_SELECT, FIELD_HELP, MAX_INT, MAX_SEED, TrainingConfig
+from repmet.config import DEFAULT_SELECT, TrainingConfig
 from repmet.errors import ConfigError
-from repmet.metrics import METRICS, metric
-from repmet.protocols import CLOSED_SET, PROTOCOLS
+from repmet.metrics import metric
+from repmet.protocols import CLOSED_SET
 from repmet.study_format import (
     EPISODES_DIR,
     FINISHED,
@@ -47,6 +47,7 @@ from repmet.study_format import (
     Manifest,
     StudySettings,
 )
+from repmet.study_options import STUDY_OPTIONS, StudyOption, absolute_path, loss_names
 from search_spaces import (
     CPU_BATCH_BUDGET,
     GPU_BATCH_BUDGET,
@@ -79,51 +80,35 @@ CONNECT_ENVIRONMENT = {
 #: How long the TCP check of ``--address`` waits for the cluster's port to answer.
 CONNECT_TIMEOUT_S = 5.0
 
-#: ``--smoke`` shrinks the study to a quick end-to-end check (explicit options still win).
-SMOKE = {"num_samples": 2, "max_iterations": 20, "eval_every": 10}
-#: The trial fields of the class-disjoint protocol and its few-shot episodes, each a flag of the
-#: same name (generated from ``TrainingConfig``), stored in the manifest's fixed settings.
-PROTOCOL_FIELDS = (
-    "protocol", "fold", "few_shot_ways", "few_shot_queries", "few_shot_episodes",
-    "few_shot_val_episodes",
-)  # fmt: skip
-#: Trial settings that a study can switch on for every trial (off by default, as in a single run).
-TRIAL_SWITCHES = ("augment", "amp")
-
-DEFAULT_MAX_FAILURES = 2
 #: How long a study stopping after SIGTERM may take before it ends at once. The orderly stop (the
 #: running steps end, Tune saves its state, Ray shuts down) took 14 s with two trials running on a
 #: busy 2-core machine; a batch scheduler sends SIGKILL 30 s after SIGTERM by default (Slurm's
 #: KillWait).
 SIGTERM_DEADLINE_S = 25.0
-#: The most CPUs or GPUs one trial may ask for (no node has more).
-MAX_RESOURCES = 1_000_000.0
 
 
-def finite_float(text: str) -> float:
-    """An argparse type: a finite number (``float`` alone accepts nan and inf)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
-    return value
+def space_default(space: SearchSpace, option: StudyOption) -> Any:
+    """What a space gives an option that is not set: a setting of the study (the trial budget) or
+    one of its fixed trial settings."""
+    if option.setting is not None:
+        return getattr(space, option.space_default)
+    return space.fixed.get(option.space_default)
 
 
-def shared(field: str) -> str:
-    """A setting's default as the spaces set it: one value when every space agrees (they do
+def shared(option: StudyOption) -> str:
+    """An option's default as the spaces set it: one value when every space agrees (they do
     today), else each space's."""
     values = {
-        name: getattr(space, field) if field == "num_samples" else space.fixed.get(field)
-        for name, space in ((name, SEARCH_SPACES.get(name)) for name in SEARCH_SPACES.names())
+        name: space_default(SEARCH_SPACES.get(name), option) for name in SEARCH_SPACES.names()
     }
     if len(set(values.values())) == 1:
         return str(next(iter(values.values())))
     return ", ".join(f"{value} ({name})" for name, value in values.items())
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
+    """One flag per entry of ``STUDY_OPTIONS``. Without ``defaults``, an option that is not given
+    is left out of the namespace (which tells given options from defaults)."""
     parser = OneLineArgumentParser(
         prog=PROG,
         description="Search the hyperparameters of Magnet loss, RepMet and the cluster-margin loss "
@@ -134,119 +119,26 @@ def build_parser() -> argparse.ArgumentParser:
     spaces = "; ".join(
         f"{name} - {SEARCH_SPACES.get(name).description}" for name in SEARCH_SPACES.names()
     )
-    add = parser.add_argument
-    add("--space", default="repmet", help=f"search space: {spaces}")
-    add("--losses", default=None, help="comma-separated subset of the space's losses to search")
-    add("--dataset", default=None, help=f"data set (default: {shared('dataset')})")
-    add("--data-root", default=None, help="data folder (default: $REPMET_DATA_ROOT or ./data)")
-    add("--model", default=None, help=f"embedding network (default: {shared('model')})")
-    defaults = TrainingConfig()
-    for field in PROTOCOL_FIELDS:
-        default = getattr(defaults, field)
-        add(
-            "--" + field.replace("_", "-"),
-            type=type(default),
-            default=None,
-            choices=PROTOCOLS if field == "protocol" else None,
-            help=f"{FIELD_HELP[field]} (default: {default})",
-        )
-    add(
-        "--num-samples",
-        type=int,
-        default=None,
-        help=f"trials per loss (default: {shared('num_samples')}); with --resume, a larger number "
-        "adds trials "
-        "to the study",
-    )
-    add(
-        "--max-iterations",
-        type=int,
-        default=None,
-        help=f"training iterations of a full trial (default: {shared('iterations')})",
-    )
-    add(
-        "--eval-every",
-        type=int,
-        default=None,
-        help=f"iterations between validation evaluations (default: {shared('eval_every')})",
-    )
-    add(
-        "--kmeans-every",
-        type=int,
-        default=None,
-        help="measure the k-means-based validation metrics (unsupervised error, NMI, AMI) at "
-        "every this many validations and at the last; the selection metric is measured at every "
-        "one (default: 1, every validation)",
-    )
-    add("--cpus-per-trial", type=finite_float, default=1.0, help="CPUs reserved per trial")
-    add(
-        "--gpus-per-trial",
-        type=finite_float,
-        default=0.0,
-        help="GPUs per trial (fractions share a GPU)",
-    )
-    add("--max-concurrent", type=int, default=None, help="most trials at once (default: all fit)")
-    add(
-        "--max-failures",
-        type=int,
-        default=DEFAULT_MAX_FAILURES,
-        help="retries of a trial that raised an error (a trial that fails for its own "
-        "configuration, e.g. a diverging loss, is not retried)",
-    )
-    add(
-        "--scheduler",
-        default="asha",
-        choices=("asha", "none"),
-        help="early stopping: asha, or none (every trial runs out)",
-    )
-    add(
-        "--sampler",
-        default="tpe",
-        choices=("tpe", "random"),
-        help="Optuna sampler: tpe, or random (a baseline for TPE)",
-    )
-    add(
-        "--select",
-        default=None,
-        choices=METRICS.in_order(),
-        metavar="METRIC",
-        help="validation metric that selects each trial's best step and the best trial "
-        "(default: error_simple; map_at_r under --protocol class-disjoint): "
-        + ", ".join(METRICS.in_order()),
-    )
-    add(
-        "--seed",
-        type=int,
-        default=0,
-        help=f"seed of the TPE sampler and of every trial (0..{MAX_SEED})",
-    )
-    add("--storage", default="results", help="folder holding study folders")
-    add(
-        "--name",
-        default=None,
-        help="study folder name under --storage, one plain folder name (default: the space)",
-    )
-    add(
-        "--address",
-        default=None,
-        help="join a running Ray cluster: auto, HOST:PORT or ray://HOST:PORT",
-    )
-    add(
-        "--resume",
-        action="store_true",
-        help="continue a study with its stored settings (options given with it must agree with "
-        "them, except a larger --num-samples)",
-    )
-    add(
-        "--overwrite",
-        action="store_true",
-        help="delete an existing study folder (only one holding a study of this suite) and start "
-        "anew",
-    )
-    for switch in TRIAL_SWITCHES:
-        add(f"--{switch}", action="store_true", help=f"every trial: {FIELD_HELP[switch]}")
-    add("--smoke", action="store_true", help="a quick check: 2 trials per loss, 20 iterations")
-    add("--verbose", action="store_true", help="show Ray's and Tune's own output")
+    for option in STUDY_OPTIONS:
+        allowed = option.allowed()
+        shown = option.help.replace("{spaces}", spaces)
+        shown = shown.replace("{choices}", ", ".join(allowed or ()))
+        if option.space_default is not None:
+            shown = shown.replace("{default}", shared(option))
+        kwargs: dict[str, Any] = {"help": shown, "default": option.default}
+        if option.switch:
+            # A switch that feeds the manifest is None when not given: it never overrides what is
+            # stored or what the space sets.
+            kwargs |= (
+                {"action": "store_const", "const": True}
+                if option.stored
+                else {"action": "store_true", "default": False}
+            )
+        else:
+            kwargs |= {"type": option.type, "choices": allowed, "metavar": option.metavar}
+        if not defaults:
+            kwargs["default"] = argparse.SUPPRESS
+        parser.add_argument(option.flag, dest=option.dest, **kwargs)
     return parser
 
 
@@ -280,10 +172,7 @@ def actual_command(argv: Sequence[str] | None) -> str:
 
 def explicit_options(argv: Sequence[str]) -> set[str]:
     """The destinations of the options given on the command line (not left at their default)."""
-    parser = build_parser()
-    for action in parser._actions:  # argparse has no public way to tell given from default
-        action.default = argparse.SUPPRESS
-    return set(vars(parser.parse_args(list(argv))))
+    return set(vars(build_parser(defaults=False).parse_args(list(argv))))
 
 
 def run(args: argparse.Namespace, *, command: str, explicit: Collection[str] = frozenset()) -> int:
@@ -338,28 +227,10 @@ def run(args: argparse.Namespace, *, command: str, explicit: Collection[str] = f
 
 def check_arguments(args: argparse.Namespace) -> None:
     """The options' values on their own: ranges, the study name, the address, the space."""
-    counts = (
-        ("num_samples", "--num-samples", 1),
-        ("max_iterations", "--max-iterations", 1),
-        ("eval_every", "--eval-every", 1),
-        ("kmeans_every", "--kmeans-every", 1),
-        ("max_concurrent", "--max-concurrent", 1),
-        ("max_failures", "--max-failures", 0),
-    )
-    for dest, flag, low in counts:
-        value = getattr(args, dest)
-        if value is not None and not low <= value <= MAX_INT:
-            raise ConfigError(f"{flag} {value} must be between {low} and {MAX_INT}")
-    if not 0 <= args.seed <= MAX_SEED:
-        raise ConfigError(f"--seed {args.seed} must be between 0 and {MAX_SEED}")
-    if not 0 < args.cpus_per_trial <= MAX_RESOURCES:
-        raise ConfigError(
-            f"--cpus-per-trial {args.cpus_per_trial:g} must be > 0 and at most {MAX_RESOURCES:g}"
-        )
-    if not 0 <= args.gpus_per_trial <= MAX_RESOURCES:
-        raise ConfigError(
-            f"--gpus-per-trial {args.gpus_per_trial:g} must be >= 0 and at most {MAX_RESOURCES:g}"
-        )
+    for option in STUDY_OPTIONS:
+        problem = option.problem(getattr(args, option.dest))
+        if problem is not None:
+            raise ConfigError(problem)
     if args.name is not None:
         check_name(args.name)
     parse_address(args.address)
@@ -501,70 +372,56 @@ def check_reachable(address: str) -> None:
         raise ConfigError(f"cannot reach the Ray cluster at {address}: {reason}") from None
 
 
+def requested(
+    option: StudyOption, args: argparse.Namespace, explicit: Collection[str] | None = None
+) -> tuple[Any, str]:
+    """What the command line asks of an option, as stored, and where it comes from: the value
+    given (with ``explicit``, only one given explicitly), else ``--smoke``'s; None if neither."""
+    value = getattr(args, option.dest) if explicit is None or option.dest in explicit else None
+    note = ""
+    if value is None and args.smoke and option.smoke is not None:
+        value, note = option.smoke, " (from --smoke)"
+    return option.stored_value(value), note
+
+
 def resume_settings(
     args: argparse.Namespace, explicit: Collection[str], stored: StudySettings
 ) -> StudySettings:
     """The settings a resumed study runs with: the stored ones, with a larger ``--num-samples``
     if one is given. Every other option given with ``--resume`` must agree with them."""
-    smoke = SMOKE if args.smoke else {}
+    config = TrainingConfig.from_dict(stored.fixed)  # with the defaults a trial runs with
     conflicts: list[str] = []
-
-    def given(dest: str) -> Any:
-        return getattr(args, dest) if dest in explicit else None
-
-    def compare(flag: str, wanted: Any, have: Any, note: str = "") -> None:
-        if wanted is not None and wanted != have:
-            conflicts.append(f"{flag} {_shown(wanted)}{note} (stored: {_shown(have)})")
-
-    fixed = stored.fixed
-    compare("--space", given("space"), stored.space)
-    if given("losses") is not None:
-        wanted = tuple(loss.strip() for loss in args.losses.split(",") if loss.strip())
-        if sorted(wanted) != sorted(stored.losses):
-            conflicts.append(f"--losses {args.losses} (stored: {','.join(stored.losses)})")
-    compare("--dataset", given("dataset"), fixed.get("dataset"))
-    if given("data_root") is not None:
-        compare("--data-root", str(Path(args.data_root).resolve()), fixed.get("data_root"))
-    compare("--model", given("model"), fixed.get("model"))
-    defaults = TrainingConfig()
-    for field in PROTOCOL_FIELDS:
-        stored_value = fixed.get(field, getattr(defaults, field))
-        compare("--" + field.replace("_", "-"), given(field), stored_value)
-    for switch in TRIAL_SWITCHES:
-        compare(f"--{switch}", given(switch), fixed.get(switch, False))
-    for dest, key, flag in (
-        ("max_iterations", "iterations", "--max-iterations"),
-        ("eval_every", "eval_every", "--eval-every"),
-        ("kmeans_every", "kmeans_every", "--kmeans-every"),
-    ):
-        note = "" if given(dest) is not None or dest not in smoke else " (from --smoke)"
-        compare(flag, first_given(given(dest), smoke.get(dest)), fixed.get(key), note)
-    compare("--cpus-per-trial", given("cpus_per_trial"), stored.cpus_per_trial)
-    compare("--gpus-per-trial", given("gpus_per_trial"), stored.gpus_per_trial)
-    compare("--max-concurrent", given("max_concurrent"), stored.max_concurrent)
-    compare("--max-failures", given("max_failures"), stored.max_failures)
-    compare("--scheduler", given("scheduler"), stored.scheduler)
-    compare("--sampler", given("sampler"), stored.sampler)
-    compare("--select", given("select"), stored.select)
-    compare("--seed", given("seed"), stored.seed)
-    samples = first_given(given("num_samples"), smoke.get("num_samples"))
-    if samples is not None and samples < stored.num_samples:
-        note = "" if given("num_samples") is not None else " (from --smoke)"
-        conflicts.append(
-            f"--num-samples {samples}{note} (stored: {stored.num_samples}; a study can get more "
-            "trials, not fewer)"
-        )
+    raised: dict[str, Any] = {}
+    for option in STUDY_OPTIONS:
+        if not option.stored:
+            continue
+        wanted, note = requested(option, args, explicit)
+        if wanted is None:
+            continue
+        if option.setting is not None:
+            have = getattr(stored, option.setting)
+        else:
+            have = getattr(config, option.fixed)
+        if option.grows is not None:
+            if wanted < have:
+                conflicts.append(
+                    f"{option.flag} {_shown(wanted)}{note} (stored: {_shown(have)}; {option.grows})"
+                )
+            elif wanted > have:
+                raised[option.setting] = wanted
+        elif not option.same(wanted, have):
+            conflicts.append(f"{option.flag} {_shown(wanted)}{note} (stored: {_shown(have)})")
     if conflicts:
         raise ConfigError(
             "--resume continues a study with its stored settings, and the command line differs "
             f"from them: {'; '.join(conflicts)}"
         )
-    if samples is not None and samples > stored.num_samples:
-        return dataclasses.replace(stored, num_samples=samples)
-    return stored
+    return dataclasses.replace(stored, **raised) if raised else stored
 
 
 def _shown(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(map(str, value))
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
@@ -674,22 +531,19 @@ def prepare(
     counts = np.bincount(labels, minlength=splits.num_classes).tolist()
     for loss, baseline in baselines.items():
         TrainingConfig.from_dict({**fixed, **baseline.point, "loss": loss}).validate_against(counts)
+    chosen = {
+        option.setting: first_given(
+            requested(option, args)[0],
+            None if option.space_default is None else space_default(space, option),
+        )
+        for option in STUDY_OPTIONS
+        if option.setting is not None
+    }
     settings = StudySettings(
-        space=space.name,
-        losses=losses,
+        **{**chosen, "space": space.name, "losses": losses},
         fixed=fixed,
-        num_samples=first_given(
-            args.num_samples, SMOKE["num_samples"] if args.smoke else None, space.num_samples
-        ),
         metric=metric(config.select).validation_key,
         mode=metric(config.select).direction,
-        seed=args.seed,
-        scheduler=args.scheduler,
-        sampler=args.sampler,
-        cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial,
-        max_concurrent=args.max_concurrent,
-        max_failures=args.max_failures,
         batch_budget=batch_budget,
         baseline={loss: b.point for loss, b in baselines.items()},
         baseline_notes={loss: b.notes for loss, b in baselines.items()},
@@ -705,25 +559,18 @@ def fixed_config(args: argparse.Namespace, space: SearchSpace) -> dict[str, Any]
     from repmet.data import default_data_root
 
     fixed = dict(space.fixed)
-    smoke = SMOKE if args.smoke else {}
-    overrides = {
-        "dataset": args.dataset,
-        "model": args.model,
-        "iterations": first_given(args.max_iterations, smoke.get("max_iterations")),
-        "eval_every": first_given(args.eval_every, smoke.get("eval_every")),
-        "kmeans_every": args.kmeans_every,
-    }
-    fixed.update({key: value for key, value in overrides.items() if value is not None})
-    # Tune runs each trial in its own folder: the data root must not depend on the directory.
-    root = Path(args.data_root) if args.data_root else default_data_root()
-    fixed["data_root"] = str(root.resolve())
+    for option in STUDY_OPTIONS:
+        value = requested(option, args)[0]
+        if option.fixed is not None and value is not None:
+            fixed[option.fixed] = value
+    # The settings that follow from other options.
+    if not args.data_root:
+        fixed["data_root"] = absolute_path(str(default_data_root()))
     fixed["device"] = "cuda" if args.gpus_per_trial > 0 else "cpu"
     fixed["num_threads"] = max(1, math.floor(args.cpus_per_trial))
-    fixed["seed"] = args.seed
-    fixed.update({f: getattr(args, f) for f in PROTOCOL_FIELDS if getattr(args, f) is not None})
-    protocol = fixed.get("protocol", CLOSED_SET)
-    fixed["select"] = args.select if args.select is not None else DEFAULT_SELECT[protocol]
-    fixed.update({switch: True for switch in TRIAL_SWITCHES if getattr(args, switch)})
+    fixed["seed"] = args.seed  # every trial's seed is the sampler's
+    if args.select is None:
+        fixed["select"] = DEFAULT_SELECT[fixed.get("protocol", CLOSED_SET)]
     return fixed
 
 
@@ -736,7 +583,7 @@ def first_given(*values: Any) -> Any:
 def select_losses(available: tuple[str, ...], wanted: str | None) -> tuple[str, ...]:
     if wanted is None:
         return available
-    chosen = tuple(loss.strip() for loss in wanted.split(",") if loss.strip())
+    chosen = loss_names(wanted)
     unknown = [loss for loss in chosen if loss not in available]
     if unknown or not chosen:
         raise ConfigError(

@@ -1,5 +1,9 @@
 """The Ray Tune side of a study: connecting to Ray, one Tune experiment per loss (Optuna TPE with
-the baseline first, ASHA, checkpoints, retries), resuming, and the per-loss summary."""
+the baseline first, ASHA, checkpoints, retries), resuming, and how each loss ended.
+
+What the study prints is :mod:`study.console`'s; every use of Ray's or Optuna's private API goes
+through :mod:`study.library_internals`. The classes below stay here because Tune pickles them
+with each experiment under this module's name, and ``--resume`` unpickles them from it."""
 
 from __future__ import annotations
 
@@ -7,8 +11,6 @@ import contextlib
 import logging
 import math
 import os
-import pickle
-import shlex
 import shutil
 import signal
 import sys
@@ -23,7 +25,6 @@ from typing import Any
 
 import optuna
 import ray
-import ray.cloudpickle
 from optuna.trial import TrialState
 from ray import tune
 from ray.exceptions import RayError
@@ -46,13 +47,15 @@ from repmet.study_format import (
     OPTUNA_FILE,
     RUNNING,
     TRIAL_FAILED,
-    TRIALS_FILE,
     Manifest,
     StudySettings,
 )
+from repmet.study_options import NO_SCHEDULER, RANDOM_SAMPLER
 from repmet.training import load_splits
 from search_spaces import SEARCH_SPACES, SpaceContext
-from study.progress import StudyProgress, format_duration
+from study import library_internals as internals
+from study.console import errored_message, first_line, study_done, study_header, summarize
+from study.progress import StudyProgress
 from study.trials_table import write_trials_csv
 from trainables import MetricLearningTrainable
 
@@ -85,7 +88,7 @@ class ResumableOptunaSearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if error or trial_id in self._completed_trials:
+        if error or internals.is_told(self, trial_id):
             return
         super().on_trial_complete(trial_id, result=result, error=error)
 
@@ -102,19 +105,9 @@ class ResumableOptunaSearch(OptunaSearch):
         self.study_folder = folder
         if folder is None:
             return
-        storage = optuna_storage(folder)
-        # Optuna wraps an RDBStorage in a cache that keeps it as ``_backend``.
-        used = getattr(self._ot_study._storage, "_backend", self._ot_study._storage)
-        if getattr(used, "url", None) != storage.url:
-            name, sampler = self._ot_study.study_name, self._ot_study.sampler
-            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
-            self._ot_study, self._storage = study, storage
-            self._ot_trials = {
-                trial_id: optuna.Trial(study, trial._trial_id)
-                for trial_id, trial in self._ot_trials.items()
-            }
+        internals.reattach_storage(self, optuna_storage(folder))
         if hasattr(self, "_experiment"):
-            self._experiment = str(folder / self._ot_study.study_name)
+            self._experiment = str(folder / internals.optuna_study(self).study_name)
 
 
 class StudyOptunaSearch(ResumableOptunaSearch):
@@ -151,16 +144,17 @@ class StudyOptunaSearch(ResumableOptunaSearch):
         self._linked: set[str] = set()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            self._ot_study.set_metric_names([self.metric])
+            internals.optuna_study(self).set_metric_names([self.metric])
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
-        if trial_id in self._ot_trials:
-            self._ot_trials[trial_id].set_user_attr("tune_trial_id", trial_id)
+        trial = internals.optuna_trial(self, trial_id)
+        if trial is not None:
+            trial.set_user_attr("tune_trial_id", trial_id)
         return config
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if internals.is_told(self, trial_id) or internals.optuna_trial(self, trial_id) is None:
             return
         self._link(trial_id, result)
         self._report(trial_id, result)
@@ -168,7 +162,8 @@ class StudyOptunaSearch(ResumableOptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
-        if error or trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        trial = internals.optuna_trial(self, trial_id)
+        if error or internals.is_told(self, trial_id) or trial is None:
             return  # a trial that raised stays RUNNING for --resume
         result = result or {}
         self._link(trial_id, result)
@@ -179,8 +174,8 @@ class StudyOptunaSearch(ResumableOptunaSearch):
             self._report(trial_id, result)  # the last result reaches the searcher only here
             if result.get(ITERATION, 0) >= result.get(self._total_key, math.inf):
                 value, state = float(result[self.metric]), TrialState.COMPLETE
-        self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
-        self._completed_trials.add(trial_id)
+        internals.optuna_study(self).tell(trial, value, state=state)
+        internals.mark_told(self, trial_id)
 
     def _report(self, trial_id: str, result: dict) -> None:
         value, step = result.get(self.metric), result.get(ITERATION)
@@ -188,7 +183,7 @@ class StudyOptunaSearch(ResumableOptunaSearch):
             return
         steps = self._reported.setdefault(trial_id, set())
         if int(step) not in steps:
-            self._ot_trials[trial_id].report(float(value), int(step))
+            internals.optuna_trial(self, trial_id).report(float(value), int(step))
             steps.add(int(step))
 
     def _link(self, trial_id: str, result: dict) -> None:
@@ -206,7 +201,7 @@ class StudyOptunaSearch(ResumableOptunaSearch):
                 return
             name = found[0].name
         folder = f"{experiment.name}/{name}"
-        self._ot_trials[trial_id].set_user_attr("trial_dir", folder)
+        internals.optuna_trial(self, trial_id).set_user_attr("trial_dir", folder)
         self._linked.add(trial_id)
 
 
@@ -319,12 +314,6 @@ def _stderr_dropped(enabled: bool) -> Iterator[None]:
         os.close(saved)
 
 
-def first_line(error: BaseException | str) -> str:
-    """The first non-empty line of an error's message (Ray's messages run over many lines)."""
-    text = error if isinstance(error, str) else str(error) or type(error).__name__
-    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip())
-
-
 def disconnect() -> None:
     ray.shutdown()
 
@@ -374,10 +363,7 @@ def run_losses(study: Study, *, verbose: bool = False) -> int:
     settings, manifest = study.settings, study.manifest
     started = time.monotonic()
     manifest.hardware = hardware()
-    print(
-        f"Study {study.folder.name!r}: {', '.join(settings.losses)} on "
-        f"{settings.fixed['dataset']}, {settings.num_samples} trials each -> {study.folder}"
-    )
+    print(study_header(study.folder, settings))
     try:
         return _run_losses(study, verbose=verbose, started=started)
     finally:
@@ -411,7 +397,7 @@ def _run_losses(study: Study, *, verbose: bool, started: float) -> int:
         if outcome.errored:
             manifest.set_status(loss, INTERRUPTED)
             print("\n".join(summaries))
-            raise StudyFailed(outcome.error_message(loss))
+            raise StudyFailed(errored_message(loss, outcome.errored))
         if outcome.unfinished:
             manifest.set_status(loss, INTERRUPTED)
             print("\n".join(summaries))
@@ -423,10 +409,7 @@ def _run_losses(study: Study, *, verbose: bool, started: float) -> int:
         record_trials(study.folder)
         summaries.append(summarize(loss, results, settings))
     print("\n".join(summaries))
-    print(f"Done in {format_duration(time.monotonic() - started)}. Results: {study.folder}")
-    print(f"  table:   {command_hint('analysis/report.py', study.folder)}")
-    print(f"  curves:  {command_hint('tensorboard', '--logdir', study.folder)}")
-    print(f"  trials:  {study.folder / TRIALS_FILE} (pandas.read_csv)")
+    print(study_done(study.folder, time.monotonic() - started))
     return 0
 
 
@@ -436,27 +419,6 @@ def record_trials(folder: Path) -> None:
         write_trials_csv(folder)
     except (StudyFolderError, OSError) as error:
         print(f"trials.csv not written: {first_line(error)}", file=sys.stderr)
-
-
-def command_hint(program: str, *arguments: object) -> str:
-    """A command line that runs ``program`` as this study's interpreter would, in a new shell:
-    a script with this Python, a tool from the same environment (``.venv/bin/tensorboard``);
-    paths under the current folder are written relative to it."""
-
-    def shown(path: Path) -> str:
-        try:
-            return str(path.resolve().relative_to(Path.cwd()))
-        except ValueError:
-            return str(path)
-
-    interpreter = Path(sys.executable)
-    if program.endswith(".py"):
-        parts = [shown(interpreter), program]
-    else:
-        tool = interpreter.parent / program
-        parts = [shown(tool) if tool.exists() else program]
-    parts += [shown(a) if isinstance(a, Path) else str(a) for a in arguments]
-    return shlex.join(parts)
 
 
 def hardware() -> dict[str, Any]:
@@ -506,53 +468,14 @@ class LossOutcome:
         ended = done + len(errored)
         return cls(ended=ended, failed=failed, errored=errored, unfinished=max(planned - ended, 0))
 
-    def error_message(self, loss: str) -> str:
-        first = self.errored[0]
-        cause = first.error
-        cause = getattr(cause, "cause", None) or cause
-        if isinstance(cause, str):  # Tune's fallback: the text of error.txt
-            lines = [line.strip() for line in cause.splitlines() if line.strip()]
-            what = lines[-1] if lines else "unknown error"
-        else:
-            what = f"{type(cause).__name__}: {first_line(cause)}"
-        where = os.path.join(first.path, "error.txt") if first.path else "its trial folder"
-        count = len(self.errored)
-        return (
-            f"{loss}: {count} trial{'s' if count > 1 else ''} stopped with an error ({what}); "
-            f"the traceback is in {where}; the study stopped: fix the cause and continue it "
-            "with --resume"
-        )
-
 
 def extend_experiment(path: Path, num_samples: int) -> None:
-    """Lets the Tune experiment at ``path`` (if any) create trials up to ``num_samples``.
-
-    ``Tuner.restore`` keeps the number of samples of the first run: its search generator's state
-    (``search_gen_state-*.json``, the newest file of which Tune restores) counts the trials it
-    created against that total. Raising the total there makes the restored experiment ask the
-    searcher (Optuna, with its whole history) for the extra trials.
-    """
-    states = sorted(path.glob("search_gen_state-*.json"))
-    if not states:
-        return
-    newest = states[-1]
+    """Lets the Tune experiment at ``path`` (if any) create trials up to ``num_samples``
+    (:func:`study.library_internals.raise_planned_trials`)."""
     try:
-        with newest.open("rb") as stream:
-            state: dict[str, Any] = ray.cloudpickle.load(stream)
-        total = int(state["total_samples"])
-    except (OSError, EOFError, pickle.UnpicklingError, KeyError, TypeError, ValueError) as error:
-        raise StudyFailed(
-            f"cannot continue the Tune experiment at {path}: its state {newest.name} is "
-            f"unreadable ({type(error).__name__}: {first_line(error)})"
-        ) from None
-    if total >= num_samples:
-        return
-    state["total_samples"] = num_samples
-    state["finished"] = False
-    temporary = newest.with_name(f".{newest.name}.tmp")
-    with temporary.open("wb") as stream:
-        ray.cloudpickle.dump(state, stream)
-    os.replace(temporary, newest)
+        internals.raise_planned_trials(path, num_samples)
+    except internals.SearchStateUnreadable as error:
+        raise StudyFailed(f"cannot continue the Tune experiment at {path}: {error}") from None
 
 
 def fit_loss(study: Study, loss: str, index: int, *, verbose: bool = False) -> tune.ResultGrid:
@@ -570,13 +493,11 @@ def fit_loss(study: Study, loss: str, index: int, *, verbose: bool = False) -> t
         # this command line instead, and a study made before Tune's TensorBoard logger was
         # turned off gets it turned off too. (Not reachable through Ray Client: then the pickled
         # settings stay.)
-        local = getattr(tuner, "_local_tuner", None)
-        if local is not None:
-            run_config = local.get_run_config()
+        run_config = internals.restored_run_config(tuner)
+        if run_config is not None:
             for name, value in reporting(study, loss, index, verbose=verbose).items():
                 setattr(run_config, name, value)
-            search_alg = getattr(getattr(local, "_tune_config", None), "search_alg", None)
-            searcher = getattr(search_alg, "searcher", search_alg)
+            searcher = internals.restored_searcher(tuner)
             if isinstance(searcher, ResumableOptunaSearch):
                 searcher.study_folder = study.folder
         return tuner.fit()
@@ -692,7 +613,7 @@ def optuna_storage(folder: Path) -> optuna.storages.RDBStorage:
 
 
 def sampler(settings: StudySettings) -> optuna.samplers.BaseSampler:
-    if settings.sampler == "random":
+    if settings.sampler == RANDOM_SAMPLER:
         return optuna.samplers.RandomSampler(seed=settings.seed)
     # TPE's default of 10 random start-up trials would use up a whole small budget (8 per loss)
     # before TPE models anything: a third of the budget, at least 2, explores first.
@@ -714,7 +635,7 @@ class BaselineKeepingASHA(ASHAScheduler):
     def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
         if action == self.STOP and is_baseline(trial):
-            return self.CONTINUE if result.get(self._time_attr, 0) < self._max_t else action
+            return self.CONTINUE if internals.within_time_budget(self, result) else action
         return action
 
 
@@ -725,7 +646,7 @@ def is_baseline(trial: Trial) -> bool:
 
 
 def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
-    if settings.scheduler == "none":
+    if settings.scheduler == NO_SCHEDULER:
         return FIFOScheduler()
     return BaselineKeepingASHA(
         time_attr="training_iteration",
@@ -733,32 +654,3 @@ def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
         grace_period=min(ASHA_GRACE_PERIOD, settings.steps_per_trial),
         reduction_factor=ASHA_REDUCTION_FACTOR,
     )
-
-
-def summarize(loss: str, results: tune.ResultGrid, settings: StudySettings) -> str:
-    """One line per loss: trials run, how many failed for their configuration, and the best
-    configuration among the others."""
-    objective, sign = settings.objective, settings.selection.sign
-    failed = sum(bool(result.metrics.get(TRIAL_FAILED)) for result in results)
-    scored = [
-        result
-        for result in results
-        if result.error is None
-        and not result.metrics.get(TRIAL_FAILED)
-        and isinstance(result.metrics.get(objective), (int, float))
-        and math.isfinite(result.metrics[objective])
-    ]
-    counted = f"{loss}: {len(results)} trials" + (
-        f" ({failed} failed for their configuration)" if failed else ""
-    )
-    if not scored:
-        return f"{counted}, none " + (
-            "finished without failing" if failed else f"reported {objective}"
-        )
-    best = min(scored, key=lambda result: sign * result.metrics[objective])
-    value = best.metrics[objective]
-    searched = {k: v for k, v in best.config.items() if k in settings.baseline[loss]}
-    shown = " ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in searched.items()
-    )
-    return f"{counted}, best {settings.metric} {value:.4f} ({shown})"

@@ -230,6 +230,29 @@ def test_unsupervised_accuracy_clusters_with_restarts(monkeypatch) -> None:
     assert calls == [3]
 
 
+def test_unsupervised_restarts_are_scaled_down_only_above_the_work_limit(monkeypatch) -> None:
+    limit = evaluation.UNSUPERVISED_WORK
+    restarts = evaluation.UNSUPERVISED_RESTARTS
+    # Digits' test split and a CUB-sized one keep every restart; SOP's keeps one.
+    assert evaluation.unsupervised_restarts(360, 10, restarts) == restarts
+    assert evaluation.unsupervised_restarts(5_924, 100, restarts) == restarts
+    assert evaluation.unsupervised_restarts(limit // 100, 10, restarts) == restarts
+    assert evaluation.unsupervised_restarts(limit // 100 + 1, 10, restarts) == restarts - 1
+    assert evaluation.unsupervised_restarts(8_000, 1_496, restarts) == 4
+    assert evaluation.unsupervised_restarts(60_502, 11_316, restarts) == 1
+    assert evaluation.unsupervised_restarts(limit, 2, 3) == 1
+    # unsupervised_clusters runs what the rule keeps.
+    points = torch.randn(40, 2, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(40) % 4
+    monkeypatch.setattr(evaluation, "UNSUPERVISED_WORK", 40 * 4 * 3)
+    kept = evaluation.unsupervised_clusters(points, labels, seed=2, restarts=10)
+    reference = evaluation.kmeans(points, 4, generator=torch.Generator().manual_seed(2), restarts=3)
+    assert torch.equal(kept, reference.assignments)
+    # ... which here is not what all 10 would have given.
+    every = evaluation.kmeans(points, 4, generator=torch.Generator().manual_seed(2), restarts=10)
+    assert not torch.equal(kept, every.assignments)
+
+
 def test_invalid_arguments_raise_argument_errors() -> None:
     centroids = torch.tensor(O3_REPRESENTATIVES, dtype=torch.float32)
     queries = torch.tensor(O6_QUERIES)

@@ -477,7 +477,13 @@ def test_sigterm_does_what_ctrl_c_does_and_ends_with_143(capsys) -> None:
 
     started = time.monotonic()
     sigterm = SigtermAsCtrlC("prog", deadline_s=60, late="late")
-    assert run_command("prog", sleeper, sigterm=sigterm) == 143
+    # Python's own SIGINT handler, whatever an earlier test in this process (an in-process Tune
+    # run) left installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert run_command("prog", sleeper, sigterm=sigterm) == 143
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - started < 10
     assert capsys.readouterr().err == "prog: error: stopped by SIGTERM: interrupted\n"
     calls = []

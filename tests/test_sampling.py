@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from repmet.clusters import ClusterIndex, LossTable
+from repmet.clusters import ClusterIndex, LossTable, _cluster_sums
 from repmet.errors import ArgumentError
 from repmet.sampling import ClusterBatchSampler, UniformBatchSampler
 
@@ -145,3 +145,78 @@ def test_uniform_batches_are_distinct_examples_drawn_evenly() -> None:
         counts += torch.bincount(batch.indices, minlength=sum(SIZES))
     expected = 3000 * 6 / sum(SIZES)
     assert float((counts - expected).abs().max()) < 0.15 * expected
+
+
+class _FullRecomputationSampler(ClusterBatchSampler):
+    """The sampler as it was before running sums and the top-k impostor search: every cluster's
+    loss recomputed from the whole table, and a stable sort of all cluster distances."""
+
+    def _seed_cluster(
+        self, index: ClusterIndex, loss_table: LossTable, non_empty: torch.Tensor
+    ) -> torch.Tensor:
+        weights = loss_table.cluster_losses(index.assignments, index.num_clusters)
+        weights = torch.where(non_empty, weights, 0.0)
+        if not bool(weights.sum() > 0):
+            weights = non_empty.to(torch.float32)
+        return torch.multinomial(weights, 1, generator=self.generator)
+
+    def _impostor_clusters(
+        self,
+        index: ClusterIndex,
+        seed: torch.Tensor,
+        centers: torch.Tensor,
+        non_empty: torch.Tensor,
+    ) -> torch.Tensor:
+        distances = (centers - centers[seed]).pow(2).sum(-1)
+        eligible = (index.centroid_classes != index.centroid_classes[seed]) & non_empty
+        order = torch.argsort(distances.masked_fill(~eligible, torch.inf), stable=True)
+        return order[torch.arange(self.m - 1) % int(eligible.sum())]
+
+
+def _wide_index(gen: torch.Generator, num_classes: int = 60, k: int = 3) -> ClusterIndex:
+    """Clusters of 0 to 9 members; centroids on a coarse grid, so that many distances tie."""
+    sizes = torch.randint(0, 10, (num_classes * k,), generator=gen)
+    assignments = torch.arange(num_classes * k).repeat_interleave(sizes)
+    assignments = assignments[torch.randperm(assignments.numel(), generator=gen)]
+    centroids = torch.randint(-2, 3, (num_classes * k, 4), generator=gen).float()
+    return ClusterIndex(centroids, assignments, num_classes=num_classes, k=k)
+
+
+@pytest.mark.parametrize("m", [4, 12])
+def test_running_sums_and_top_k_give_the_full_recomputations_batches(m: int) -> None:
+    gen = torch.Generator().manual_seed(3)
+    index = _wide_index(gen)
+    count = index.assignments.numel()
+    new, old = LossTable(count), LossTable(count)
+    sampler = ClusterBatchSampler(m=m, d=D, generator=torch.Generator().manual_seed(5))
+    reference = _FullRecomputationSampler(m=m, d=D, generator=torch.Generator().manual_seed(5))
+    for step in range(300):
+        if step % 75 == 74:  # a refresh: the same examples in new clusters of their class
+            classes = index.centroid_classes[index.assignments]
+            index = ClusterIndex(
+                torch.randint(-2, 3, (index.num_clusters, 4), generator=gen).float(),
+                classes * index.k + torch.randint(0, index.k, (count,), generator=gen),
+                num_classes=index.num_classes,
+                k=index.k,
+            )
+        if step == 200:  # a resumed run: the index and the loss table restored from state
+            index.load_state_dict(index.state_dict())
+            new.load_state_dict(new.state_dict())
+        batch = sampler.sample(index, new)
+        expected = reference.sample(index, old)
+        assert torch.equal(batch.indices, expected.indices)
+        assert torch.equal(batch.cluster_ids, expected.cluster_ids)
+        # Losses over 30 orders of magnitude: a running sum adjusted by differences would round
+        # differently from the full recomputation.
+        losses = torch.exp(torch.randn(batch.indices.shape[0], generator=gen) * 15)
+        losses[torch.rand(losses.shape[0], generator=gen) < 0.2] = 0.0
+        new.update(batch.indices, losses)
+        old.update(expected.indices, losses)
+        full = new.cluster_losses(index.assignments, index.num_clusters)
+        assert torch.equal(new.cluster_losses_of(index), full)
+        # The float64 sums too: most rounding differences would vanish in the float32 weights.
+        assert new._running is not None
+        sums, counts = _cluster_sums(new.losses, index.assignments, index.num_clusters)
+        assert torch.equal(new._running.sums, sums) and torch.equal(new._running.counts, counts)
+    assert torch.equal(new.losses.isnan(), old.losses.isnan())
+    assert torch.equal(new.losses.nan_to_num(), old.losses.nan_to_num())

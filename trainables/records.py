@@ -19,7 +19,9 @@ The trainable is the only writer (the study turns Tune's own TensorBoard logger 
   trial at its latest step, those stopped early included. The experiment definition (which columns
   exist) is the same in every trial of a study: the plugin reads it from one run, whichever it
   finds first, so it lists the loss and every field that some catalogued loss searches; a trial
-  leaves the fields its loss does not search empty.
+  leaves the fields its loss does not search empty. Both are built by tensorboard's own
+  ``summary_v2.hparams_config_pb`` and ``hparams_pb``, which need no TensorFlow (the older
+  ``hparams.summary`` module imports it).
 - **Projector.** The validation embeddings of the trial's best step so far, with the
   representatives (learned, RepMet-style losses) or the centroids (k-means, Magnet-style losses)
   the step was measured against as extra points; the metadata columns ``class`` (colour by it) and
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,7 @@ import numpy as np
 import torch
 from google.protobuf import text_format
 from tensorboard.compat.proto.summary_pb2 import Summary
-from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
-from tensorboard.plugins.hparams import metadata as hparams_metadata
+from tensorboard.plugins.hparams import summary_v2 as hp
 from tensorboard.plugins.projector import metadata as projector_metadata
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 from torch.utils.tensorboard import SummaryWriter
@@ -81,22 +81,15 @@ def searched_fields() -> tuple[str, ...]:
 def experiment_summary(select: str, protocol: str = CLOSED_SET) -> Summary:
     """The HParams experiment: which hyperparameter and metric columns the table has."""
     losses = LOSSES.in_order()
-    loss_info = api_pb2.HParamInfo(
-        name=LOSS_HPARAM, type=api_pb2.DATA_TYPE_STRING, description="the loss trained"
-    )
-    loss_info.domain_discrete.extend(losses)
-    infos = [loss_info]
+    columns = [hp.HParam(LOSS_HPARAM, hp.Discrete(losses), description="the loss trained")]
     for name in searched_fields():
         searcher = next(loss for loss in losses if name in LOSSES.get(loss).searched)
         example = getattr(TrainingConfig(loss=searcher), name)
-        info = api_pb2.HParamInfo(name=name, type=_hparam_type(example))
-        if isinstance(example, bool):
-            info.domain_discrete.extend([False, True])
-        infos.append(info)
+        columns.append(hp.HParam(name, _type_only(example)))
     objective = layout.best_metric(select)
     metrics = [
-        api_pb2.MetricInfo(
-            name=api_pb2.MetricName(tag=tag),
+        hp.Metric(
+            tag,
             description=f"best {select} on validation over the trial's steps (the search's "
             "objective)"
             if tag == objective
@@ -104,50 +97,33 @@ def experiment_summary(select: str, protocol: str = CLOSED_SET) -> Summary:
         )
         for tag in final_metrics(select, protocol)
     ]
-    experiment = api_pb2.Experiment(hparam_infos=infos, metric_infos=metrics)
-    return _hparams_summary(
-        hparams_metadata.EXPERIMENT_TAG, plugin_data_pb2.HParamsPluginData(experiment=experiment)
-    )
+    return hp.hparams_config_pb(columns, metrics)
 
 
 def session_start_summary(
     hparams: Mapping[str, Any], *, start_time: float | None = None
 ) -> Summary:
-    """The HParams session of one trial."""
-    info = plugin_data_pb2.SessionStartInfo(
-        start_time_secs=time.time() if start_time is None else start_time
-    )
-    for name, value in hparams.items():
-        if isinstance(value, bool):
-            info.hparams[name].bool_value = value
-        elif isinstance(value, (int, float)):
-            info.hparams[name].number_value = float(value)
-        else:
-            info.hparams[name].string_value = str(value)
-    return _hparams_summary(
-        hparams_metadata.SESSION_START_INFO_TAG,
-        plugin_data_pb2.HParamsPluginData(session_start_info=info),
-    )
+    """The HParams session of one trial.
+
+    Its group name is empty, so that the plugin groups sessions by run: each trial is its own row
+    even when two trials drew the same values (``hparams_pb`` would otherwise group by a hash of
+    the values)."""
+    values = {
+        name: value if isinstance(value, (bool, int, float, str)) else str(value)
+        for name, value in hparams.items()
+    }
+    return hp.hparams_pb(values, trial_id="", start_time_secs=start_time)
 
 
-def _hparam_type(value: Any) -> int:
-    if isinstance(value, bool):
-        return api_pb2.DATA_TYPE_BOOL
-    if isinstance(value, (int, float)):
-        return api_pb2.DATA_TYPE_FLOAT64
-    return api_pb2.DATA_TYPE_STRING
-
-
-def _hparams_summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> Summary:
-    return Summary(
-        value=[
-            Summary.Value(
-                tag=tag,
-                metadata=hparams_metadata.create_summary_metadata(data),
-                tensor=hparams_metadata.NULL_TENSOR,
-            )
-        ]
-    )
+def _type_only(example: Any) -> hp.Discrete:
+    """The domain of a searched field: its type only (the search space, not the records, holds
+    its range), except a flag's two values. A ``Discrete`` domain without values writes exactly
+    that: the type, and no list of values for the plugin to filter by."""
+    if isinstance(example, bool):
+        return hp.Discrete([False, True])
+    if isinstance(example, (int, float)):
+        return hp.Discrete([], dtype=float)
+    return hp.Discrete([], dtype=str)
 
 
 # ------------------------------------------------------------------------------ projector
