@@ -118,7 +118,10 @@ def build_report(
         )
         test_values[loss] = 100.0 * Scores(metrics=measurement.metrics).test_value(study.select)
         if draw:
-            embeddings, labels = measurement.embedded["test"]
+            # The centroids belong to the training classes: under the class-disjoint protocol the
+            # map shows them among the training embeddings (the test classes have none).
+            shown = "test" if run.holds_training_classes("test") else "train"
+            embeddings, labels = measurement.embedded[shown]
             file = f"embedding_{loss}.png"
             entry = LOSSES.get(loss) if loss in LOSSES else None
             plots.plot_embedding_map(
@@ -130,17 +133,18 @@ def build_report(
                 path=folder / file,
                 tsne=tsne,
                 seed=run.config.seed,
-                class_names=run.splits.class_names,
+                class_names=run.splits.split_classes[shown],
                 representatives=entry is None or entry.learns_representatives,
             )
             pictures.append(
                 plots.Picture(
-                    title=f"{loss_label(loss)}: test embeddings",
+                    title=f"{loss_label(loss)}: {shown} embeddings",
                     file=file,
                     section="embeddings",
                     caption=embedding_caption(
                         tsne=tsne,
                         representatives=entry is None or entry.learns_representatives,
+                        split=shown,
                     ),
                 )
             )
@@ -272,10 +276,17 @@ def build_report(
     )
 
 
-def embedding_caption(*, tsne: bool, representatives: bool) -> str:
+def embedding_caption(*, tsne: bool, representatives: bool, split: str = "test") -> str:
     stars = "learned representatives" if representatives else "per-class k-means centroids"
+    unseen = (
+        " (a class-disjoint study: the test classes have no centroids, so the map shows the "
+        "training classes)"
+        if split == "train"
+        else ""
+    )
     return (
-        f"Test embeddings ({'t-SNE' if tsne else 'PCA'}), coloured and named by class; stars: "
+        f"{split.capitalize()} embeddings{unseen} ({'t-SNE' if tsne else 'PCA'}), coloured and "
+        "named by class; stars: "
         f"the {stars} the errors are measured against, in their class's colour and joined to the "
         "middle of its points. The title counts the stars nearest to their own class in the full "
         "embedding space, which the 2-D map only approximates."

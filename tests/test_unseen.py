@@ -150,10 +150,13 @@ def test_a_class_disjoint_study_selects_by_few_shot_accuracy_and_reports_unseen_
 
     report = [sys.executable, str(REPOSITORY / "analysis" / "report.py"), str(folder)]
     shown = subprocess.run(
-        [*report, "--no-plots", "--device", "cpu"], env=subprocess_env(), capture_output=True,
+        [*report, "--device", "cpu"], env=subprocess_env(), capture_output=True,
         text=True, timeout=600, cwd=REPOSITORY,
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "### Unseen classes (%)" in shown.stdout
     assert "| Raw pixels |" in shown.stdout and "| 5-shot simple |" in shown.stdout
     assert "class-disjoint protocol, fold 0: 39 / 12 / 51 classes" in shown.stdout
+    page = (folder / "report" / "report.html").read_text()
+    assert 'id="unseen"' in page and "embedding_repmet-v2.png" in page
+    assert (folder / "report" / "embedding_repmet-v2.png").stat().st_size > 0
