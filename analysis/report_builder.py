@@ -10,18 +10,16 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from analysis import plots, search_plots
 from analysis.report_data import Repeats, Report
 from analysis.scores import (
     CheckpointLoader,
     Scores,
     Selection,
-    flattened,
     mean_std_cells,
     percent_cells,
     raw_nearest_neighbour_errors,
+    raw_pixel_unseen,
     select_best,
 )
 from analysis.study_files import (
@@ -46,9 +44,7 @@ from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
 from repmet.formatting import format_percent, format_value
-from repmet.measures import SplitData
-from repmet.metrics import label_of, lower_is_better, metrics_of
-from repmet.metrics import metric as metric_named
+from repmet.metrics import label_of, lower_is_better
 from repmet.protocols import CLOSED_SET
 from repmet.training import Measurement, TrainingRun
 from search_spaces.spaces import REFERENCE
@@ -388,15 +384,8 @@ def raw_pixel_unseen_row(run: TrainingRun, splits: DatasetSplits) -> UnseenRow:
     """Raw pixels on the unseen test classes: the few-shot simple rule (prototypes of raw
     pixels) on the run's episodes, and retrieval from raw pixels."""
     settings = run.few_shot_settings("test", variance=1.0)  # the simple rule ignores it
-    data = SplitData(
-        torch.from_numpy(flattened(splits.test)), splits.test.labels, reference=None,
-        seed=run.config.seed, few_shot=settings,
-    )  # fmt: skip
-    wanted = [m for m in metrics_of("few-shot") if m.name.endswith("_simple")]
-    wanted += [metric_named(name) for name in ("p_at_1", "r_precision", "map_at_r")]
-    return UnseenRow(
-        RAW_KEY, "Raw pixels", {"test": data.measure(wanted)}, data.intervals(wanted)
-    )
+    values, intervals = raw_pixel_unseen(splits, settings, seed=run.config.seed)
+    return UnseenRow(RAW_KEY, "Raw pixels", {"test": values}, intervals)
 
 
 def repeat_tables(

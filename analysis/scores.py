@@ -22,6 +22,8 @@ from analysis.tables import SplitStats, Stat
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits, LabeledDataset
 from repmet.errors import CheckpointError
+from repmet.measures import FewShotSettings, SplitData
+from repmet.metrics import metric, metrics_of
 from repmet.schedule import train_and_select
 from repmet.study_format import CHECKPOINT_FILE
 from repmet.training import TrainingRun, load_splits, read_state, use_threads
@@ -211,3 +213,19 @@ def raw_nearest_neighbour_errors(splits: DatasetSplits) -> tuple[float, float]:
     train_error = float(np.mean(train_y[neighbours[:, 0]] != train_y))
     test_error = float(np.mean(classifier.predict(test_x) != test_y))
     return train_error, test_error
+
+
+def raw_pixel_unseen(
+    splits: DatasetSplits, settings: FewShotSettings, *, seed: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Raw pixels on the unseen test classes of a class-disjoint split: the few-shot simple
+    rule (prototypes of raw pixels) on the given episodes, and retrieval from raw pixels; the
+    metrics and the few-shot intervals. The Magnet and RepMet rules are left out: their variance
+    belongs to a learned embedding."""
+    data = SplitData(
+        torch.from_numpy(flattened(splits.test)), splits.test.labels, reference=None,
+        seed=seed, few_shot=settings,
+    )  # fmt: skip
+    wanted = [m for m in metrics_of("few-shot") if m.name.endswith("_simple")]
+    wanted += [metric(name) for name in ("p_at_1", "r_precision", "map_at_r")]
+    return data.measure(wanted), data.intervals(wanted)

@@ -28,7 +28,8 @@ COLUMNS = (
 )
 
 
-def _trained(loss: str, seed: int, args: argparse.Namespace) -> dict[str, float]:
+def _measured(loss: str, seed: int, args: argparse.Namespace, *, train: bool = True) -> dict:
+    """The test metrics of a loss's default configuration, trained and selected (or not)."""
     import torch
 
     from repmet.config import TrainingConfig
@@ -41,42 +42,20 @@ def _trained(loss: str, seed: int, args: argparse.Namespace) -> dict[str, float]
         iterations=args.iterations, num_threads=args.threads,
     )  # fmt: skip
     run = TrainingRun(config)
-    train_and_select(run)
+    if train:
+        train_and_select(run)
     return run.measure("test").metrics["test"]
 
 
-def _untrained(seed: int, args: argparse.Namespace) -> dict[str, float]:
-    import torch
-
-    from repmet.config import TrainingConfig
-    from repmet.training import TrainingRun
-
-    torch.set_num_threads(args.threads)
-    config = TrainingConfig(
-        loss="repmet-v1", dataset=args.dataset, protocol="class-disjoint", seed=seed,
-        num_threads=args.threads,
-    )  # fmt: skip
-    return TrainingRun(config).measure("test").metrics["test"]
-
-
 def _raw_pixels(args: argparse.Namespace) -> dict[str, float]:
-    import torch
-
-    from analysis.scores import flattened
+    from analysis.scores import raw_pixel_unseen
     from repmet.config import TrainingConfig
-    from repmet.measures import FewShotSettings, SplitData
-    from repmet.metrics import metric
+    from repmet.measures import FewShotSettings
     from repmet.training import load_splits
 
     config = TrainingConfig(dataset=args.dataset, protocol="class-disjoint")
-    splits = load_splits(config)
-    data = SplitData(
-        torch.from_numpy(flattened(splits.test)), splits.test.labels, reference=None,
-        seed=0, few_shot=FewShotSettings.of(config, "test", variance=1.0),
-    )  # fmt: skip
-    return data.measure(
-        [metric(n) for n in ("fewshot_1shot_simple", "fewshot_5shot_simple", "map_at_r")]
-    )
+    settings = FewShotSettings.of(config, "test", variance=1.0)
+    return raw_pixel_unseen(load_splits(config), settings, seed=0)[0]
 
 
 def _cell(runs: Sequence[dict[str, float]], name: str) -> str:
@@ -107,10 +86,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: dict[str, list[dict[str, float]]] = {}
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = {
-            loss: [pool.submit(_trained, loss, seed, args) for seed in args.seeds]
+            loss: [pool.submit(_measured, loss, seed, args) for seed in args.seeds]
             for loss in losses
         }
-        untrained = [pool.submit(_untrained, seed, args) for seed in args.seeds]
+        untrained = [
+            pool.submit(_measured, "repmet-v1", seed, args, train=False) for seed in args.seeds
+        ]
         raw = pool.submit(_raw_pixels, args)
         for loss, runs in futures.items():
             rows[loss] = [run.result() for run in runs]
