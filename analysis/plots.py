@@ -29,10 +29,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter  # noqa: E402
 
 from analysis.scores import Selection  # noqa: E402
-from analysis.study_files import LossFolder  # noqa: E402
 from analysis.tables import loss_label  # noqa: E402
 from repmet.formatting import format_percent, format_value  # noqa: E402
 from repmet.metrics import VALIDATION_PREFIX, is_error, label_of, lower_is_better  # noqa: E402
+from repmet.study_folder.trials import LossFolder  # noqa: E402
 
 DPI = 110
 #: The widest figure in inches: MAX_WIDTH * DPI pixels fit the report page's column at real size.

@@ -102,7 +102,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> Report:
     """Builds and writes the report the parsed command line asks for."""
-    from analysis.study_files import find_latest_study, read_study
+    from repmet.study_folder.trials import find_latest_study, read_study
 
     study_path = args.study_dir if args.study_dir is not None else find_latest_study(args.storage)
     study = read_study(study_path)

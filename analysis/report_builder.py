@@ -22,10 +22,6 @@ from analysis.scores import (
     raw_pixel_unseen,
     select_best,
 )
-from analysis.study_files import (
-    StudyFolder,
-    TrialStatus,
-)
 from analysis.study_summary import Baseline, settings_table, study_warnings
 from analysis.tables import (
     MISSING,
@@ -40,14 +36,15 @@ from analysis.tables import (
 )
 from analysis.unseen import UnseenRow, unseen_table
 from analysis.verdict import CONFIDENCE, Spread, verdict
-from repmet.catalogue import LOSSES
+from repmet.catalogue import LOSSES, REFERENCE
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
 from repmet.formatting import format_percent, format_value
 from repmet.metrics import label_of, lower_is_better
 from repmet.protocols import CLOSED_SET
+from repmet.study_folder.searched import searched_parameters
+from repmet.study_folder.trials import StudyFolder, TrialStatus
 from repmet.training import Measurement, TrainingRun
-from search_spaces.spaces import REFERENCE
 
 UNTRAINED_KEY = "untrained"
 RAW_KEY = "raw-1nn"
@@ -254,7 +251,7 @@ def build_report(
             config=next(iter(configs.values()), None),
             splits=splits,
             searched=sorted(
-                {f for selection in selections.values() for f in searched_fields(study, selection)}
+                {f for loss in selections for f in searched_parameters(study.settings, loss)}
             ),
             repeats=repeats,
             repeat_seeds=repeated.seeds if repeated is not None else "",
@@ -514,21 +511,13 @@ def results_caption(study: StudyFolder, selections: Mapping[str, Selection]) -> 
     )
 
 
-def searched_fields(study: StudyFolder, selection: Selection) -> set[str]:
-    """The fields the study searched for a loss: its catalogue entry's, or for a loss that is not
-    catalogued here, the sampled ones (in the trial's config but not the study's fixed settings)."""
-    if selection.loss in LOSSES:
-        return set(LOSSES.get(selection.loss).searched)
-    return set(selection.trial.params) - set(study.fixed) - {"loss"}
-
-
 def hyperparameter_table(
     study: StudyFolder,
     selections: Mapping[str, Selection],
     configs: Mapping[str, TrainingConfig],
 ) -> TextTable:
     """The searched hyperparameters of each loss's selected trial, as stored in its checkpoint."""
-    searched = {loss: searched_fields(study, selection) for loss, selection in selections.items()}
+    searched = {loss: set(searched_parameters(study.settings, loss)) for loss in selections}
     names = [
         name
         for name in TrainingConfig.field_names()

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from analysis.plots import Picture
     from analysis.scores import Scores
-    from analysis.study_files import StudyFolder
     from analysis.tables import ResultsTable, TextTable
+    from repmet.study_folder.trials import StudyFolder
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from analysis.study_files import LossFolder, ReportedStep, StudyFolderError, TrialFolder
 from analysis.tables import SplitStats, Stat
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits, LabeledDataset
@@ -25,7 +24,8 @@ from repmet.errors import CheckpointError
 from repmet.measures import FewShotSettings, SplitData
 from repmet.metrics import metric, metrics_of
 from repmet.schedule import train_and_select
-from repmet.study_format import CHECKPOINT_FILE
+from repmet.study_folder.layout import CHECKPOINT_FILE, StudyFolderError
+from repmet.study_folder.trials import LossFolder, ReportedStep, TrialFolder
 from repmet.training import TrainingRun, load_splits, read_state, use_threads
 
 #: Rows per forward pass when flattening raw inputs for the nearest-neighbour baseline.

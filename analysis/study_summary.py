@@ -1,26 +1,26 @@
 """What the report says about how a study was run (the settings table) and when its numbers cannot
 mean much (the warnings at the top of the page and of ``results.md``).
 
-Settings come from the manifest (``study.json``, :class:`repmet.study_format.StudySettings`), the
-configuration stored in the evaluated checkpoint and the data set the report loaded; what the study
-did not record is said to be "not recorded", never guessed.
+Settings come from the manifest (``study.json``, read by
+:func:`repmet.study_folder.manifest.read_manifest`), the configuration stored in the evaluated
+checkpoint and the data set the report loaded; what the study did not record is said to be "not
+recorded", never guessed.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from analysis.study_files import StudyFolder, TrialStatus
 from analysis.tables import TextTable, loss_label
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
 from repmet.formatting import format_duration, format_percent, format_value
 from repmet.metrics import label_of, lower_is_better
 from repmet.protocols import CLOSED_SET
+from repmet.study_folder.trials import StudyFolder, TrialStatus
 from repmet.study_options import ASHA, NO_SCHEDULER, RANDOM_SAMPLER, TPE
 
 #: A study whose trials train fewer iterations than this is smoke-sized: it checks the pipeline.
@@ -46,7 +46,7 @@ class Baseline:
 def smoke_reason(study: StudyFolder) -> str | None:
     """Why the study is smoke-sized (``--smoke`` on its command line, or trials shorter than
     :data:`MIN_ITERATIONS`), or None."""
-    command = str(study.manifest.get("command", ""))
+    command = study.manifest.command
     iterations = study.fixed.get("iterations")
     reasons = []
     if "--smoke" in command.split():
@@ -169,15 +169,9 @@ def _when(text: Any) -> datetime | None:
         return None
 
 
-def _get(manifest: Mapping[str, Any], key: str) -> Any:
-    value = manifest.get(key)
-    return NOT_RECORDED if value is None else value
-
-
 def duration_text(study: StudyFolder) -> str:
     manifest = study.manifest
-    started, finished = _when(manifest.get("started")), _when(manifest.get("finished"))
-    elapsed = manifest.get("elapsed_s")
+    started, finished = _when(manifest.started), _when(manifest.finished)
     parts = []
     if started is not None:
         parts.append(f"started {started:%Y-%m-%d %H:%M:%S %Z}".strip())
@@ -185,8 +179,8 @@ def duration_text(study: StudyFolder) -> str:
         parts.append(f"finished {format_duration((finished - started).total_seconds())} later")
     elif started is not None:
         parts.append("not finished")
-    if isinstance(elapsed, (int, float)) and math.isfinite(elapsed):
-        parts.append(f"{format_duration(elapsed)} of running time")
+    if manifest.elapsed_s > 0:  # 0: not recorded (a study made before the manifest kept it)
+        parts.append(f"{format_duration(manifest.elapsed_s)} of running time")
     trial_seconds = [
         float(t.steps[-1].metrics.get("time_total_s", 0.0) or 0.0)
         for record in study.losses.values()
@@ -206,18 +200,21 @@ def hardware_text(study: StudyFolder) -> str:
     trials' device and reserved resources, and the hosts named in their results."""
     manifest = study.manifest
     parts = []
-    recorded = manifest.get("hardware")
-    if isinstance(recorded, Mapping) and recorded:
-        parts.append(", ".join(f"{key} {_format(value)}" for key, value in recorded.items()))
+    if manifest.hardware:
+        parts.append(
+            ", ".join(f"{key} {_format(value)}" for key, value in manifest.hardware.items())
+        )
     else:
         parts.append(f"machine {NOT_RECORDED}")
     # The study's device: the evaluated configuration carries the report's own (--device).
     device = study.fixed.get("device")
-    cpus, gpus = manifest.get("cpus_per_trial"), manifest.get("gpus_per_trial")
+    settings = study.settings
     if device is not None:
         parts.append(f"trials on {device}")
-    if cpus is not None:
-        parts.append(f"{_format(cpus)} CPU and {_format(gpus or 0)} GPU reserved per trial")
+    parts.append(
+        f"{_format(settings.cpus_per_trial)} CPU and {_format(settings.gpus_per_trial)} GPU "
+        "reserved per trial"
+    )
     hosts = sorted(
         {
             str(t.steps[-1].metrics["hostname"])
@@ -290,25 +287,22 @@ def settings_table(
     repeat_seeds: str,
 ) -> TextTable:
     """How the study was run, one setting per row."""
-    manifest = study.manifest
+    manifest, settings = study.manifest, study.settings
     fixed = study.fixed
     iterations = config.iterations if config is not None else fixed.get("iterations")
     eval_every = config.eval_every if config is not None else fixed.get("eval_every")
-    scheduler = manifest.get("scheduler")
     schedulers = {
         ASHA: "ASHA (stops poor trials early on the selection metric)",
         NO_SCHEDULER: "none (every trial trains all its iterations)",
     }
-    sampler = manifest.get("sampler")
     samplers = {TPE: "Optuna TPE", RANDOM_SAMPLER: "Optuna random sampling"}
-    concurrent = manifest.get("max_concurrent")
+    concurrent = settings.max_concurrent
     smoke = smoke_reason(study)
     losses = ", ".join(loss_label(loss) for loss in [*study.losses, *study.not_started])
     rows = [
         (
             "Study",
-            f"{study.name} (space {_get(manifest, 'space')}, study format "
-            f"{manifest.get('version', 1)})",
+            f"{study.name} (space {settings.space}, study format {manifest.version})",
         ),
         ("Losses", losses),
         ("Data set", data_text(config, splits, fixed)),
@@ -324,23 +318,22 @@ def settings_table(
             "over each trial's validation steps; the test split is read only by this "
             "report",
         ),
-        ("Trials per loss", str(_get(manifest, "num_samples"))),
+        ("Trials per loss", str(settings.num_samples)),
         (
             "Sampler",
-            f"{samplers.get(str(sampler), _get(manifest, 'sampler'))}, seed "
-            f"{_get(manifest, 'seed')}",
+            f"{samplers.get(settings.sampler, settings.sampler)}, seed {settings.seed}",
         ),
-        ("Scheduler", schedulers.get(str(scheduler), str(_get(manifest, "scheduler")))),
+        ("Scheduler", schedulers.get(settings.scheduler, settings.scheduler)),
         (
             "Parallelism",
             f"{f'at most {concurrent}' if concurrent else 'as many as fit'} trials at once per "
-            f"loss; {_get(manifest, 'max_failures')} retries of an errored trial",
+            f"loss; {settings.max_failures} retries of an errored trial",
         ),
         (
             "Seeds",
             f"trials {fixed.get('seed', config.seed if config else NOT_RECORDED)}, data "
             f"split {config.split_seed if config else NOT_RECORDED}, sampler "
-            f"{_get(manifest, 'seed')}",
+            f"{settings.seed}",
         ),
         ("Hardware", hardware_text(study)),
         ("Duration", duration_text(study)),
@@ -350,7 +343,7 @@ def settings_table(
             if repeats
             else "none (one run per loss)",
         ),
-        ("Command", str(_get(manifest, "command"))),
+        ("Command", manifest.command or NOT_RECORDED),
     ]
     return TextTable(
         title="Settings",

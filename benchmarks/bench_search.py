@@ -68,8 +68,8 @@ def anytime_curve(folder: Path, loss: str, metric: str, sign: float) -> tuple[li
 def chosen_test_value(folder: Path, metric: str) -> float:
     """The study's selected checkpoint (the report's rule), measured once on the test split."""
     from analysis.scores import CheckpointLoader, select_best
-    from analysis.study_files import read_study
     from repmet.metrics import metric_of_key
+    from repmet.study_folder.trials import read_study
 
     study = read_study(folder)
     record = next(iter(study.losses.values()))

@@ -2,11 +2,11 @@
 
 Each :class:`StudyOption` is one flag: its default, help text, type or choices, range, and the
 manifest field it feeds, either a :class:`repmet.config.TrainingConfig` field of the fixed trial
-settings (``fixed``) or a :class:`repmet.study_format.StudySettings` field (``setting``). The
-command line's parser, its range checks, the settings of a new study, the comparison of a resumed
-study with its manifest, and the checks of a manifest's settings are all derived from
-:data:`STUDY_OPTIONS`. A new option is one entry here (plus its ``StudySettings`` field, if it
-feeds one).
+settings (``fixed``) or a :class:`repmet.study_folder.manifest.StudySettings` field
+(``setting``). The command line's parser, its range checks, the settings of a new study, the
+comparison of a resumed study with its manifest, and the checks of a manifest's settings are all
+derived from :data:`STUDY_OPTIONS`. A new option is one entry here (plus its ``StudySettings``
+field, if it feeds one).
 
 This module imports neither torch nor Ray: the study-folder contract imports it.
 """
@@ -351,8 +351,8 @@ STUDY_OPTIONS: tuple[StudyOption, ...] = (
 
 
 def settings_problem(settings: Any) -> str | None:
-    """The first value of a :class:`repmet.study_format.StudySettings` outside its option's range
-    or choices, as one line; None when every value is fine."""
+    """The first value of a :class:`repmet.study_folder.manifest.StudySettings` outside its
+    option's range or choices, as one line; None when every value is fine."""
     for option in STUDY_OPTIONS:
         if option.setting is not None:
             problem = option.problem(getattr(settings, option.setting))

@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from repmet.formatting import format_duration, format_value
-from repmet.study_format import TRIAL_FAILED, TRIALS_FILE
+from repmet.study_folder.layout import TRIAL_FAILED, TRIALS_FILE
+from repmet.study_folder.searched import searched_parameters
 
 if TYPE_CHECKING:
     from ray.tune import Result
 
-    from repmet.study_format import StudySettings
+    from repmet.study_folder.manifest import StudySettings
 
 
 def first_line(error: BaseException | str) -> str:
@@ -116,6 +117,7 @@ def summarize(loss: str, results: Iterable[Result], settings: StudySettings) -> 
         )
     best = min(scored, key=lambda result: sign * result.metrics[objective])
     value = best.metrics[objective]
-    searched = {k: v for k, v in best.config.items() if k in settings.baseline[loss]}
+    own = searched_parameters(settings, loss)
+    searched = {k: v for k, v in best.config.items() if k in own}
     shown = " ".join(f"{k}={format_value(v)}" for k, v in searched.items())
     return f"{counted}, best {settings.metric} {value:.4f} ({shown})"

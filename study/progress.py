@@ -20,7 +20,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from repmet.formatting import format_duration
-from repmet.study_format import ITERATION, TRIAL_FAILED
+from repmet.study_folder.layout import ITERATION, TRIAL_FAILED
 
 DONE = "done"  # ray.tune.result.DONE
 
@@ -186,5 +186,5 @@ def is_done(trial: Trial) -> bool:
 
 
 def is_failed(trial: Trial) -> bool:
-    """Whether a trial failed for its own configuration (``study_format.TRIAL_FAILED``)."""
+    """Whether a trial failed for its own configuration (``layout.TRIAL_FAILED``)."""
     return bool((trial.last_result or {}).get(TRIAL_FAILED))

@@ -2,7 +2,7 @@
 
 Each loss of the search space is searched by its own Ray Tune experiment (Optuna TPE, seeded, with
 the 2018 baseline as first point; ASHA early stopping on the validation error) with its own Optuna
-study in ``<study folder>/optuna.db``. The folder layout is described in :mod:`repmet.study_format`.
+study in ``<study folder>/optuna.db``. The folder layout is described in :mod:`repmet.study_folder`.
 """
 
 from __future__ import annotations
@@ -38,15 +38,9 @@ from repmet.config import DEFAULT_SELECT, TrainingConfig
 from repmet.errors import ConfigError
 from repmet.metrics import metric
 from repmet.protocols import CLOSED_SET
-from repmet.study_format import (
-    EPISODES_DIR,
-    FINISHED,
-    FORMAT_VERSION,
-    MANIFEST_FILE,
-    PENDING,
-    Manifest,
-    StudySettings,
-)
+from repmet.study_folder import lock as study_lock
+from repmet.study_folder.layout import EPISODES_DIR, FORMAT_VERSION, MANIFEST_FILE, StudyFolderError
+from repmet.study_folder.manifest import FINISHED, PENDING, Manifest, StudySettings, read_manifest
 from repmet.study_options import STUDY_OPTIONS, StudyOption, absolute_path, loss_names
 from search_spaces import (
     CPU_BATCH_BUDGET,
@@ -55,7 +49,6 @@ from search_spaces import (
     SearchSpace,
     SpaceContext,
 )
-from study import lock as study_lock
 
 PROG = program_name("study/run.py")
 
@@ -179,7 +172,7 @@ def run(args: argparse.Namespace, *, command: str, explicit: Collection[str] = f
     """Checks everything that can be checked without Ray, then runs (or continues) the study.
 
     Nothing is written before the checks pass, and nothing in the study folder is written or
-    deleted before this run holds the folder's lock (:mod:`study.lock`).
+    deleted before this run holds the folder's lock (:mod:`repmet.study_folder.lock`).
     """
     configure_logging(verbose=args.verbose)
     if args.resume and args.overwrite:
@@ -324,14 +317,9 @@ def read_resumable(folder: Path) -> Manifest:
     if not (folder / MANIFEST_FILE).is_file():
         raise ConfigError(f"cannot resume: there is no study at {folder}")
     try:
-        stored = Manifest.read(folder)
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        if isinstance(error, ConfigError):
-            raise
-        raise ConfigError(
-            f"cannot resume: the study manifest {folder / MANIFEST_FILE} is damaged "
-            f"({type(error).__name__}: {error})"
-        ) from None
+        stored = read_manifest(folder)
+    except StudyFolderError as error:
+        raise ConfigError(f"cannot resume from an unreadable study manifest: {error}") from None
     if stored.version != FORMAT_VERSION:
         raise ConfigError(
             f"the study at {folder} was written in study format {stored.version} by an earlier "

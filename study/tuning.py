@@ -35,28 +35,28 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from analysis.study_files import StudyFolderError
-from repmet.catalogue import LOSSES
 from repmet.cli import WorkFailed
 from repmet.config import TrainingConfig
 from repmet.errors import ConfigError
-from repmet.study_format import (
-    FINISHED,
-    INTERRUPTED,
+from repmet.study_folder.layout import (
+    DONE,
     ITERATION,
     OPTUNA_FILE,
-    RUNNING,
     TRIAL_FAILED,
-    Manifest,
-    StudySettings,
+    StudyFolderError,
+    trial_counter,
+    trial_folder_name,
 )
+from repmet.study_folder.manifest import FINISHED, INTERRUPTED, RUNNING, Manifest, StudySettings
+from repmet.study_folder.searched import searched_parameters
+from repmet.study_folder.trials import TrialStatus, trial_outcome
+from repmet.study_folder.trials_csv import write_trials_csv
 from repmet.study_options import NO_SCHEDULER, RANDOM_SAMPLER
 from repmet.training import load_splits
 from search_spaces import SEARCH_SPACES, SpaceContext
 from study import library_internals as internals
 from study.console import errored_message, first_line, study_done, study_header, summarize
 from study.progress import StudyProgress
-from study.trials_table import write_trials_csv
 from trainables import MetricLearningTrainable
 
 #: ASHA: rungs at 1, 3, 9, ... evaluations; a third of the trials reaching a rung go on.
@@ -122,7 +122,8 @@ class StudyOptunaSearch(ResumableOptunaSearch):
       trials (their best step); TPE ranks pruned trials by their last step, then by that value.
     - A trial that ran all its iterations is COMPLETE with the objective of its last result (its
       best step); one that the scheduler stopped earlier is PRUNED; one whose last result carries
-      ``study_format.TRIAL_FAILED`` (or a value that is not a finite number) is FAIL. A trial
+      ``layout.TRIAL_FAILED`` (or a value that is not a finite number) is FAIL, as
+      :func:`repmet.study_folder.trials.trial_outcome` decides for every reader. A trial
       that raised stays RUNNING, as in ``ResumableOptunaSearch``, so that ``--resume`` can finish
       it.
     - User attributes link an Optuna trial to Tune: ``tune_trial_id``, and ``trial_dir``, the
@@ -167,12 +168,15 @@ class StudyOptunaSearch(ResumableOptunaSearch):
             return  # a trial that raised stays RUNNING for --resume
         result = result or {}
         self._link(trial_id, result)
+        outcome = trial_outcome(result, iterations=result.get(self._total_key, math.inf))
         value, state = None, TrialState.PRUNED  # no result at all: stopped before reporting
-        if result.get(TRIAL_FAILED) or (self.metric in result and not _finite(result[self.metric])):
+        if outcome is TrialStatus.FAILED or (
+            self.metric in result and not _finite(result[self.metric])
+        ):
             state = TrialState.FAIL
         elif self.metric in result:
             self._report(trial_id, result)  # the last result reaches the searcher only here
-            if result.get(ITERATION, 0) >= result.get(self._total_key, math.inf):
+            if outcome is TrialStatus.COMPLETED:
                 value, state = float(result[self.metric]), TrialState.COMPLETE
         internals.optuna_study(self).tell(trial, value, state=state)
         internals.mark_told(self, trial_id)
@@ -340,18 +344,6 @@ def trial_dirname(trial: Trial) -> str:
     return trial_folder_name(trial.experiment_tag, trial.trial_id)
 
 
-def trial_folder_name(experiment_tag: str, trial_id: str) -> str:
-    """``trial_<NNN>_<trial id>``, NNN the counter that starts Tune's ``experiment_tag``."""
-    counter = trial_counter(experiment_tag)
-    return f"trial_{counter:03d}_{trial_id}" if counter is not None else trial_id
-
-
-def trial_counter(experiment_tag: str) -> int | None:
-    """The creation number (1, 2, ...) that starts Tune's ``experiment_tag``, if it has one."""
-    counter = experiment_tag.split("_", 1)[0]
-    return int(counter) if counter.isdigit() else None
-
-
 def run_losses(study: Study, *, verbose: bool = False) -> int:
     """Runs the Tune experiment of every loss not finished yet, one after another.
 
@@ -462,10 +454,13 @@ class LossOutcome:
     @classmethod
     def of(cls, results: tune.ResultGrid, planned: int) -> LossOutcome:
         errored = tuple(result for result in results if result.error is not None)
-        clean = [result for result in results if result.error is None]
-        done = sum(bool(result.metrics.get("done")) for result in clean)
-        failed = sum(bool(result.metrics.get(TRIAL_FAILED)) for result in clean)
-        ended = done + len(errored)
+        outcomes = [
+            trial_outcome(result.metrics, iterations=(result.config or {}).get("iterations", 0))
+            for result in results
+            if result.error is None and result.metrics.get(DONE)
+        ]
+        failed = sum(outcome is TrialStatus.FAILED for outcome in outcomes)
+        ended = len(outcomes) + len(errored)
         return cls(ended=ended, failed=failed, errored=errored, unfinished=max(planned - ended, 0))
 
 
@@ -586,7 +581,7 @@ def reporting(study: Study, loss: str, index: int, *, verbose: bool) -> dict[str
         return {"verbose": 0, "progress_reporter": None, "callbacks": callbacks}
     table = tune.CLIReporter(
         metric_columns=[ITERATION, settings.objective, settings.metric],
-        parameter_columns=list(settings.baseline.get(loss) or LOSSES.get(loss).searched),
+        parameter_columns=list(searched_parameters(settings, loss)),
         sort_by_metric=True,  # by the objective: Tune hands the reporter TuneConfig's metric
         print_intermediate_tables=True,
         max_progress_rows=settings.num_samples,

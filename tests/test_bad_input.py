@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 
 from repmet.config import TrainingConfig
-from repmet.study_format import Manifest, StudySettings
-from study import lock as study_lock
+from repmet.study_folder import lock as study_lock
+from repmet.study_folder.manifest import Manifest, StudySettings
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 COMMANDS = {
@@ -308,7 +308,7 @@ def make_template(root: Path) -> Path:
 
     fake = root / "fake"  # enough of a study for the report to get to its options
     (fake / "magnet" / "trial_001_a").mkdir(parents=True)
-    (fake / "study.json").write_text(json.dumps({"version": 2, "losses": ["magnet"]}))
+    Manifest.create(fake, settings, command="python study/run.py").write()
     (fake / "magnet" / "trial_001_a" / "params.json").write_text(json.dumps({"loss": "magnet"}))
     return root
 

@@ -31,8 +31,8 @@ from processes import STUDY_COMMAND, run_study, subprocess_env
 from analysis import report as report_cli
 from analysis import search_plots
 from repmet.cli import SigtermAsCtrlC, WorkFailed, run_command
-from repmet.study_format import TRIAL_FAILED
-from study import lock as study_lock
+from repmet.study_folder import lock as study_lock
+from repmet.study_folder.layout import TRIAL_FAILED
 from study.run import main as study_main
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -409,7 +409,8 @@ def test_a_lock_has_one_holder_and_is_free_once_released(tmp_path: Path) -> None
 
 def test_a_lock_dies_with_its_holder(tmp_path: Path) -> None:
     folder = tmp_path / "study"
-    code = "import sys, time; from study import lock; lock.acquire(lock.Path(sys.argv[1]), "
+    code = "import sys, time; from repmet.study_folder import lock; "
+    code += "lock.acquire(lock.Path(sys.argv[1]), "
     code += "command='holder'); print('held', flush=True); time.sleep(600)"
     holder = subprocess.Popen(
         [sys.executable, "-c", code, str(folder)],
@@ -428,7 +429,7 @@ def test_a_lock_dies_with_its_holder(tmp_path: Path) -> None:
 
 
 def test_a_failed_trial_is_read_with_its_reason_and_never_selected(tmp_path: Path) -> None:
-    from analysis.study_files import TrialStatus, read_trial
+    from repmet.study_folder.trials import TrialStatus, read_trial
 
     failed = tmp_path / "trial_001_a"
     failed.mkdir()

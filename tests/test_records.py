@@ -16,10 +16,12 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 from outside_tune import make_trainable
+from study_folders import write_manifest
 
-from repmet import study_format as layout
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
+from repmet.study_folder import layout
+from repmet.study_folder.manifest import Manifest, StudySettings
 from trainables.records import final_metrics, searched_fields, session_hparams
 
 SMALL = {"loss": "repmet-v2", "m": 4, "d": 4, "k": 2, "iterations": 20, "eval_every": 5}
@@ -254,7 +256,7 @@ def test_verbose_runs_show_tunes_table_instead_of_the_progress_line(tmp_path) ->
     from study.progress import StudyProgress
     from study.tuning import NoTensorBoard, Study, reporting
 
-    settings = layout.StudySettings(
+    settings = StudySettings(
         space="all",
         losses=("repmet-v2",),
         fixed={"iterations": 20, "eval_every": 10},
@@ -274,7 +276,7 @@ def test_verbose_runs_show_tunes_table_instead_of_the_progress_line(tmp_path) ->
     )
     study = Study(
         folder=tmp_path,
-        manifest=layout.Manifest.create(tmp_path, settings, command=""),
+        manifest=Manifest.create(tmp_path, settings, command=""),
         context=None,
     )
     quiet = reporting(study, "repmet-v2", 0, verbose=False)
@@ -361,7 +363,7 @@ def test_optuna_records_name_the_metric_prune_and_link_trials(study_folder) -> N
 
 @pytest.mark.slow
 def test_trials_csv_is_one_table_for_pandas(study_folder) -> None:
-    from study.trials_table import write_trials_csv
+    from repmet.study_folder.trials_csv import write_trials_csv
 
     path = write_trials_csv(study_folder)
     assert path == study_folder / layout.TRIALS_FILE
@@ -389,17 +391,9 @@ def test_trials_csv_is_one_table_for_pandas(study_folder) -> None:
 
 
 def test_trials_csv_tells_failures_apart(tmp_path) -> None:
-    from study.trials_table import write_trials_csv
+    from repmet.study_folder.trials_csv import write_trials_csv
 
-    manifest = {
-        "losses": ["magnet"],
-        "num_samples": 4,
-        "metric": "val/error_simple",
-        "mode": "min",
-        "baseline": {"magnet": {"k": 3, "alpha": 3.0}},
-        "status": {},
-    }
-    (tmp_path / layout.MANIFEST_FILE).write_text(json.dumps(manifest))
+    write_manifest(tmp_path, num_samples=4, baseline={"magnet": {"k": 3, "alpha": 3.0}})
 
     def trial(name: str, rows: list[dict], **files: str) -> None:
         folder = tmp_path / "magnet" / name

@@ -18,18 +18,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from study_folders import write_manifest
 
 from analysis import report as report_cli
 from analysis.scores import select_best
-from analysis.study_files import (
-    StudyFolderError,
-    find_latest_study,
-    read_study,
-    read_trial,
-)
 from analysis.tables import loss_label, to_markdown
 from repmet.config import TrainingConfig
-from repmet.study_format import ITERATION, SELECTION_METRIC, TRIAL_FAILED
+from repmet.study_folder.layout import ITERATION, SELECTION_METRIC, TRIAL_FAILED, StudyFolderError
+from repmet.study_folder.trials import find_latest_study, read_study, read_trial
 from repmet.training import TrainingRun, load_splits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -407,8 +403,7 @@ def _fake_trial(folder: Path, name: str, errors: list[float], saved: list[int]) 
 
 
 def _fake_study(folder: Path) -> Path:
-    folder.mkdir()
-    (folder / "study.json").write_text(json.dumps({"losses": ["magnet"], "num_samples": 2}))
+    write_manifest(folder, num_samples=2)
     return folder
 
 
@@ -449,7 +444,7 @@ def test_warnings_name_unlearned_unfinished_and_failed_losses(tmp_path) -> None:
     from analysis.study_summary import Baseline, study_warnings
 
     study = _fake_study(tmp_path / "s")
-    (study / "study.json").write_text(json.dumps({"losses": ["magnet"], "num_samples": 3}))
+    write_manifest(study, num_samples=3)
     _fake_trial(study / "magnet", "a", [0.5, 0.4], saved=[2])
     _fake_trial(study / "magnet", "b", [0.5], saved=[])
     failed = {ITERATION: 10, TRIAL_FAILED: "the loss diverged (NaN at iteration 7)", "done": True}
@@ -499,7 +494,7 @@ def test_one_selection_rule_from_search_to_report(made, study_dir) -> None:
     trial are one number: the best step of the selected trial."""
     import optuna
 
-    from repmet.study_format import best_metric
+    from repmet.study_folder.layout import best_metric
 
     report, _ = made
     study = read_study(study_dir)

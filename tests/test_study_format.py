@@ -17,7 +17,7 @@ import pytest
 
 from analysis import report as report_cli
 from analysis.scores import select_best
-from analysis.study_files import read_study
+from repmet.study_folder.trials import read_study
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "study_v1"
 
@@ -67,12 +67,12 @@ def _modules_loaded_by(statement: str) -> set[str]:
 
 
 def test_the_contract_loads_neither_ray_nor_torch() -> None:
-    loaded = _modules_loaded_by("import repmet.study_format, repmet.catalogue")
+    loaded = _modules_loaded_by("import repmet.study_folder.manifest, repmet.catalogue")
     assert not {"ray", "torch", "optuna"} & loaded
 
 
 def test_the_analysis_does_not_load_ray() -> None:
-    loaded = _modules_loaded_by("import analysis.report, analysis.study_files, analysis.scores")
+    loaded = _modules_loaded_by("import analysis.report, analysis.scores")
     assert "ray" not in loaded
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from repmet.config import MAX_INT, TrainingConfig
 from repmet.errors import ConfigError
-from repmet.study_format import StudySettings
+from repmet.study_folder.manifest import StudySettings
 from repmet.study_options import (
     COUNT,
     SAMPLERS,

@@ -10,9 +10,9 @@ import pytest
 import torch
 from outside_tune import make_trainable
 
-from repmet import study_format as layout
 from repmet.data import LabeledDataset
-from repmet.study_format import CHECKPOINT_FILE
+from repmet.study_folder import layout
+from repmet.study_folder.layout import CHECKPOINT_FILE
 from trainables import MetricLearningTrainable, metric_learning
 
 SMALL = {"loss": "repmet-v2", "m": 4, "d": 4, "k": 2, "iterations": 20, "eval_every": 5}

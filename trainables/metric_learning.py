@@ -9,10 +9,10 @@ only repeat it.
   are an error) and builds the run; data sets are cached per worker process, so with
   ``reuse_actors=True`` consecutive trials on a worker share one copy of the arrays.
 - ``step`` is one step of :mod:`repmet.schedule` (train ``eval_every`` iterations, measure on the
-  validation split) and returns the metrics of :mod:`repmet.study_format`. It never reads the
+  validation split) and returns the metrics of :mod:`repmet.study_folder.layout`. It never reads the
   test split.
 - A trial that fails because of its own configuration (:class:`repmet.errors.TrialFailed`: its
-  loss diverged) ends at once with a final result that says why (``study_format.TRIAL_FAILED``)
+  loss diverged) ends at once with a final result that says why (``layout.TRIAL_FAILED``)
   instead of raising: Tune would retry it ``max_failures`` times in vain and then stop the study.
   That result carries the worst possible value of the selection metric, so that neither the search,
   ASHA nor Tune's checkpoint ranking can prefer it. Every other exception is a failure of the
@@ -34,12 +34,12 @@ from typing import Any
 
 from ray import tune
 
-from repmet import study_format as layout
 from repmet.config import TrainingConfig
 from repmet.data import DatasetSplits
 from repmet.errors import TrainingDiverged, TrialFailed
 from repmet.metrics import metric
 from repmet.schedule import ScheduledStep, next_step
+from repmet.study_folder import layout
 from repmet.training import TrainingRun, load_splits, read_state, use_threads
 from trainables.records import ProjectorSnapshot, TrialRecords
 

@@ -48,10 +48,10 @@ from tensorboard.plugins.projector import metadata as projector_metadata
 from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
 from torch.utils.tensorboard import SummaryWriter
 
-from repmet import study_format as layout
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
 from repmet.protocols import CLOSED_SET
+from repmet.study_folder import layout
 
 #: The name of the hyperparameter that says which loss a trial trained.
 LOSS_HPARAM = "loss"

@@ -1,16 +1,10 @@
-"""Reads a study folder from its files alone (no Ray cluster, no Ray import): the manifest, one Tune
-experiment folder per loss, each trial's reported steps and checkpoints.
+"""A study's trials, read from its files alone (no Ray cluster, no Ray or torch import): the
+manifest (:func:`~repmet.study_folder.manifest.read_manifest`), one Tune experiment folder per loss,
+each trial's reported steps and checkpoints, and how each trial ended (:func:`trial_outcome`, which
+the study's searcher and its per-loss outcome use too).
 
-Layout (written by ``study/run.py``)::
-
-    <study>/study.json                  manifest: space, losses, data set, num_samples, status, ...
-    <study>/optuna.db                   one Optuna study per loss (study_name = loss name)
-    <study>/<loss>/<trial>/params.json  the trial's Tune config (a TrainingConfig dict)
-    <study>/<loss>/<trial>/result.json  one JSON object per reported step
-    <study>/<loss>/<trial>/checkpoint_00000N/trial.pt
-
-Anything missing or unreadable raises :class:`StudyFolderError` naming the file, so that the report
-prints one line instead of a traceback.
+Anything missing or unreadable raises :class:`~repmet.study_folder.layout.StudyFolderError` naming
+the file, so that the report prints one line instead of a traceback.
 """
 
 from __future__ import annotations
@@ -26,30 +20,25 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
-from repmet.errors import RepmetError
-from repmet.metrics import VALIDATION_PREFIX, lower_is_better
-from repmet.study_format import (
+from repmet.study_folder.layout import (
     CHECKPOINT_FILE,
     CHECKPOINT_PREFIX,
+    DONE,
     ERROR_FILES,
-    FINISHED,
     ITERATION,
     MANIFEST_FILE,
     OPTUNA_FILE,
     PARAMS_FILE,
     RESULT_FILE,
-    SELECTION_METRIC,
     TRIAL_FAILED,
+    StudyFolderError,
+    trial_number,
 )
+from repmet.study_folder.manifest import FINISHED, Manifest, StudySettings, read_json, read_manifest
 
 #: Terminal colour codes, which Ray writes into error.txt.
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-class StudyFolderError(RepmetError):
-    """A study folder that is missing a file the report needs, or holds an unreadable one."""
 
 
 class TrialStatus(enum.Enum):
@@ -65,6 +54,23 @@ class TrialStatus(enum.Enum):
         return self is not TrialStatus.RUNNING
 
 
+def trial_outcome(last: Mapping[str, Any], *, iterations: float) -> TrialStatus:
+    """How a trial that has ended ended, from its last result: FAILED when that result says the
+    trial failed for its own configuration (``layout.TRIAL_FAILED``), COMPLETED when it reached
+    the ``iterations`` the trial was configured with, STOPPED (by the scheduler) before that.
+
+    The one rule for the trial table of the report and ``trials.csv``, the Optuna state the
+    study's searcher records and the per-loss outcome of the study driver. A result without an
+    iteration has not shown that it trained to the end.
+    """
+    if last.get(TRIAL_FAILED):
+        return TrialStatus.FAILED
+    reached = last.get(ITERATION, 0)
+    if isinstance(reached, (int, float)) and reached >= iterations:
+        return TrialStatus.COMPLETED
+    return TrialStatus.STOPPED
+
+
 @dataclass(frozen=True)
 class ReportedStep:
     """One reported step of a trial."""
@@ -78,7 +84,7 @@ class TrialFolder:
     """One Tune trial of one loss, as read from its folder.
 
     A trial that failed for its own configuration (its last result carries
-    ``study_format.TRIAL_FAILED``) has that reason in ``failure`` and ``failed_by_configuration``
+    ``layout.TRIAL_FAILED``) has that reason in ``failure`` and ``failed_by_configuration``
     set; its final result is a marker, not a measurement, and is not among its ``steps``. Such a
     trial never stands for its loss (:meth:`best_steps` is empty), as Optuna records it as FAIL. A
     trial that errored has the last line of its ``error.txt`` in ``failure``.
@@ -112,6 +118,11 @@ class TrialFolder:
             return ()
         best = (min if mode == "min" else max)(v for v, _ in scored)
         return tuple(s for v, s in scored if v == best)
+
+    @property
+    def number(self) -> int | None:
+        """The creation number NNN of ``trial_<NNN>_<id>`` (1: the loss's baseline)."""
+        return trial_number(self.name)
 
     @cached_property
     def checkpoints(self) -> dict[int, Path]:
@@ -153,7 +164,7 @@ class StudyFolder:
     """A whole study: its manifest and the trials of every loss that has started."""
 
     path: Path
-    manifest: Mapping[str, Any]
+    manifest: Manifest
     losses: Mapping[str, LossFolder]
     not_started: tuple[str, ...] = field(default=())
 
@@ -162,19 +173,23 @@ class StudyFolder:
         return self.path.name
 
     @property
+    def settings(self) -> StudySettings:
+        return self.manifest.settings
+
+    @property
     def metric(self) -> str:
-        return str(self.manifest.get("metric", SELECTION_METRIC))
+        """The validation metric the study selects on (``val/<select>``)."""
+        return self.settings.metric
 
     @property
     def mode(self) -> str:
-        """``min`` or ``max``: as the manifest says (a study made before the manifest said it
-        selected by the simple error, lower is better)."""
-        return str(self.manifest.get("mode", "min" if lower_is_better(self.select) else "max"))
+        """``min`` or ``max``."""
+        return self.settings.mode
 
     @property
     def select(self) -> str:
         """The selection metric's name in :mod:`repmet.metrics`."""
-        return self.metric.removeprefix(VALIDATION_PREFIX)
+        return self.settings.select
 
     @property
     def optuna_path(self) -> Path:
@@ -183,8 +198,7 @@ class StudyFolder:
     @property
     def fixed(self) -> Mapping[str, Any]:
         """The trial settings every trial of the study shares (not searched)."""
-        fixed = self.manifest.get("fixed", {})
-        return fixed if isinstance(fixed, Mapping) else {}
+        return self.settings.fixed
 
 
 def find_latest_study(storage: Path) -> Path:
@@ -212,23 +226,21 @@ def read_study(path: Path) -> StudyFolder:
         raise StudyFolderError(f"study folder {path} is a file, not a folder")
     if not path.is_dir():
         raise StudyFolderError(f"study folder {path} does not exist")
-    manifest = read_json(path / MANIFEST_FILE, what="study manifest")
-    if not isinstance(manifest, Mapping):
-        raise StudyFolderError(f"study manifest {path / MANIFEST_FILE} is not a JSON object")
-    planned = _planned_trials(manifest)
+    manifest = read_manifest(path)
+    settings = manifest.settings
     losses: dict[str, LossFolder] = {}
     not_started: list[str] = []
-    for loss in _study_losses(path, manifest):
+    for loss in settings.losses:
         loss_path = path / loss
         trial_paths = _trial_folders(loss_path)
         if not trial_paths:
-            if _loss_finished(manifest, loss):
+            if manifest.status.get(loss) == FINISHED:
                 raise StudyFolderError(f"no trials for loss {loss} in {loss_path}")
             not_started.append(loss)
             continue
         trials = tuple(read_trial(p) for p in trial_paths)
         losses[loss] = LossFolder(
-            loss=loss, path=loss_path, trials=trials, planned=planned.get(loss, len(trials))
+            loss=loss, path=loss_path, trials=trials, planned=settings.num_samples
         )
     if not losses:
         raise StudyFolderError(f"no trials for any loss in {path}")
@@ -290,16 +302,6 @@ def saved_iteration(path: Path) -> int:
         raise StudyFolderError(f"unreadable checkpoint {path}: {error}") from None
 
 
-def read_json(path: Path, *, what: str) -> Any:
-    """One JSON document; a missing or malformed file is a :class:`StudyFolderError`."""
-    if not path.is_file():
-        raise StudyFolderError(f"no {path.name} ({what}) at {path}")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise StudyFolderError(f"unreadable {path.name} ({what}) at {path}: {error}") from None
-
-
 def read_result_lines(path: Path, *, trial: str) -> list[dict[str, Any]]:
     """Tune's ``result.json``: one JSON object per line. A trial that has not reported yet may
     not have the file."""
@@ -333,49 +335,17 @@ def _status(path: Path, rows: Sequence[Mapping[str, Any]], iterations: int) -> T
     # scheduler stops it; an error file without such a result is a failure (a trial retried
     # after an error and then finished has both). A trial that failed for its configuration ends
     # with a done=True result that says so.
-    if rows and rows[-1].get(TRIAL_FAILED):
-        return TrialStatus.FAILED
-    if rows and rows[-1].get("done"):
-        last = int(rows[-1].get(ITERATION, iterations))
-        return TrialStatus.COMPLETED if last >= iterations else TrialStatus.STOPPED
+    if rows and (rows[-1].get(DONE) or rows[-1].get(TRIAL_FAILED)):
+        return trial_outcome(rows[-1], iterations=iterations)
     if any((path / name).exists() for name in ERROR_FILES):
         return TrialStatus.FAILED
     return TrialStatus.RUNNING
-
-
-def _study_losses(path: Path, manifest: Mapping[str, Any]) -> list[str]:
-    """The manifest's losses; without a list, every sub-folder holding trial folders, in the
-    table's order."""
-    losses = manifest.get("losses")
-    if isinstance(losses, Sequence) and not isinstance(losses, str) and losses:
-        return [str(loss) for loss in losses]
-    found = [p.name for p in path.iterdir() if p.is_dir() and _trial_folders(p)]
-    return order_losses(found)
-
-
-def order_losses(losses: Sequence[str]) -> list[str]:
-    """Known losses in the table's order, then any others alphabetically."""
-    rank = {name: i for i, name in enumerate(LOSSES.in_order())}
-    return sorted(losses, key=lambda loss: (rank.get(loss, len(rank)), loss))
 
 
 def _trial_folders(loss_path: Path) -> list[Path]:
     if not loss_path.is_dir():
         return []
     return sorted(p for p in loss_path.iterdir() if p.is_dir() and (p / PARAMS_FILE).is_file())
-
-
-def _planned_trials(manifest: Mapping[str, Any]) -> dict[str, int]:
-    samples = manifest.get("num_samples")
-    if not isinstance(samples, int):
-        return {}
-    return {str(loss): samples for loss in manifest.get("losses") or []}
-
-
-def _loss_finished(manifest: Mapping[str, Any], loss: str) -> bool:
-    """True when the manifest's per-loss status (see :mod:`study`) says the loss finished."""
-    status = manifest.get("status")
-    return isinstance(status, Mapping) and status.get(loss) == FINISHED
 
 
 def _number(value: Any) -> float | None:

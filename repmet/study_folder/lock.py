@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repmet.errors import RepmetError
-from repmet.study_format import LOCK_FILE, now
+from repmet.study_folder.layout import LOCK_FILE, now
 
 #: A lock that is busy is tried again this often before the run is refused: a second process that
 #: only probes the lock (:func:`holder_of`) holds it for microseconds.

@@ -2,8 +2,8 @@
 (``pd.read_csv("results/repmet/trials.csv")``) or a spreadsheet.
 
 One row per trial folder, in the study's loss order and creation order, written from the study
-folder's files alone (``analysis.study_files``), so it can be rewritten at any time, also for a
-study copied elsewhere. Columns:
+folder's files alone (:mod:`repmet.study_folder.trials`), so it can be rewritten at any time, also
+for a study copied elsewhere. Columns:
 
 - ``loss``, ``trial`` (the creation number NNN of ``trial_<NNN>_<id>``);
 - every parameter that the study searches for some loss, the trial's value where its loss searches
@@ -23,14 +23,14 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from analysis.study_files import StudyFolder, TrialFolder, TrialStatus, read_study
-from repmet.catalogue import LOSSES
 from repmet.protocols import CLOSED_SET
-from repmet.study_format import ITERATION, TRIALS_FILE, validation_metrics
+from repmet.study_folder.layout import ITERATION, TRIALS_FILE, validation_metrics
+from repmet.study_folder.searched import searched_by_any, searched_parameters
+from repmet.study_folder.trials import StudyFolder, TrialFolder, TrialStatus, read_study
 
 LEADING = ("loss", "trial")
 LINKS = ("failure", "trial_dir")
@@ -45,10 +45,10 @@ def write_trials_csv(study_folder: Path) -> Path:
     """Writes (or replaces, atomically) ``trials.csv`` in the study folder; returns its path.
 
     Raises:
-        analysis.study_files.StudyFolderError: the folder is not a readable study.
+        repmet.study_folder.layout.StudyFolderError: the folder is not a readable study.
     """
     study = read_study(Path(study_folder))
-    searched = searched_parameters(study)
+    searched = searched_by_any(study.settings, list(study.losses))
     columns = [*LEADING, *searched, *trailing_columns(protocol_of(study)), *LINKS]
     rows = [
         trial_row(study, loss, trial, searched)
@@ -65,27 +65,18 @@ def write_trials_csv(study_folder: Path) -> Path:
     return path
 
 
-def searched_parameters(study: StudyFolder) -> list[str]:
-    """The parameters the study searches for any of its losses, in order of first appearance."""
-    names: dict[str, None] = {}
-    for loss in study.losses:
-        names.update(dict.fromkeys(_searched(study, loss)))
-    return list(names)
-
-
 def trial_row(
     study: StudyFolder, loss: str, trial: TrialFolder, searched: Sequence[str]
 ) -> dict[str, Any]:
     """One row of the table (see the module)."""
-    own = set(_searched(study, loss))
+    own = set(searched_parameters(study.settings, loss))
     last = trial.steps[-1].metrics if trial.steps else {}
     best = trial.best_steps(study.metric, study.mode, of_failed=True)
     at_best = best[-1] if best else None  # the latest of equal values, as the study keeps
     failed = trial.failed_by_configuration or trial.status is TrialStatus.FAILED
-    counter = trial.name.split("_")[1] if trial.name.startswith("trial_") else ""
     return {
         "loss": loss,
-        "trial": int(counter) if counter.isdigit() else None,
+        "trial": trial.number,
         **{name: trial.params.get(name) if name in own else None for name in searched},
         "status": "failed" if failed else trial.status.value,
         "iterations": last.get(ITERATION, 0 if not trial.steps else None),
@@ -103,13 +94,3 @@ def trial_row(
 def protocol_of(study: StudyFolder) -> str:
     """The study's protocol (a study made before protocols existed is closed-set)."""
     return str(study.fixed.get("protocol", CLOSED_SET))
-
-
-def _searched(study: StudyFolder, loss: str) -> list[str]:
-    """What the study searched for a loss: the parameters of its baseline point (the manifest
-    holds it), else the catalogue's entry."""
-    baseline = study.manifest.get("baseline")
-    point = baseline.get(loss) if isinstance(baseline, Mapping) else None
-    if isinstance(point, Mapping) and point:
-        return list(point)
-    return list(LOSSES.get(loss).searched) if loss in LOSSES else []

@@ -1,37 +1,7 @@
-"""The study-folder contract: how a study is laid out on disk, what its trials report, and the
-schema of its manifest. The study driver writes it, the trainable reports into it, and the analysis
-reads it; none of them spells a file or metric name of its own.
-
-This module imports neither torch nor Ray, so that reading a study folder needs neither.
-
-Study folder layout (``FORMAT_VERSION`` 2)::
-
-    <storage>/<name>/
-        study.json                  the manifest (:class:`Manifest`), rewritten atomically
-        episodes/                   a class-disjoint study's few-shot episodes,
-                                    ``<split>_<S>shot.pt`` (``EPISODES_DIR``)
-        study.lock                  held (``flock``) by the run using the study (``study.lock``);
-                                    the file stays, an unlocked file means nothing
-        optuna.db                   SQLite, one Optuna study per loss, study_name = the loss name
-                                    (its metric named after the objective; a trial's user
-                                    attribute ``trial_dir`` names its folder, ``<loss>/trial_...``)
-        trials.csv                  one row per trial of every loss (``study.trials_table``)
-        <loss>/                     one Ray Tune experiment per loss (Tune's experiment folder)
-            tuner.pkl, experiment_state-*.json, searcher-state-*.pkl, search_gen_state-*.json
-                                    Tune's own state, used by ``--resume``
-            trial_<NNN>_<trial id>/ one folder per trial, NNN = creation order (001 = baseline)
-                params.json         the whole TrainingConfig of the trial (defaults included)
-                result.json         one JSON object per step (every ``eval_every`` iterations)
-                                    with the metrics below, Tune's ``training_iteration``, ``done``
-                progress.csv        the same rows as CSV
-                events.out.tfevents.*   TensorBoard events of the trial, from the trainable
-                                    alone (``trainables.records``): ``tensorboard --logdir
-                                    <study>`` shows one run per trial, ``<loss>/trial_<NNN>_<id>``
-                projector_config.pbtxt, projector/   its embedding projector snapshot
-                checkpoint_<NNNNNN>/trial.pt
-                                    the best checkpoint by the selection metric and the latest
-                error.txt, error.pkl   only if the trial failed
-"""
+"""``study.json``: what a study runs (:class:`StudySettings`) and what happened to it
+(:class:`Manifest`), with the one reader, :func:`read_manifest`, that the study (``--resume``) and
+the report both use. It upgrades a manifest of an older format to today's model, so that no reader
+fills in missing fields with defaults of its own."""
 
 from __future__ import annotations
 
@@ -41,92 +11,19 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from repmet.errors import ConfigError
-from repmet.metrics import VALIDATION_PREFIX, Metric, metric, metrics_for
-from repmet.protocols import CLOSED_SET
-from repmet.study_options import settings_problem
-
-#: The version of this layout. Version 1 had no ``val/best/...`` metric, partial ``params.json``
-#: files (the sampled fields and the study's fixed settings only) and checkpoints of run-state
-#: format 1. The analysis reads both; only the current version can be resumed.
-FORMAT_VERSION = 2
-
-# ----------------------------------------------------------------------------- file names
-
-MANIFEST_FILE = "study.json"
-OPTUNA_FILE = "optuna.db"
-PARAMS_FILE = "params.json"
-RESULT_FILE = "result.json"
-CHECKPOINT_PREFIX = "checkpoint_"
-CHECKPOINT_FILE = "trial.pt"
-#: Where a trial's TensorBoard events go, relative to its folder: the folder itself, so that the
-#: run is named after the trial (format 2 studies made before this had ``tensorboard/``).
-TENSORBOARD_DIR = "."
-PROJECTOR_DIR = "projector"
-TRIALS_FILE = "trials.csv"
-LOCK_FILE = "study.lock"
-#: A class-disjoint study's few-shot episodes, ``<split>_<S>shot.pt`` (``repmet.episodes``): the
-#: record of the episodes every trial and repeat draws from the same seed.
-EPISODES_DIR = "episodes"
-ERROR_FILES = ("error.txt", "error.pkl")
-
-# -------------------------------------------------------------------------- metric names
-# The names double as TensorBoard tags, so they read as ``<group>/<what>``.
-
-ITERATION = "iteration"
-TRAIN_LOSS = "train/loss"
-TRAIN_BATCH_ACCURACY = "train/batch_accuracy"
-SECONDS_PER_ITERATION = "time/seconds_per_iteration"
-EXAMPLES_PER_SECOND = "time/examples_per_second"
-
-
-def validation_metric(name: str) -> str:
-    """``val/<name>``: the value of a metric of :mod:`repmet.metrics` at one step."""
-    return metric(name).validation_key
-
-
-def best_metric(name: str) -> str:
-    """``val/best/<name>``: the best value of the metric over a trial's steps so far; the
-    objective of the search, of early stopping and of Tune's best result, so that all of them
-    judge a trial by the step the report evaluates."""
-    return metric(name).best_key
-
-
-def validation_metrics(protocol: str = CLOSED_SET) -> tuple[str, ...]:
-    """Every validation metric a trial of the protocol reports (``val/<name>`` of every metric
-    its validation split has, in catalogue order; the k-means-based ones at the steps
-    ``kmeans_every`` says)."""
-    return tuple(m.validation_key for m in metrics_for(seen=protocol == CLOSED_SET))
-
-
-#: What a study selects on unless told otherwise. The test split is never used while searching:
-#: the report evaluates it once, from the best checkpoint.
-DEFAULT_SELECT = "error_simple"
-SELECTION_METRIC = f"{VALIDATION_PREFIX}{DEFAULT_SELECT}"
-
-#: Set (to the reason, one line) in the last result of a trial that failed because of its own
-#: configuration (``repmet.errors.TrialFailed``: its loss diverged, ...): the trial ends at once,
-#: without retries, is recorded as failed (in Tune's results, as FAIL in Optuna, in the report's
-#: trial table), and the study goes on with the next trial.
-TRIAL_FAILED = "trial_failed"
-
-def all_step_metrics() -> tuple[str, ...]:
-    """Every metric a trial reports at a step, besides ``best_metric`` of its selection metric."""
-    return (
-        ITERATION,
-        TRAIN_LOSS,
-        TRAIN_BATCH_ACCURACY,
-        *validation_metrics(),
-        SECONDS_PER_ITERATION,
-        EXAMPLES_PER_SECOND,
-    )
-
-
-# ------------------------------------------------------------------------------ manifest
+from repmet.metrics import VALIDATION_PREFIX, Metric, metric
+from repmet.study_folder.layout import (
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    StudyFolderError,
+    best_metric,
+    now,
+)
+from repmet.study_options import TPE, settings_problem
 
 PENDING = "pending"
 RUNNING = "running"
@@ -223,21 +120,18 @@ class StudySettings:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> StudySettings:
+        """The settings of a manifest of today's format (:func:`upgraded` makes one of an older
+        manifest)."""
         names = {field.name for field in dataclasses.fields(cls)}
         missing = sorted(names - set(values))
         if missing:
-            raise ConfigError(f"the study manifest lacks the fields: {', '.join(missing)}")
+            raise StudyFolderError(f"the study manifest lacks the fields: {', '.join(missing)}")
         kwargs = {name: values[name] for name in names}
         kwargs["losses"] = tuple(values["losses"])
         kwargs["baseline_notes"] = {
             loss: tuple(notes) for loss, notes in values["baseline_notes"].items()
         }
         return cls(**kwargs)
-
-
-def now() -> str:
-    """The current UTC time, ISO 8601 with seconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -268,14 +162,9 @@ class Manifest:
         )
 
     @classmethod
-    def read(cls, folder: Path) -> Manifest:
-        path = folder / MANIFEST_FILE
-        try:
-            values = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ConfigError(
-                f"cannot resume: unreadable study manifest {path} ({error})"
-            ) from None
+    def from_dict(cls, path: Path, values: Mapping[str, Any]) -> Manifest:
+        """The manifest at ``path`` from its JSON object, upgraded to today's model."""
+        values = upgraded(values)
         return cls(
             path=path,
             settings=StudySettings.from_dict(values),
@@ -283,7 +172,7 @@ class Manifest:
             started=str(values.get("started", "")),
             finished=values.get("finished"),
             status={loss: str(values["status"].get(loss, PENDING)) for loss in values["losses"]},
-            version=int(values.get("version", 1)),
+            version=int(values["version"]),
             hardware=dict(values.get("hardware") or {}),
             elapsed_s=float(values.get("elapsed_s") or 0.0),
         )
@@ -319,3 +208,64 @@ class Manifest:
             json.dump(self.to_dict(), stream, indent=2)
             stream.write("\n")
         os.replace(temporary, self.path)
+
+
+#: What a manifest of format 1 may lack, with the value every study of that time had: ``--sampler``
+#: came during format 1, and before it every study sampled with TPE.
+FORMAT_1_DEFAULTS: Mapping[str, Any] = {"sampler": TPE}
+
+
+def upgraded(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A manifest's values in today's model, its ``version`` kept as written (only the current
+    version can be resumed; the report reads every one).
+
+    Format 1 (no ``version`` field, or 1) has the fields of format 2 but those of
+    :data:`FORMAT_1_DEFAULTS`; what changed from format 1 to 2 is in the trials' files
+    (``layout.FORMAT_VERSION``), not in the manifest.
+    """
+    version = values.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise StudyFolderError(f"the study manifest's version {version!r} is not a format number")
+    if version > FORMAT_VERSION:
+        raise StudyFolderError(
+            f"the study manifest is of format {version}, written by a later release (this one "
+            f"reads formats 1 to {FORMAT_VERSION})"
+        )
+    older = FORMAT_1_DEFAULTS if version == 1 else {}
+    return {**older, **values, "version": version}
+
+
+def read_json(path: Path, *, what: str) -> Any:
+    """One JSON document of a study folder; a missing or malformed file is a
+    :class:`~repmet.study_folder.layout.StudyFolderError` naming it."""
+    if not path.is_file():
+        raise StudyFolderError(f"no {path.name} ({what}) at {path}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise StudyFolderError(f"unreadable {path.name} ({what}) at {path}: {error}") from None
+
+
+def read_manifest(folder: Path) -> Manifest:
+    """The manifest of the study at ``folder``, of any format this release reads, as today's
+    model.
+
+    Raises:
+        StudyFolderError: the manifest is missing, unreadable, of a later format, lacks a field or
+            holds a value of the wrong kind.
+        ConfigError: a setting is outside the range of its option (``repmet.study_options``).
+    """
+    path = folder / MANIFEST_FILE
+    values = read_json(path, what="study manifest")
+    if not isinstance(values, Mapping):
+        raise StudyFolderError(f"study manifest {path} is not a JSON object")
+    try:
+        return Manifest.from_dict(path, values)
+    except StudyFolderError as error:
+        raise StudyFolderError(f"{error} ({path})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        if isinstance(error, ConfigError):
+            raise
+        raise StudyFolderError(
+            f"the study manifest {path} is damaged ({type(error).__name__}: {error})"
+        ) from None

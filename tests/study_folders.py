@@ -1,0 +1,47 @@
+"""A manifest for a study folder that a test writes by hand: every field today's format has, with
+the values of a small closed-set study, so that the one manifest reader takes it as a study's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from repmet.study_folder.layout import SELECTION_METRIC
+from repmet.study_folder.manifest import Manifest, StudySettings
+
+
+def write_manifest(
+    folder: Path,
+    *,
+    losses: tuple[str, ...] = ("magnet",),
+    num_samples: int = 2,
+    baseline: Mapping[str, Mapping[str, Any]] | None = None,
+    **changes: Any,
+) -> Manifest:
+    """Writes ``folder/study.json`` (the folder is created) and returns the manifest. ``fixed`` is
+    empty unless given: the trials' own ``params.json`` then say what they trained."""
+    settings = StudySettings(
+        **{
+            "space": "all",
+            "losses": losses,
+            "fixed": {},
+            "num_samples": num_samples,
+            "metric": SELECTION_METRIC,
+            "mode": "min",
+            "seed": 0,
+            "scheduler": "asha",
+            "sampler": "tpe",
+            "cpus_per_trial": 1.0,
+            "gpus_per_trial": 0.0,
+            "max_concurrent": None,
+            "max_failures": 2,
+            "batch_budget": 64,
+            "baseline": baseline or {},
+            "baseline_notes": {loss: () for loss in losses},
+            **changes,
+        }
+    )
+    manifest = Manifest.create(folder, settings, command="")
+    manifest.write()
+    return manifest
