@@ -219,10 +219,11 @@ def upgraded(values: Mapping[str, Any]) -> dict[str, Any]:
     """A manifest's values in today's model, its ``version`` kept as written (only the current
     version can be resumed; the report reads every one).
 
-    Format 1 (no ``version`` field, or 1) has the fields of format 2 but those of
-    :data:`FORMAT_1_DEFAULTS`; what changed from format 1 to 2 is in the trials' files
-    (``layout.FORMAT_VERSION``), not in the manifest.
-    """
+    Format 1 (no ``version`` field, or 1) has every field of format 2, except that its earliest
+    studies lack those of :data:`FORMAT_1_DEFAULTS`; what changed from format 1 to 2 is in the
+    trials' files (``layout.FORMAT_VERSION``), not in the manifest. ``hardware`` and
+    ``elapsed_s``, which came during format 2, are empty and 0 where not recorded
+    (:class:`Manifest`)."""
     version = values.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise StudyFolderError(f"the study manifest's version {version!r} is not a format number")
