@@ -32,7 +32,7 @@ from repmet.config import TrainingConfig
 from repmet.study_format import ITERATION, SELECTION_METRIC, TRIAL_FAILED
 from repmet.training import TrainingRun, load_splits
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOSSES = ("magnet", "repmet-v2")  # the tiny study's (conftest.TINY_STUDY_LOSSES)
 CELL = re.compile(r"^(\d+\.\d) \((\d+\.\d)\)$")
 PLUS_MINUS_CELL = re.compile(r"^\d+\.\d ± \d+\.\d \(\d+\.\d ± \d+\.\d\)$")

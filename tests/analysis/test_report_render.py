@@ -15,7 +15,7 @@ from analysis.render import latex, markdown, report_tables, write_report
 from analysis.report_data import Report
 from analysis.tables import ResultsTable, Row, Stat, TextTable
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _report(**changes) -> Report:

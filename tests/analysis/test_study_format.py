@@ -19,7 +19,7 @@ from analysis import report as report_cli
 from analysis.scores import select_best
 from analysis.study_files import read_study
 
-GOLDEN = Path(__file__).resolve().parent / "data" / "study_v1"
+GOLDEN = Path(__file__).resolve().parents[1] / "data" / "study_v1"
 
 #: What the study's files say: the selected trial, its checkpoint and validation error per loss.
 SELECTED = {

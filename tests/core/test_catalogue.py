@@ -16,8 +16,8 @@ from repmet.config import TrainingConfig
 from repmet.errors import ConfigError
 from search_spaces import SEARCH_SPACES
 
-ROOT = Path(__file__).resolve().parent.parent
-PLUGINS = Path(__file__).resolve().parent / "plugins"
+ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 
 def _plugin_environment() -> dict[str, str]:

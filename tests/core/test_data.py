@@ -1018,7 +1018,7 @@ def test_default_data_root_follows_the_environment(
 
 # --- the data layer's boundaries -------------------------------------------------------------
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 # What the core library must not pull in: Ray and Optuna (the study's engines) and the packages
 # behind the command lines (study/run.py, python -m repmet.train, analysis/report.py).
 FORBIDDEN = ("ray", "optuna", "study", "trainables", "search_spaces", "analysis", "repmet.train")

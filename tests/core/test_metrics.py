@@ -23,7 +23,7 @@ from repmet.metrics import (
     metrics_of,
 )
 
-PLUGINS = Path(__file__).parent / "plugins"
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 
 def _toy_split(separated: bool) -> SplitData:

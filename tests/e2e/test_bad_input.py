@@ -31,7 +31,7 @@ from repmet.config import TrainingConfig
 from repmet.study_format import Manifest, StudySettings
 from study import lock as study_lock
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 COMMANDS = {
     "study": ([sys.executable, str(REPOSITORY / "study" / "run.py")], "study/run.py"),
     "report": ([sys.executable, str(REPOSITORY / "analysis" / "report.py")], "analysis/report.py"),

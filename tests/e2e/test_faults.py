@@ -35,7 +35,7 @@ from repmet.study_format import TRIAL_FAILED
 from study import lock as study_lock
 from study.run import main as study_main
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 #: One loss, three trials one at a time, three steps each: a run lasts long enough to be hit
 #: mid-trial, and every trial runs to its end (no ASHA).
 STUDY = [

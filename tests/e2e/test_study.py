@@ -17,7 +17,7 @@ from processes import STUDY_COMMAND, ray_head, run_study, subprocess_env
 
 from study.run import main
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 SMOKE_ITERATIONS = 20  # study.run.SMOKE
 
 pytestmark = pytest.mark.slow
