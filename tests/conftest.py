@@ -23,6 +23,17 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 
 
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of tests/e2e (it starts Ray, a Tune study or a process) is ``slow``, so that
+    ``-m "not slow"`` selects the same tests as ``pytest tests/core tests/study tests/analysis``."""
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything() -> None:
     """Every test starts from the same random state, so a failure reproduces."""

@@ -42,7 +42,6 @@ TIMEOUT_S = 90.0
 UNREACHABLE_S = 30.0
 PARALLEL = 4
 
-pytestmark = pytest.mark.slow  # about 90 processes, a dozen of which load torch
 
 
 @dataclass(frozen=True)

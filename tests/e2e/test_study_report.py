@@ -18,8 +18,6 @@ from study_fixture import STORED_STUDY, TINY_STUDY_LOSSES, run_tiny_study, store
 from analysis import report as report_cli
 from analysis.tables import loss_label
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def live_study(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Path:
