@@ -2,9 +2,9 @@
 (``--smoke``), made by ``study/run.py``.
 
 The report tests read a copy of it stored in ``tests/data/study_tiny`` (``tests/conftest.py``'s
-``study_dir``), so they need no Ray; ``tests/e2e/test_study_report.py`` runs the same study live,
-reports it, and checks that the stored copy still has the files and format version a study writes
-today. Rewrite the stored copy after a change to the study folder, from the repository root:
+``study_dir``), so they need no Ray. ``tests/e2e/test_study.py`` reports a live study of the same
+losses and checks that the stored copy still has the kinds of file and the manifest fields a study
+writes today. Rewrite the stored copy after a change to the study folder, from the repository root:
 
     PYTHONPATH=. python tests/study_fixture.py
 
