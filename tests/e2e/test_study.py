@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import optuna
-import pytest
 from processes import STUDY_COMMAND, ray_head, run_study, subprocess_env
 from study_fixture import STORED_STUDY, TINY_STUDY_LOSSES, stored_files
 
@@ -51,15 +50,6 @@ def snapshot(folder: Path) -> dict[str, float]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
 
 
-@pytest.fixture(scope="module")
-def two_loss_study(ray_local, tmp_path_factory) -> tuple[Path, int, str]:
-    storage = tmp_path_factory.mktemp("studies")
-    argv = ["--space", "all", "--losses", "magnet,repmet-v2", "--smoke", "--num-samples", "3"]
-    argv += ["--max-concurrent", "1", "--storage", str(storage), "--name", "two"]
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = main(argv)
-    return storage / "two", status, out.getvalue()
 
 
 def test_two_loss_study_completes(two_loss_study) -> None:

@@ -1,10 +1,8 @@
-"""What a real study (two losses, three trials each, on Ray) records for the tools of the
-ecosystem: TensorBoard, Optuna and ``trials.csv``."""
+"""What a real study (the two-loss study of ``conftest.py``: three trials each, on Ray) records for
+the tools of the ecosystem: TensorBoard, Optuna and ``trials.csv``."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -18,23 +16,14 @@ from repmet import study_format as layout
 from repmet.catalogue import LOSSES
 from trainables.records import final_metrics
 
-LOSSES_STUDIED = ("repmet-v2", "softmax")  # different searched fields: alpha, weight_decay, ...
+LOSSES_STUDIED = ("magnet", "repmet-v2")  # different searched fields: alpha, sigma, ...
 
 
 @pytest.fixture(scope="module")
-def study_folder(tmp_path_factory) -> Path:
-    import ray
-
-    from study.run import main
-
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
-    storage = tmp_path_factory.mktemp("studies")
-    argv = ["--space", "all", "--losses", ",".join(LOSSES_STUDIED), "--smoke"]
-    argv += ["--num-samples", "3", "--max-concurrent", "1", "--storage", str(storage)]
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main([*argv, "--name", "records"]) == 0
-    return storage / "records"
+def study_folder(two_loss_study) -> Path:
+    folder, status, output = two_loss_study
+    assert status == 0, output
+    return folder
 
 
 def trial_folders(folder: Path, loss: str) -> list[Path]:
@@ -101,8 +90,8 @@ def test_trials_csv_is_one_table_for_pandas(study_folder) -> None:
     assert list(table["trial"]) == [1, 2, 3] * 2
     searched = {name for loss in LOSSES_STUDIED for name in LOSSES.get(loss).searched}
     assert searched <= set(table.columns)
-    assert table.loc[table["loss"] == "repmet-v2", "weight_decay"].isna().all()
-    assert table.loc[table["loss"] == "softmax", "weight_decay"].notna().all()
+    assert table.loc[table["loss"] == "repmet-v2", "alpha"].isna().all()
+    assert table.loc[table["loss"] == "magnet", "alpha"].notna().all()
     for row in table.itertuples(index=False):
         row = row._asdict()
         folder = study_folder / row["trial_dir"]
