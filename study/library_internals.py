@@ -1,7 +1,7 @@
 """Every use the suite makes of Ray Tune's and Optuna's private API, behind small named functions.
 
 Nothing else in ``study/``, ``trainables/`` or ``analysis/`` reads or writes a private attribute of
-a Ray or Optuna object; ``RELIED_ON`` lists each one, and ``tests/test_library_internals.py``
+a Ray or Optuna object; ``RELIED_ON`` lists each one, and ``tests/study/test_library_internals.py``
 checks them on the installed classes, so that an upgrade that drops one fails there with its name
 instead of in the middle of a resumed study. ``pyproject.toml`` bounds ``ray[tune]`` and
 ``optuna`` at the versions tested for the same reason.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from study_fixture import STORED_STUDY
 
 from repmet.data import DatasetSplits, load_dataset
 
@@ -19,6 +21,17 @@ for _key, _value in {
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
 }.items():
     os.environ.setdefault(_key, _value)
+
+
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test of tests/e2e (it starts Ray, a Tune study or a process) is ``slow``, so that
+    ``-m "not slow"`` selects the same tests as ``pytest tests/core tests/study tests/analysis``."""
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -44,22 +57,14 @@ def digits() -> DatasetSplits:
     return load_dataset("digits")
 
 
-#: The losses of the tiny study shared by the report tests.
-TINY_STUDY_LOSSES = ("magnet", "repmet-v2")
-
-
 @pytest.fixture(scope="session")
-def study_dir(ray_local, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny real study made once per test session by the study driver: two losses, two trials
-    each, 20 iterations on digits (``--smoke``)."""
-    from study.run import main as run_study
-
-    storage = tmp_path_factory.mktemp("studies")
-    argv = ["--space", "all", "--losses", ",".join(TINY_STUDY_LOSSES), "--smoke"]
-    argv += ["--storage", str(storage), "--name", "tiny", "--scheduler", "none"]
-    argv += ["--max-concurrent", "1"]
-    assert run_study(argv) == 0
-    return storage / "tiny"
+def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tiny real study stored in ``tests/data/study_tiny`` (two losses, two trials
+    each, 20 iterations on digits; ``tests/study_fixture.py`` made it), so that nothing a test
+    writes lands in the repository; tests must not modify it."""
+    copy = tmp_path_factory.mktemp("studies") / STORED_STUDY.name
+    shutil.copytree(STORED_STUDY, copy)
+    return copy
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,11 @@
 """A manifest for a study folder that a test writes by hand: every field today's format has, with
-the values of a small closed-set study, so that the one manifest reader takes it as a study's."""
+the values of a small closed-set study, so that the one manifest reader takes it as a study's;
+and a trial folder with the results a test gives."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +47,11 @@ def write_manifest(
     manifest = Manifest.create(folder, settings, command="")
     manifest.write()
     return manifest
+
+
+def write_trial(folder: Path, rows: Sequence[Mapping[str, Any]], *, iterations: int = 30) -> Path:
+    """A magnet trial folder of ``iterations`` iterations with ``rows`` as its ``result.json``."""
+    folder.mkdir(parents=True)
+    (folder / "params.json").write_text(json.dumps({"loss": "magnet", "iterations": iterations}))
+    (folder / "result.json").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder

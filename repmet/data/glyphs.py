@@ -12,7 +12,7 @@ How it is made:
    lower-case letters that are smaller copies of their upper-case letter (c, o, s, v, w, x, z,
    Greek theta, psi, phi, Cyrillic lower case), and look-alikes such as 0 / O, l / I, Greek
    gamma / y, Cyrillic Ze / 3, Cyrillic Soft sign / b, Hebrew resh / dalet and gimel / nun.
-   ``tests/test_glyphs.py`` checks that no two classes draw alike in any font (as homoglyphs
+   ``tests/core/test_glyphs.py`` checks that no two classes draw alike in any font (as homoglyphs
    such as Latin A and Greek Alpha do).
 2. Fonts (:data:`FONTS`): the 16 text faces of ``matplotlib/mpl-data/fonts/ttf`` (DejaVu Sans,
    Sans Mono and Serif and STIXGeneral, each regular, bold, italic and bold italic). A class is

@@ -1,7 +1,7 @@
 """The field's losses: pytorch-metric-learning's losses and miners as catalogue losses.
 
 Each module holds the library's own loss (and miner) and only adapts its interface: the value and
-the gradients are the library's (``tests/test_field_losses.py`` checks both against the library
+the gradients are the library's (``tests/core/test_field_losses.py`` checks both against the library
 called directly). The library is imported here, so only a run of one of these losses pays for it.
 
 The losses return one scalar for the batch, reduced as the library reduces it (for the pair and

@@ -1,26 +1,31 @@
 """End-to-end tests of ``study/run.py`` on real Ray: a two-loss study, the refusal to overwrite,
-resume after an injected failure, one-line errors, and a study against a separate Ray head."""
+resume after an injected failure, one-line errors, and a study against a separate Ray head; then
+the report of the two-loss study, the stored study of the report tests checked against it, and the
+report command as a process of its own."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import optuna
-import pytest
 from processes import STUDY_COMMAND, ray_head, run_study, subprocess_env
+from study_fixture import STORED_STUDY, TINY_STUDY_LOSSES, stored_files
 
+from analysis import report as report_cli
+from analysis.tables import loss_label
 from study.run import main
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 SMOKE_ITERATIONS = 20  # study.run.SMOKE
 
-pytestmark = pytest.mark.slow
 
 
 def manifest(folder: Path) -> dict:
@@ -45,15 +50,6 @@ def snapshot(folder: Path) -> dict[str, float]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
 
 
-@pytest.fixture(scope="module")
-def two_loss_study(ray_local, tmp_path_factory) -> tuple[Path, int, str]:
-    storage = tmp_path_factory.mktemp("studies")
-    argv = ["--space", "all", "--losses", "magnet,repmet-v2", "--smoke", "--num-samples", "3"]
-    argv += ["--max-concurrent", "1", "--storage", str(storage), "--name", "two"]
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = main(argv)
-    return storage / "two", status, out.getvalue()
 
 
 def test_two_loss_study_completes(two_loss_study) -> None:
@@ -219,31 +215,6 @@ def test_smoke_study_on_a_separate_ray_head(tmp_path) -> None:
     assert "tensorboard --logdir" in result.stdout
 
 
-def test_asha_never_stops_the_baseline_but_judges_the_others_against_it() -> None:
-    """The first trial (the loss's defaults) runs out even when it is the worst at a rung; a later
-    trial as bad at the same rung is stopped, and the baseline's value counts in the rung."""
-    from types import SimpleNamespace
-
-    from study.tuning import BaselineKeepingASHA
-
-    asha = BaselineKeepingASHA(
-        time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3
-    )
-    asha.set_search_properties(metric="val/best/error_simple", mode="min")
-    trials = [SimpleNamespace(trial_id=f"t{n}", experiment_tag=f"{n}_x") for n in range(1, 5)]
-    for trial in trials:
-        asha.on_trial_add(None, trial)
-
-    def result(trial, step: int, value: float) -> str:
-        row = {"training_iteration": step, "val/best/error_simple": value}
-        return asha.on_trial_result(None, trial, row)
-
-    assert result(trials[1], 1, 0.10) == asha.CONTINUE  # first at the rung
-    assert result(trials[2], 1, 0.09) == asha.CONTINUE  # better: goes on
-    assert result(trials[0], 1, 0.50) == asha.CONTINUE  # the baseline, worst: goes on
-    assert result(trials[3], 1, 0.50) == asha.STOP  # as bad, not the baseline: stopped
-    assert result(trials[0], 3, 0.50) == asha.CONTINUE
-    assert result(trials[0], 9, 0.40) == asha.STOP  # its last step ends it as for any trial
 
 
 def test_a_study_one_trial_at_a_time_is_reproducible(ray_local, tmp_path) -> None:
@@ -262,3 +233,58 @@ def test_a_study_one_trial_at_a_time_is_reproducible(ray_local, tmp_path) -> Non
         tables.append(table.drop(columns=["seconds", "trial_dir"]))
     assert len(tables[0]) == 4 and set(tables[0]["status"]) >= {"completed"}
     pd.testing.assert_frame_equal(tables[0], tables[1])
+
+
+# --------------------------------------------------------------- the study, then its report
+
+
+def _layout(folder: Path) -> set[str]:
+    """The kinds of file a stored copy of a study keeps: its paths with every trial and every
+    checkpoint folder named alike."""
+    names = (str(p) for p in stored_files(folder))
+    return {re.sub(r"trial_\d+_[0-9a-f]+", "trial", re.sub(r"_\d{6}\b", "", p)) for p in names}
+
+
+def test_the_stored_study_has_the_files_and_format_a_study_writes_today(two_loss_study) -> None:
+    """The report tests read ``tests/data/study_tiny``: it must look like a study of today."""
+    folder, _, _ = two_loss_study
+    rerun = "the stored study is out of date: rerun `PYTHONPATH=. python tests/study_fixture.py`"
+    assert _layout(folder) == _layout(STORED_STUDY), rerun
+    live, stored = (manifest(f) for f in (folder, STORED_STUDY))
+    assert (live["version"], sorted(live)) == (stored["version"], sorted(stored)), rerun
+    assert sorted(live["fixed"]) == sorted(stored["fixed"]), rerun
+    assert live["losses"] == list(TINY_STUDY_LOSSES)
+
+
+def test_the_study_is_reported(two_loss_study, tmp_path) -> None:
+    folder, _, _ = two_loss_study
+    out = tmp_path / "report"
+    args = report_cli.parse_args([str(folder), "--device", "cpu", "--out", str(out)])
+    report = report_cli.run(args)
+    rows = {row.key: row for row in report.results.rows}
+    assert set(TINY_STUDY_LOSSES) <= set(rows)
+    for loss in TINY_STUDY_LOSSES:
+        for stat in (*rows[loss].values["error_simple"], *rows[loss].values["error_unsupervised"]):
+            assert 0.0 <= stat.mean <= 100.0
+    assert "Study complete" in report.results.caption
+    page = (out / "report.html").read_text()
+    assert all(loss_label(loss) in page for loss in TINY_STUDY_LOSSES)
+    assert (out / "results.md").is_file() and list(out.glob("embedding_*.png"))
+
+
+def test_missing_manifest_is_one_line_from_the_command_line(study_dir, tmp_path) -> None:
+    study = tmp_path / "study"
+    shutil.copytree(study_dir, study)
+    (study / "study.json").unlink()
+    completed = subprocess.run(
+        [sys.executable, str(REPOSITORY / "analysis" / "report.py"), str(study), "--no-plots"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert completed.returncode != 0
+    assert "Traceback" not in completed.stderr
+    lines = completed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("analysis/report.py: error: ")
+    assert "study.json" in lines[0]

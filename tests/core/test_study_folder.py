@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from study_folders import write_manifest
+from study_folders import write_manifest, write_trial
 
 from repmet.catalogue import LOSSES, REFERENCE
 from repmet.study_folder.layout import (
@@ -33,7 +33,7 @@ from repmet.study_folder.searched import searched_by_any, searched_parameters
 from repmet.study_folder.trials import TrialStatus, read_study, read_trial, trial_outcome
 from repmet.study_folder.trials_csv import write_trials_csv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "data" / "study_v1"
 PACKAGE = ("layout", "manifest", "trials", "searched", "trials_csv", "lock")
 
@@ -164,43 +164,9 @@ def test_how_a_trial_ended(last: dict, status: TrialStatus) -> None:
     assert trial_outcome(last, iterations=30) is status
 
 
-def _trial_folder(folder: Path, rows: list[dict], *, iterations: int = 30) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "params.json").write_text(json.dumps({"loss": "magnet", "iterations": iterations}))
-    (folder / "result.json").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return folder
-
-
-def test_the_reader_and_the_searcher_judge_a_trial_alike(tmp_path: Path) -> None:
-    from optuna.trial import TrialState
-    from test_records import make_searcher
-
-    finals = {
-        "aaa": {ITERATION: 30, "val/best/error_simple": 0.3, DONE: True},
-        "bbb": {ITERATION: 20, "val/best/error_simple": 0.4, DONE: True},
-        "ccc": {ITERATION: 20, "val/best/error_simple": 1.0, TRIAL_FAILED: "nan", DONE: True},
-    }
-    searcher = make_searcher(tmp_path)
-    for trial_id, final in finals.items():
-        assert searcher.suggest(trial_id)
-        searcher.on_trial_complete(trial_id, {**final, "config/iterations": 30})
-    states = {t.user_attrs["tune_trial_id"]: t.state for t in searcher._ot_study.get_trials()}
-    read = {
-        trial_id: read_trial(_trial_folder(tmp_path / "read" / trial_id, [final])).status
-        for trial_id, final in finals.items()
-    }
-    as_optuna = {
-        TrialStatus.COMPLETED: TrialState.COMPLETE,
-        TrialStatus.STOPPED: TrialState.PRUNED,
-        TrialStatus.FAILED: TrialState.FAIL,
-    }
-    assert {k: as_optuna[v] for k, v in read.items()} == states
-    assert set(read.values()) == set(as_optuna)  # every outcome was compared
-
-
 def test_a_trial_without_a_final_result_is_running_or_failed_by_its_error(tmp_path: Path) -> None:
-    running = _trial_folder(tmp_path / "running", [{ITERATION: 10, DONE: False}])
-    errored = _trial_folder(tmp_path / "errored", [{ITERATION: 10, DONE: False}])
+    running = write_trial(tmp_path / "running", [{ITERATION: 10, DONE: False}])
+    errored = write_trial(tmp_path / "errored", [{ITERATION: 10, DONE: False}])
     (errored / "error.txt").write_text("Traceback ...\nRuntimeError: boom\n")
     assert read_trial(running).status is TrialStatus.RUNNING
     trial = read_trial(errored)

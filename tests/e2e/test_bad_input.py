@@ -31,7 +31,7 @@ from repmet.config import TrainingConfig
 from repmet.study_folder import lock as study_lock
 from repmet.study_folder.manifest import Manifest, StudySettings
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+REPOSITORY = Path(__file__).resolve().parents[2]
 COMMANDS = {
     "study": ([sys.executable, str(REPOSITORY / "study" / "run.py")], "study/run.py"),
     "report": ([sys.executable, str(REPOSITORY / "analysis" / "report.py")], "analysis/report.py"),
@@ -42,7 +42,6 @@ TIMEOUT_S = 90.0
 UNREACHABLE_S = 30.0
 PARALLEL = 4
 
-pytestmark = pytest.mark.slow  # about 90 processes, a dozen of which load torch
 
 
 @dataclass(frozen=True)

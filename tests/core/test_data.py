@@ -3,12 +3,8 @@ layout, built as a tiny fake in tmp_path and read through the real loading code.
 
 from __future__ import annotations
 
-import ast
 import io
-import os
 import struct
-import subprocess
-import sys
 import urllib.error
 import zipfile
 from collections.abc import Callable
@@ -1014,41 +1010,6 @@ def test_default_data_root_follows_the_environment(
     monkeypatch.delenv("REPMET_DATA_ROOT")
     monkeypatch.chdir(tmp_path)
     assert default_data_root() == tmp_path / "data"
-
-
-# --- the data layer's boundaries -------------------------------------------------------------
-
-REPOSITORY = Path(__file__).resolve().parents[1]
-# What the core library must not pull in: Ray and Optuna (the study's engines) and the packages
-# behind the command lines (study/run.py, python -m repmet.train, analysis/report.py).
-FORBIDDEN = ("ray", "optuna", "study", "trainables", "search_spaces", "analysis", "repmet.train")
-
-
-def _is_within(module: str, packages: tuple[str, ...]) -> bool:
-    return any(module == package or module.startswith(package + ".") for package in packages)
-
-
-def test_the_data_layer_imports_neither_ray_nor_command_line_code() -> None:
-    """A fresh interpreter that imports repmet.data loads none of the forbidden packages, and no
-    module of repmet/data imports argparse itself (third-party packages load argparse anyway, so
-    only the data layer's own imports can be checked for it)."""
-    probe = "import sys, repmet.data; print(sorted(sys.modules))"
-    env = {**os.environ, "PYTHONPATH": str(REPOSITORY)}
-    completed = subprocess.run(
-        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert completed.returncode == 0, completed.stderr
-    loaded = [m for m in ast.literal_eval(completed.stdout) if _is_within(m, FORBIDDEN)]
-    assert loaded == []
-    for path in sorted((REPOSITORY / "repmet" / "data").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                imported = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                imported = [node.module or ""]
-            else:
-                continue
-            assert not [m for m in imported if _is_within(m, (*FORBIDDEN, "argparse"))], path.name
 
 
 # --- CUB-200-2011, Cars196, Stanford Online Products -----------------------------------------

@@ -376,7 +376,7 @@ def test_representative_undefined_inputs_raise(name: str) -> None:
 
 # ---------------------------------------------------------------- module forms and registry
 
-#: The field's losses (pytorch-metric-learning; tests/test_field_losses.py).
+#: The field's losses (pytorch-metric-learning; tests/core/test_field_losses.py).
 FIELD_NAMES = [
     "contrastive",
     "triplet",

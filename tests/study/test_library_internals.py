@@ -16,7 +16,7 @@ from packaging.requirements import Requirement
 
 from study import library_internals as internals
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _owner(path: str) -> type:

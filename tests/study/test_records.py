@@ -5,8 +5,6 @@ links to the trial folders) and ``trials.csv`` for pandas."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 from pathlib import Path
@@ -16,12 +14,14 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 from outside_tune import make_trainable
-from study_folders import write_manifest
+from study_folders import write_manifest, write_trial
+from tensorboard_records import projector, tensorboard_view
 
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
 from repmet.study_folder import layout
 from repmet.study_folder.manifest import Manifest, StudySettings
+from repmet.study_folder.trials import TrialStatus, read_trial
 from trainables.records import final_metrics, searched_fields, session_hparams
 
 SMALL = {"loss": "repmet-v2", "m": 4, "d": 4, "k": 2, "iterations": 20, "eval_every": 5}
@@ -31,64 +31,8 @@ LOSSES_STUDIED = ("repmet-v2", "softmax")  # different searched fields: alpha, w
 # ----------------------------------------------------------------------------- helpers
 
 
-def tensorboard_view(logdir: Path) -> dict:
-    """What TensorBoard serves for ``logdir``: its runs with their scalar tags, and the HParams
-    plugin's answers (the experiment and the session groups), through the plugin's own routes."""
-    from tensorboard import context
-    from tensorboard.backend.event_processing import plugin_event_multiplexer
-    from tensorboard.backend.event_processing.data_provider import MultiplexerDataProvider
-    from tensorboard.plugins import base_plugin
-    from tensorboard.plugins.hparams.hparams_plugin import HParamsPlugin
-    from werkzeug.test import Client
-    from werkzeug.wrappers import Response
-
-    multiplexer = plugin_event_multiplexer.EventMultiplexer()
-    multiplexer.AddRunsFromDirectory(str(logdir))
-    multiplexer.Reload()
-    provider = MultiplexerDataProvider(multiplexer, str(logdir))
-    plugin = HParamsPlugin(base_plugin.TBContext(data_provider=provider, logdir=str(logdir)))
-    routes = plugin.get_plugin_apps()
-
-    def post(route: str, body: dict) -> dict:
-        def app(environ, start_response):
-            context.set_in_environ(environ, context.RequestContext())
-            return routes[route](environ, start_response)
-
-        response = Client(app, Response).post("/", json=body)
-        assert response.status_code == 200, response.get_data(as_text=True)
-        return json.loads(response.get_data())
-
-    scalars = multiplexer.PluginRunToTagToContent("scalars")
-    statuses = ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE", "STATUS_RUNNING"]
-    groups = post(
-        "/session_groups",
-        {"experimentName": "", "allowedStatuses": statuses, "startIndex": 0, "sliceSize": 1000},
-    )["sessionGroups"]
-    return {
-        "runs": {run: set(scalars.get(run, {})) for run in multiplexer.Runs()},
-        "experiment": post("/experiment", {"experimentName": ""}),
-        "sessions": {
-            group["name"]: {
-                "hparams": dict(group["hparams"]),
-                "metrics": {m["name"]["tag"]: m["value"] for m in group["metricValues"]},
-            }
-            for group in groups
-        },
-    }
 
 
-def projector(folder: Path) -> tuple[str, list[list[str]], int]:
-    """The tensor name, the metadata rows (header first) and the row count of the tensors of a
-    run's projector snapshot."""
-    from google.protobuf import text_format
-    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
-
-    config = text_format.Parse((folder / "projector_config.pbtxt").read_text(), ProjectorConfig())
-    (embedding,) = config.embeddings
-    metadata = (folder / embedding.metadata_path).read_text().splitlines()
-    tensors = (folder / embedding.tensor_path).read_text().splitlines()
-    assert list(embedding.tensor_shape) == [len(tensors), len(tensors[0].split("\t"))]
-    return embedding.tensor_name, [line.split("\t") for line in metadata], len(tensors)
 
 
 # ------------------------------------------------------------------ the trainable alone
@@ -290,104 +234,16 @@ def test_verbose_runs_show_tunes_table_instead_of_the_progress_line(tmp_path) ->
 # -------------------------------------------------------------------------- a real study
 
 
-@pytest.fixture(scope="module")
-def study_folder(tmp_path_factory) -> Path:
-    import ray
-
-    from study.run import main
-
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
-    storage = tmp_path_factory.mktemp("studies")
-    argv = ["--space", "all", "--losses", ",".join(LOSSES_STUDIED), "--smoke"]
-    argv += ["--num-samples", "3", "--max-concurrent", "1", "--storage", str(storage)]
-    with contextlib.redirect_stdout(io.StringIO()):
-        assert main([*argv, "--name", "records"]) == 0
-    return storage / "records"
 
 
-def trial_folders(folder: Path, loss: str) -> list[Path]:
-    return sorted(p for p in (folder / loss).iterdir() if p.is_dir() and p.name.startswith("trial"))
 
 
-def last_result(trial: Path) -> dict:
-    return json.loads((trial / "result.json").read_text().splitlines()[-1])
 
 
-@pytest.mark.slow
-def test_tensorboard_shows_one_clean_run_per_trial(study_folder) -> None:
-    view = tensorboard_view(study_folder)
-    trials = {
-        f"{loss}/{t.name}": t for loss in LOSSES_STUDIED for t in trial_folders(study_folder, loss)
-    }
-    assert set(view["runs"]) == set(trials)  # one run per trial, named <loss>/trial_<NNN>_<id>
-    for run, tags in view["runs"].items():
-        assert tags and not any(tag.startswith("ray/tune/") for tag in tags), run
-    metrics = list(final_metrics("error_simple"))
-    assert [m["name"]["tag"] for m in view["experiment"]["metricInfos"]] == metrics
-    assert set(view["sessions"]) == set(trials)
-    for run, session in view["sessions"].items():
-        loss = session["hparams"]["loss"]
-        assert set(session["hparams"]) == {"loss", *LOSSES.get(loss).searched}, run
-        last = last_result(trials[run])
-        assert session["metrics"] == pytest.approx({m: last[m] for m in metrics}), run
-        # Every trial that trained has a projector snapshot, those stopped early included.
-        _, rows, _ = projector(trials[run])
-        assert len(rows) > 1
 
 
-@pytest.mark.slow
-def test_optuna_records_name_the_metric_prune_and_link_trials(study_folder) -> None:
-    storage = f"sqlite:///{study_folder / layout.OPTUNA_FILE}"
-    pruned = 0
-    for loss in LOSSES_STUDIED:
-        study = optuna.load_study(study_name=loss, storage=storage)
-        assert study.metric_names == ["val/best/error_simple"]
-        folders = {t.name: t for t in trial_folders(study_folder, loss)}
-        assert len(study.trials) == len(folders) == 3
-        for trial in study.trials:
-            folder = study_folder / trial.user_attrs["trial_dir"]
-            assert folder.parent.name == loss and folder.name in folders
-            assert folder.name.endswith("_" + trial.user_attrs["tune_trial_id"])
-            rows = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
-            # Intermediate values: the objective at every step, keyed by training iteration.
-            assert trial.intermediate_values == {
-                row[layout.ITERATION]: row["val/best/error_simple"] for row in rows
-            }
-            finished = rows[-1][layout.ITERATION] == 20
-            assert trial.state == (TrialState.COMPLETE if finished else TrialState.PRUNED)
-            assert trial.value == rows[-1]["val/best/error_simple"]
-            pruned += not finished
-    assert pruned  # ASHA stopped some trial (deterministic: seeded search, one thread each)
 
 
-@pytest.mark.slow
-def test_trials_csv_is_one_table_for_pandas(study_folder) -> None:
-    from repmet.study_folder.trials_csv import write_trials_csv
-
-    path = write_trials_csv(study_folder)
-    assert path == study_folder / layout.TRIALS_FILE
-    table = pd.read_csv(path)
-    assert len(table) == 6
-    assert list(table["loss"]) == [loss for loss in LOSSES_STUDIED for _ in range(3)]
-    assert list(table["trial"]) == [1, 2, 3] * 2
-    searched = {name for loss in LOSSES_STUDIED for name in LOSSES.get(loss).searched}
-    assert searched <= set(table.columns)
-    assert table.loc[table["loss"] == "repmet-v2", "weight_decay"].isna().all()
-    assert table.loc[table["loss"] == "softmax", "weight_decay"].notna().all()
-    for row in table.itertuples(index=False):
-        row = row._asdict()
-        folder = study_folder / row["trial_dir"]
-        last = last_result(folder)
-        assert row["iterations"] == last[layout.ITERATION]
-        assert row["status"] == ("completed" if last[layout.ITERATION] == 20 else "stopped early")
-        assert row["seconds"] == pytest.approx(last["time_total_s"])
-        params = json.loads((folder / "params.json").read_text())
-        for name in LOSSES.get(row["loss"]).searched:
-            assert row[name] == params[name]
-    # The best validation metrics are those of the best step, the one the report evaluates.
-    best = table["val/error_simple"].min()
-    assert set(table.columns) >= set(layout.validation_metrics()) and 0 <= best <= 1
 
 
 def test_trials_csv_tells_failures_apart(tmp_path) -> None:
@@ -426,3 +282,33 @@ def test_trials_csv_tells_failures_apart(tmp_path) -> None:
     assert list(table["iterations"]) == [30, 10, 10, 10]
     assert list(table.columns[2:4]) == ["k", "alpha"] and list(table["alpha"]) == [2.5] * 4
     assert "lr" not in table.columns  # not searched by this study
+
+
+def test_the_reader_and_the_searcher_judge_a_trial_alike(tmp_path: Path) -> None:
+
+    finals = {
+        "aaa": {layout.ITERATION: 30, "val/best/error_simple": 0.3, "done": True},
+        "bbb": {layout.ITERATION: 20, "val/best/error_simple": 0.4, "done": True},
+        "ccc": {
+            layout.ITERATION: 20,
+            "val/best/error_simple": 1.0,
+            layout.TRIAL_FAILED: "nan",
+            "done": True,
+        },
+    }
+    searcher = make_searcher(tmp_path)
+    for trial_id, final in finals.items():
+        assert searcher.suggest(trial_id)
+        searcher.on_trial_complete(trial_id, {**final, "config/iterations": 30})
+    states = {t.user_attrs["tune_trial_id"]: t.state for t in searcher._ot_study.get_trials()}
+    read = {
+        trial_id: read_trial(write_trial(tmp_path / "read" / trial_id, [final])).status
+        for trial_id, final in finals.items()
+    }
+    as_optuna = {
+        TrialStatus.COMPLETED: TrialState.COMPLETE,
+        TrialStatus.STOPPED: TrialState.PRUNED,
+        TrialStatus.FAILED: TrialState.FAIL,
+    }
+    assert {k: as_optuna[v] for k, v in read.items()} == states
+    assert set(read.values()) == set(as_optuna)  # every outcome was compared

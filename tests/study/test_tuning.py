@@ -1,0 +1,30 @@
+"""The study driver's pieces that need no running Ray."""
+
+from __future__ import annotations
+
+
+def test_asha_never_stops_the_baseline_but_judges_the_others_against_it() -> None:
+    """The first trial (the loss's defaults) runs out even when it is the worst at a rung; a later
+    trial as bad at the same rung is stopped, and the baseline's value counts in the rung."""
+    from types import SimpleNamespace
+
+    from study.tuning import BaselineKeepingASHA
+
+    asha = BaselineKeepingASHA(
+        time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3
+    )
+    asha.set_search_properties(metric="val/best/error_simple", mode="min")
+    trials = [SimpleNamespace(trial_id=f"t{n}", experiment_tag=f"{n}_x") for n in range(1, 5)]
+    for trial in trials:
+        asha.on_trial_add(None, trial)
+
+    def result(trial, step: int, value: float) -> str:
+        row = {"training_iteration": step, "val/best/error_simple": value}
+        return asha.on_trial_result(None, trial, row)
+
+    assert result(trials[1], 1, 0.10) == asha.CONTINUE  # first at the rung
+    assert result(trials[2], 1, 0.09) == asha.CONTINUE  # better: goes on
+    assert result(trials[0], 1, 0.50) == asha.CONTINUE  # the baseline, worst: goes on
+    assert result(trials[3], 1, 0.50) == asha.STOP  # as bad, not the baseline: stopped
+    assert result(trials[0], 3, 0.50) == asha.CONTINUE
+    assert result(trials[0], 9, 0.40) == asha.STOP  # its last step ends it as for any trial
