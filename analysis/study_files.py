@@ -1,13 +1,15 @@
-"""Reads a study folder from its files alone (no Ray cluster, no Ray import): the manifest, one Tune
-experiment folder per loss, each trial's reported steps and checkpoints.
+"""Reads a study folder from its files alone (no Ray cluster, no Ray import): the manifest, the
+trial folders of each loss, each trial's reported steps and checkpoints.
 
-Layout (written by ``study/run.py``)::
+Layout (written by ``study/run.py``; :mod:`repmet.study_format` has the whole of it)::
 
     <study>/study.json                  manifest: space, losses, data set, num_samples, status, ...
     <study>/optuna.db                   one Optuna study per loss (study_name = loss name)
-    <study>/<loss>/<trial>/params.json  the trial's Tune config (a TrainingConfig dict)
-    <study>/<loss>/<trial>/result.json  one JSON object per reported step
-    <study>/<loss>/<trial>/checkpoint_00000N/trial.pt
+    <study>/trials/<loss>-<trial>/      format 3: one Tune experiment for every loss
+    <study>/<loss>/<trial>/             formats 1 and 2: one Tune experiment per loss
+    <trial>/params.json                 the trial's Tune config (a TrainingConfig dict)
+    <trial>/result.json                 one JSON object per reported step
+    <trial>/checkpoint_00000N/trial.pt
 
 Anything missing or unreadable raises :class:`StudyFolderError` naming the file, so that the report
 prints one line instead of a traceback.
@@ -34,6 +36,7 @@ from repmet.study_format import (
     CHECKPOINT_FILE,
     CHECKPOINT_PREFIX,
     ERROR_FILES,
+    EXPERIMENT_DIR,
     FINISHED,
     ITERATION,
     MANIFEST_FILE,
@@ -42,6 +45,7 @@ from repmet.study_format import (
     RESULT_FILE,
     SELECTION_METRIC,
     TRIAL_FAILED,
+    trial_loss,
 )
 
 #: Terminal colour codes, which Ray writes into error.txt.
@@ -133,7 +137,8 @@ class TrialFolder:
 
 @dataclass(frozen=True)
 class LossFolder:
-    """The trials of one loss (one Tune experiment folder)."""
+    """The trials of one loss (``path``: the folder holding them, shared by every loss in format
+    3)."""
 
     loss: str
     path: Path
@@ -219,8 +224,7 @@ def read_study(path: Path) -> StudyFolder:
     losses: dict[str, LossFolder] = {}
     not_started: list[str] = []
     for loss in _study_losses(path, manifest):
-        loss_path = path / loss
-        trial_paths = _trial_folders(loss_path)
+        loss_path, trial_paths = loss_trial_folders(path, loss)
         if not trial_paths:
             if _loss_finished(manifest, loss):
                 raise StudyFolderError(f"no trials for loss {loss} in {loss_path}")
@@ -349,14 +353,26 @@ def _study_losses(path: Path, manifest: Mapping[str, Any]) -> list[str]:
     losses = manifest.get("losses")
     if isinstance(losses, Sequence) and not isinstance(losses, str) and losses:
         return [str(loss) for loss in losses]
-    found = [p.name for p in path.iterdir() if p.is_dir() and _trial_folders(p)]
-    return order_losses(found)
+    found = {p.name for p in path.iterdir() if p.is_dir() and _trial_folders(p)}
+    found.discard(EXPERIMENT_DIR)
+    found |= {trial_loss(p.name) for p in _trial_folders(path / EXPERIMENT_DIR)} - {None}
+    return order_losses(sorted(found))
 
 
 def order_losses(losses: Sequence[str]) -> list[str]:
     """Known losses in the table's order, then any others alphabetically."""
     rank = {name: i for i, name in enumerate(LOSSES.in_order())}
     return sorted(losses, key=lambda loss: (rank.get(loss, len(rank)), loss))
+
+
+def loss_trial_folders(study: Path, loss: str) -> tuple[Path, list[Path]]:
+    """Where the trial folders of ``loss`` are, and which they are (oldest first): in the study's
+    one experiment folder, ``trials/<loss>-trial_<NNN>_<id>`` (format 3), else in the loss's own
+    folder, ``<loss>/trial_<NNN>_<id>`` (formats 1 and 2)."""
+    experiment = study / EXPERIMENT_DIR
+    if experiment.is_dir():
+        return experiment, [p for p in _trial_folders(experiment) if trial_loss(p.name) == loss]
+    return study / loss, _trial_folders(study / loss)
 
 
 def _trial_folders(loss_path: Path) -> list[Path]:

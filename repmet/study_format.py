@@ -4,33 +4,46 @@ reads it; none of them spells a file or metric name of its own.
 
 This module imports neither torch nor Ray, so that reading a study folder needs neither.
 
-Study folder layout (``FORMAT_VERSION`` 2)::
+Study folder layout (``FORMAT_VERSION`` 3)::
 
     <storage>/<name>/
-        study.json                  the manifest (:class:`Manifest`), rewritten atomically
+        study.json                  the manifest (:class:`Manifest`), rewritten atomically; its
+                                    per-loss ``status`` is set from the trials of each loss
         episodes/                   a class-disjoint study's few-shot episodes,
                                     ``<split>_<S>shot.pt`` (``EPISODES_DIR``)
         study.lock                  held (``flock``) by the run using the study (``study.lock``);
                                     the file stays, an unlocked file means nothing
         optuna.db                   SQLite, one Optuna study per loss, study_name = the loss name
                                     (its metric named after the objective; a trial's user
-                                    attribute ``trial_dir`` names its folder, ``<loss>/trial_...``)
+                                    attribute ``trial_dir`` names its folder,
+                                    ``trials/<loss>-trial_...``)
         trials.csv                  one row per trial of every loss (``study.trials_table``)
-        <loss>/                     one Ray Tune experiment per loss (Tune's experiment folder)
+        trials/                     the one Ray Tune experiment of the study (``EXPERIMENT_DIR``):
+                                    every loss's trials run side by side in it, each loss with
+                                    its own Optuna study, its own ASHA bracket and its own budget
+                                    of ``num_samples`` trials
             tuner.pkl, experiment_state-*.json, searcher-state-*.pkl, search_gen_state-*.json
                                     Tune's own state, used by ``--resume``
-            trial_<NNN>_<trial id>/ one folder per trial, NNN = creation order (001 = baseline)
+            <loss>-trial_<NNN>_<trial id>/
+                                    one folder per trial (Tune allows no '/' in a trial's
+                                    folder name, so the loss leads it); NNN = creation order
+                                    within the loss (001 = the loss's baseline)
                 params.json         the whole TrainingConfig of the trial (defaults included)
                 result.json         one JSON object per step (every ``eval_every`` iterations)
                                     with the metrics below, Tune's ``training_iteration``, ``done``
                 progress.csv        the same rows as CSV
                 events.out.tfevents.*   TensorBoard events of the trial, from the trainable
                                     alone (``trainables.records``): ``tensorboard --logdir
-                                    <study>`` shows one run per trial, ``<loss>/trial_<NNN>_<id>``
+                                    <study>`` shows one run per trial,
+                                    ``trials/<loss>-trial_<NNN>_<id>``
                 projector_config.pbtxt, projector/   its embedding projector snapshot
                 checkpoint_<NNNNNN>/trial.pt
                                     the best checkpoint by the selection metric and the latest
                 error.txt, error.pkl   only if the trial failed
+
+Format 2 had one Tune experiment per loss, run one after another: ``<loss>/trial_<NNN>_<id>/``
+(the same files in each). The analysis finds the trial folders of a loss in either layout
+(``analysis.study_files.loss_trial_folders``).
 """
 
 from __future__ import annotations
@@ -38,6 +51,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,8 +66,9 @@ from repmet.study_options import settings_problem
 
 #: The version of this layout. Version 1 had no ``val/best/...`` metric, partial ``params.json``
 #: files (the sampled fields and the study's fixed settings only) and checkpoints of run-state
-#: format 1. The analysis reads both; only the current version can be resumed.
-FORMAT_VERSION = 2
+#: format 1; versions 1 and 2 had one Tune experiment (and folder) per loss. The analysis reads
+#: every version; only the current one can be resumed.
+FORMAT_VERSION = 3
 
 # ----------------------------------------------------------------------------- file names
 
@@ -73,6 +88,30 @@ LOCK_FILE = "study.lock"
 #: record of the episodes every trial and repeat draws from the same seed.
 EPISODES_DIR = "episodes"
 ERROR_FILES = ("error.txt", "error.pkl")
+#: The study's one Tune experiment folder, holding the trial folders of every loss (format 3).
+EXPERIMENT_DIR = "trials"
+
+#: A trial folder's name: ``<loss>-trial_<NNN>_<id>`` (format 3) or ``trial_<NNN>_<id>`` (inside
+#: a loss's folder, formats 1 and 2).
+_TRIAL_NAME = re.compile(r"^(?:(?P<loss>.+)-)?trial_(?P<number>\d+)_(?P<id>.+)$")
+
+
+def experiment_trial_name(loss: str, number: int, trial_id: str) -> str:
+    """``<loss>-trial_<NNN>_<trial id>``: a trial's folder in the study's experiment folder."""
+    return f"{loss}-trial_{number:03d}_{trial_id}"
+
+
+def trial_number(name: str) -> int | None:
+    """The creation number NNN of a trial folder's name within its loss (1 = the baseline), in
+    either layout; None for a name of neither form."""
+    match = _TRIAL_NAME.match(name)
+    return int(match["number"]) if match else None
+
+
+def trial_loss(name: str) -> str | None:
+    """The loss that leads a format-3 trial folder's name; None for any other name."""
+    match = _TRIAL_NAME.match(name)
+    return match["loss"] if match else None
 
 # -------------------------------------------------------------------------- metric names
 # The names double as TensorBoard tags, so they read as ``<group>/<what>``.
@@ -140,7 +179,8 @@ class StudySettings:
 
     Args:
         space: search space name.
-        losses: the losses searched, each by its own Tune experiment and Optuna study.
+        losses: the losses searched, each by its own Optuna study and ASHA bracket, side by side
+            in the study's one Tune experiment.
         fixed: the trial config every trial shares (TrainingConfig fields), merged under the sampled
             hyperparameters.
         num_samples: trials per loss.
@@ -151,7 +191,7 @@ class StudySettings:
         sampler: the Optuna sampler, ``SAMPLERS`` of :mod:`repmet.study_options` (TPE or random).
         cpus_per_trial: CPUs reserved per trial (fractions allowed).
         gpus_per_trial: GPUs reserved per trial (fractions allowed).
-        max_concurrent: the most trials running at once per loss (None: as resources allow).
+        max_concurrent: the most trials of one loss running at once (None: as resources allow).
         max_failures: retries of a failed trial before it counts as errored.
         batch_budget: the largest M * D a trial may use.
         baseline: per loss, the 2018 seed point evaluated first.

@@ -5,7 +5,8 @@ One row per trial folder, in the study's loss order and creation order, written 
 folder's files alone (``analysis.study_files``), so it can be rewritten at any time, also for a
 study copied elsewhere. Columns:
 
-- ``loss``, ``trial`` (the creation number NNN of ``trial_<NNN>_<id>``);
+- ``loss``, ``trial`` (the creation number NNN within the loss of ``<loss>-trial_<NNN>_<id>``, or
+  of ``trial_<NNN>_<id>`` in a format-2 study);
 - every parameter that the study searches for some loss, the trial's value where its loss searches
   it and empty where not;
 - ``status``: ``completed``, ``stopped early`` (by the scheduler), ``failed`` (an error, or a
@@ -30,7 +31,7 @@ from typing import Any
 from analysis.study_files import StudyFolder, TrialFolder, TrialStatus, read_study
 from repmet.catalogue import LOSSES
 from repmet.protocols import CLOSED_SET
-from repmet.study_format import ITERATION, TRIALS_FILE, validation_metrics
+from repmet.study_format import ITERATION, TRIALS_FILE, trial_number, validation_metrics
 
 LEADING = ("loss", "trial")
 LINKS = ("failure", "trial_dir")
@@ -82,10 +83,9 @@ def trial_row(
     best = trial.best_steps(study.metric, study.mode, of_failed=True)
     at_best = best[-1] if best else None  # the latest of equal values, as the study keeps
     failed = trial.failed_by_configuration or trial.status is TrialStatus.FAILED
-    counter = trial.name.split("_")[1] if trial.name.startswith("trial_") else ""
     return {
         "loss": loss,
-        "trial": int(counter) if counter.isdigit() else None,
+        "trial": trial_number(trial.name),
         **{name: trial.params.get(name) if name in own else None for name in searched},
         "status": "failed" if failed else trial.status.value,
         "iterations": last.get(ITERATION, 0 if not trial.steps else None),
@@ -96,7 +96,7 @@ def trial_row(
         },
         "seconds": last.get("time_total_s"),
         "failure": trial.failure or "",
-        "trial_dir": f"{loss}/{trial.name}",
+        "trial_dir": trial.path.relative_to(study.path).as_posix(),
     }
 
 
