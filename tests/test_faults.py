@@ -30,6 +30,7 @@ from processes import STUDY_COMMAND, run_study, subprocess_env
 
 from analysis import report as report_cli
 from analysis import search_plots
+from analysis.study_files import loss_trial_folders
 from repmet.cli import SigtermAsCtrlC, WorkFailed, run_command
 from repmet.study_format import TRIAL_FAILED
 from study import lock as study_lock
@@ -82,10 +83,7 @@ def manifest(folder: Path) -> dict:
 
 
 def trial_folders(folder: Path, loss: str = "magnet") -> list[Path]:
-    path = folder / loss
-    if not path.is_dir():
-        return []
-    return sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith("trial_"))
+    return loss_trial_folders(folder, loss)[1] if folder.is_dir() else []
 
 
 def result_rows(trial: Path) -> list[dict]:
@@ -148,7 +146,7 @@ def assert_resume_completes(storage: Path, name: str, kept: dict[str, dict[str, 
     trials = trial_folders(folder)
     assert len(trials) == 3
     for name_, files in kept.items():
-        assert finished_files(folder / "magnet" / name_) == files, name_
+        assert finished_files(loss_trial_folders(folder, "magnet")[0] / name_) == files, name_
     for trial in trials:
         assert_continued_exactly(trial)
     studied = optuna.load_study(study_name="magnet", storage=f"sqlite:///{folder / 'optuna.db'}")
@@ -379,15 +377,15 @@ def test_a_larger_num_samples_extends_a_finished_study_copied_elsewhere(
     assert "--num-samples 3" in info["command"]
     for loss in ("magnet", "repmet-v2"):
         trials = trial_folders(folder, loss)
-        assert len(trials) == 3 and trials[2].name.startswith("trial_003_")
+        assert len(trials) == 3 and trials[2].name.startswith(f"{loss}-trial_003_")
         for name, files in kept[loss].items():
-            assert finished_files(folder / loss / name) == files
+            assert finished_files(trials[0].parent / name) == files
         assert [row["iteration"] for row in result_rows(trials[2])] == [10, 20, 30]
         after = optuna.load_study(study_name=loss, storage=database).trials
         assert len(after) == 3
         assert [(t.number, t.params, t.value, t.state) for t in after[:2]] == before[loss]
         assert after[2].state == optuna.trial.TrialState.COMPLETE
-        assert after[2].user_attrs["trial_dir"] == f"{loss}/{trials[2].name}"
+        assert after[2].user_attrs["trial_dir"] == trials[2].relative_to(folder).as_posix()
     assert optuna_trials(original) == before
 
 
@@ -553,15 +551,14 @@ def test_progress_counts_interrupted_trials_as_interrupted() -> None:
         trial(Trial.ERROR, {"iteration": 10}),  # errored after its retries
     ]
     progress = StudyProgress(
-        loss="magnet", loss_index=0, loss_count=1, num_samples=6, iterations=30,
-        metric="val/error_simple", mode="min",
+        losses=("magnet",), num_samples=6, iterations=30, metric="val/error_simple", mode="min",
     )  # fmt: skip
     line = progress.line(trials)
     assert "magnet: 3/6 done, 1 running, 2 failed, 1 interrupted" in line
-    # The elapsed time counts from the start of the study's run, not of the loss.
+    # The elapsed time counts from the start of the study's run.
     second = StudyProgress(
-        loss="magnet", loss_index=1, loss_count=2, num_samples=6, iterations=30,
-        metric="val/error_simple", mode="min", study_started_at=time.time() - 125,
+        losses=("magnet",), num_samples=6, iterations=30, metric="val/error_simple", mode="min",
+        study_started_at=time.time() - 125,
     )  # fmt: skip
     assert "| 2m05s elapsed" in second.line(trials)
 

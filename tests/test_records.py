@@ -17,6 +17,7 @@ import pytest
 from optuna.trial import TrialState
 from outside_tune import make_trainable
 
+from analysis.study_files import loss_trial_folders
 from repmet import study_format as layout
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
@@ -277,10 +278,10 @@ def test_verbose_runs_show_tunes_table_instead_of_the_progress_line(tmp_path) ->
         manifest=layout.Manifest.create(tmp_path, settings, command=""),
         context=None,
     )
-    quiet = reporting(study, "repmet-v2", 0, verbose=False)
+    quiet = reporting(study, verbose=False)
     assert quiet["verbose"] == 0 and quiet["progress_reporter"] is None
     assert [type(c) for c in quiet["callbacks"]] == [NoTensorBoard, StudyProgress]
-    loud = reporting(study, "repmet-v2", 0, verbose=True)
+    loud = reporting(study, verbose=True)
     assert loud["verbose"] == 2 and isinstance(loud["progress_reporter"], CLIReporter)
     assert [type(c) for c in loud["callbacks"]] == [NoTensorBoard]
 
@@ -305,7 +306,7 @@ def study_folder(tmp_path_factory) -> Path:
 
 
 def trial_folders(folder: Path, loss: str) -> list[Path]:
-    return sorted(p for p in (folder / loss).iterdir() if p.is_dir() and p.name.startswith("trial"))
+    return loss_trial_folders(folder, loss)[1]
 
 
 def last_result(trial: Path) -> dict:
@@ -316,9 +317,12 @@ def last_result(trial: Path) -> dict:
 def test_tensorboard_shows_one_clean_run_per_trial(study_folder) -> None:
     view = tensorboard_view(study_folder)
     trials = {
-        f"{loss}/{t.name}": t for loss in LOSSES_STUDIED for t in trial_folders(study_folder, loss)
+        t.relative_to(study_folder).as_posix(): t
+        for loss in LOSSES_STUDIED
+        for t in trial_folders(study_folder, loss)
     }
-    assert set(view["runs"]) == set(trials)  # one run per trial, named <loss>/trial_<NNN>_<id>
+    # One run per trial, named trials/<loss>-trial_<NNN>_<id>.
+    assert set(view["runs"]) == set(trials)
     for run, tags in view["runs"].items():
         assert tags and not any(tag.startswith("ray/tune/") for tag in tags), run
     metrics = list(final_metrics("error_simple"))
@@ -345,7 +349,8 @@ def test_optuna_records_name_the_metric_prune_and_link_trials(study_folder) -> N
         assert len(study.trials) == len(folders) == 3
         for trial in study.trials:
             folder = study_folder / trial.user_attrs["trial_dir"]
-            assert folder.parent.name == loss and folder.name in folders
+            assert folder.parent.name == layout.EXPERIMENT_DIR and folder.name in folders
+            assert folder.name.startswith(f"{loss}-trial_")
             assert folder.name.endswith("_" + trial.user_attrs["tune_trial_id"])
             rows = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
             # Intermediate values: the objective at every step, keyed by training iteration.

@@ -24,6 +24,7 @@ from analysis.scores import select_best
 from analysis.study_files import (
     StudyFolderError,
     find_latest_study,
+    loss_trial_folders,
     read_study,
     read_trial,
 )
@@ -57,7 +58,7 @@ def _best_by_progress_csv(study_dir: Path, loss: str) -> tuple[str, int, float]:
     """Trial name, iteration and value of the lowest validation error, from progress.csv (not
     the result.json files the report reads)."""
     best = None
-    for progress in sorted((study_dir / loss).glob("*/progress.csv")):
+    for progress in sorted(t / "progress.csv" for t in loss_trial_folders(study_dir, loss)[1]):
         frame = pd.read_csv(progress)
         row = frame.loc[frame[SELECTION_METRIC].idxmin()]
         candidate = (float(row[SELECTION_METRIC]), progress.parent.name, int(row[ITERATION]))
@@ -102,7 +103,8 @@ def test_test_numbers_equal_a_fresh_evaluation_of_the_best_checkpoint(made, stud
     by_loss = {row["loss"]: row for row in csv.DictReader((out / "results.csv").open())}
     for loss in LOSSES:
         trial, iteration, _ = _best_by_progress_csv(study_dir, loss)
-        checkpoints = sorted((study_dir / loss / trial).glob("checkpoint_*/trial.pt"))
+        folder = loss_trial_folders(study_dir, loss)[0] / trial
+        checkpoints = sorted(folder.glob("checkpoint_*/trial.pt"))
         saved = [
             p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
         ]
@@ -311,7 +313,7 @@ def test_a_running_study_says_how_many_trials_finished(study_dir, tmp_path, caps
     manifest = json.loads((study / "study.json").read_text())
     manifest["status"]["repmet-v2"] = "running"
     (study / "study.json").write_text(json.dumps(manifest))
-    result = sorted((study / "repmet-v2").glob("*/result.json"))[0]
+    result = loss_trial_folders(study, "repmet-v2")[1][0] / "result.json"
     lines = result.read_text().splitlines(keepends=True)
     result.write_text("".join(lines[:-1]))  # its final (done) result not written yet
     out = tmp_path / "csv_only"
@@ -355,8 +357,9 @@ def test_missing_manifest_is_one_line_from_the_command_line(study_dir, tmp_path)
 
 def test_best_trial_without_checkpoints_is_named(study_dir, tmp_path, capsys) -> None:
     study = _copy(study_dir, tmp_path)
-    for checkpoint in (study / "magnet").glob("*/checkpoint_*"):
-        shutil.rmtree(checkpoint)
+    for trial in loss_trial_folders(study, "magnet")[1]:
+        for checkpoint in trial.glob("checkpoint_*"):
+            shutil.rmtree(checkpoint)
     best, _, _ = _best_by_progress_csv(study, "magnet")
     message = _fails_with([str(study)], capsys)
     assert f"no checkpoint in trial {best}" in message
@@ -364,7 +367,7 @@ def test_best_trial_without_checkpoints_is_named(study_dir, tmp_path, capsys) ->
 
 def test_garbage_result_json_is_named(study_dir, tmp_path, capsys) -> None:
     study = _copy(study_dir, tmp_path)
-    result = sorted((study / "repmet-v2").glob("*/result.json"))[0]
+    result = loss_trial_folders(study, "repmet-v2")[1][0] / "result.json"
     result.write_text("garbage, not json\n")
     message = _fails_with([str(study)], capsys)
     assert "unreadable result.json" in message and result.parent.name in message
@@ -372,7 +375,8 @@ def test_garbage_result_json_is_named(study_dir, tmp_path, capsys) -> None:
 
 def test_missing_loss_folder_is_named(study_dir, tmp_path, capsys) -> None:
     study = _copy(study_dir, tmp_path)
-    shutil.rmtree(study / "repmet-v2")
+    for trial in loss_trial_folders(study, "repmet-v2")[1]:
+        shutil.rmtree(trial)
     assert "no trials for loss repmet-v2" in _fails_with([str(study)], capsys)
 
 
@@ -519,7 +523,8 @@ def test_retrieval_table_equals_a_fresh_measurement_of_the_best_checkpoint(made,
     by_loss = {row["loss"]: row for row in csv.DictReader((out / "retrieval.csv").open())}
     for loss in LOSSES:
         trial, iteration, _ = _best_by_progress_csv(study_dir, loss)
-        checkpoints = sorted((study_dir / loss / trial).glob("checkpoint_*/trial.pt"))
+        folder = loss_trial_folders(study_dir, loss)[0] / trial
+        checkpoints = sorted(folder.glob("checkpoint_*/trial.pt"))
         saved = [
             p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
         ]
