@@ -32,9 +32,11 @@ import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY / "tests"))
+sys.path[:0] = [str(REPOSITORY), str(REPOSITORY / "tests")]
 
 from processes import ray_head, run_study  # noqa: E402
+
+from analysis.study_files import loss_trial_folders  # noqa: E402
 
 SLOTS = 8
 FOUR_LOSSES = "repmet-v1,repmet-v2,repmet-v3,repmet-cvpr"
@@ -44,7 +46,11 @@ ONE_LOSS = "repmet-v1"
 def trial_seconds(folder: Path) -> tuple[float, int]:
     """The sum of the trials' own time (each trial's last ``time_total_s``), and the trials."""
     total, count = 0.0, 0
-    for result in folder.glob("*/trial_*/result.json"):
+    losses = json.loads((folder / "study.json").read_text())["losses"]
+    for trial in (t for loss in losses for t in loss_trial_folders(folder, loss)[1]):
+        result = trial / "result.json"
+        if not result.is_file():
+            continue
         rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
         if rows:
             total += rows[-1]["time_total_s"]
