@@ -77,7 +77,6 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
         "on_trial_complete",
         "on_trial_result",
         "suggest",
-        "restore",
     ),
     "optuna.study.Study": ("_storage",),
     "optuna.storages._cached_storage._CachedStorage": ("_backend",),

@@ -97,27 +97,6 @@ class ResumableOptunaSearch(OptunaSearch):
             return
         super().on_trial_complete(trial_id, result=result, error=error)
 
-    #: The study folder of the run resuming this searcher (set by :func:`fit_loss`): the
-    #: pickled state names the folder the searcher was created in.
-    study_folder: Path | None = None
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Restores the pickled state, then follows the study folder where it is now: a study
-        copied or moved since must record its trials in its own ``optuna.db``, not in the one
-        the searcher was created with."""
-        folder = self.study_folder
-        super().restore(checkpoint_path)
-        self.study_folder = folder
-        if folder is not None:
-            self.follow(folder, folder / internals.optuna_study(self).study_name)
-
-    def follow(self, folder: Path, experiment: Path) -> None:
-        """Records the trials in the ``optuna.db`` of the study ``folder`` where it is now, and
-        looks for trial folders in its Tune ``experiment`` folder."""
-        internals.reattach_storage(self, optuna_storage(folder))
-        if hasattr(self, "_experiment"):
-            self._experiment = str(experiment)
-
 
 class StudyOptunaSearch(ResumableOptunaSearch):
     """The Optuna records of a study's search (new studies; ``ResumableOptunaSearch`` stays for the
@@ -155,6 +134,14 @@ class StudyOptunaSearch(ResumableOptunaSearch):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             internals.optuna_study(self).set_metric_names([self.metric])
+
+    def follow(self, folder: Path, experiment: Path) -> None:
+        """Records the trials in the ``optuna.db`` of the study ``folder`` where it is now, and
+        looks for trial folders in its Tune ``experiment`` folder: an unpickled searcher names
+        the folder it was created in, and a study copied or moved since must record its trials
+        in its own ``optuna.db``."""
+        internals.reattach_storage(self, optuna_storage(folder))
+        self._experiment = str(experiment)
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -247,8 +234,9 @@ class StudySearch(Searcher):
         metric, mode: the objective, as for every searcher.
     """
 
-    #: The study folder of the run resuming this searcher, and its trials per loss (set by
-    #: :func:`fit_study`): the pickled state has those of the run that created it.
+    #: The study folder of the run resuming this searcher (set by :func:`fit_study`, as is
+    #: ``num_samples``, which ``--resume --num-samples`` may raise): the pickled state has those
+    #: of the run that saved it, and :meth:`restore` keeps this run's.
     study_folder: Path | None = None
 
     def __init__(
@@ -271,8 +259,9 @@ class StudySearch(Searcher):
         self.trials: dict[str, tuple[str, int]] = {}
         self.live: set[str] = set()
 
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict,
-                              **spec: Any) -> bool:  # fmt: skip
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
         return True  # every loss's search was built with its space, metric and mode
 
     def suggest(self, trial_id: str) -> dict | str | None:
