@@ -5,10 +5,12 @@
    --num-cpus 8``, started and stopped by this script) with ``--address`` and ``--cpus-per-trial
    1``: 8 trial slots. The share of slots in use is the trials' own time (the sum of every trial's
    ``time_total_s``: its training and measurement steps) over the study's time (``elapsed_s`` in
-   ``study.json``: from its first Tune experiment to its end) times 8. What a slot spends idle is
-   what the study pays between trials: a loss's Tune experiment starting its trial workers, and the
-   slots left empty while the last trials of one loss finish before the next loss starts. The
-   slots are logical: on a machine with fewer cores the 8 trials share them, and each runs slower.
+   ``study.json``: from the start of its Tune experiment to its end) times 8. What a slot spends
+   idle is what the study pays around trials: starting the trial workers, the driver creating
+   each trial and saving its checkpoints, and the slots left empty while the study's last trials
+   finish (formerly, with one Tune experiment per loss, also each new experiment's workers and the
+   end of every loss). The slots are logical: on a machine with fewer cores the 8 trials share
+   them, and each runs slower.
 2. Smoke ratio: the wall time of a 4-loss ``--smoke`` study (``--space all --losses
    repmet-v1,repmet-v2,repmet-v3,repmet-cvpr``) over that of a 1-loss one (``--losses repmet-v1``),
    each a command with its own local Ray as a user runs it, alternately, the medians of

@@ -93,11 +93,11 @@ def result_rows(trial: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def mid_trial(folder: Path, number: int) -> Callable[[], bool]:
-    """True once trial ``number`` has reported a step but not its last."""
+def mid_trial(folder: Path, number: int, loss: str = "magnet") -> Callable[[], bool]:
+    """True once trial ``number`` of ``loss`` has reported a step but not its last."""
 
     def check() -> bool:
-        trials = trial_folders(folder)
+        trials = trial_folders(folder, loss)
         if len(trials) < number:
             return False
         rows = result_rows(trials[number - 1])
@@ -215,6 +215,48 @@ def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(
     assert f"({done} of 3 trials finished)" in line
     assert manifest(folder)["status"] == {"magnet": "interrupted"}
     assert_resume_completes(storage, "interrupted", kept)
+
+
+@slow
+def test_sigterm_with_two_losses_mid_trial_then_resume_continues_both(ray_local, tmp_path):
+    """Both losses' trials run side by side in one experiment: SIGTERM stops both, each loss is
+    counted and marked interrupted, and --resume continues each trial exactly."""
+    losses = ("magnet", "repmet-v2")
+    args = [*STUDY, "--space", "all", "--losses", ",".join(losses), "--num-samples", "2"]
+    storage = tmp_path / "studies"
+    process = start_study(*args, "--storage", str(storage), "--name", "both")
+    folder = storage / "both"
+
+    def both_mid_way() -> bool:
+        return all(mid_trial(folder, 1, loss)() for loss in losses)
+
+    try:
+        wait_for(both_mid_way, what="a trial of each loss mid-way", process=process)
+        os.kill(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 143, stdout + stderr
+    line = one_error_line(stderr)
+    assert "error: stopped by SIGTERM: interrupted during magnet (" in line, line
+    assert "trials finished), repmet-v2 (" in line
+    assert line.endswith("; continue the study with --resume")
+    assert manifest(folder)["status"] == dict.fromkeys(losses, "interrupted")
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert study_main(["--resume", "--storage", str(storage), "--name", "both"]) == 0
+    assert manifest(folder)["status"] == dict.fromkeys(losses, "finished")
+    for loss in losses:
+        trials = trial_folders(folder, loss)
+        assert [trial.name.split("_")[:2] for trial in trials] == [
+            [f"{loss}-trial", "001"], [f"{loss}-trial", "002"]
+        ]
+        for trial in trials:
+            assert_continued_exactly(trial)
+        studied = optuna.load_study(study_name=loss, storage=f"sqlite:///{folder / 'optuna.db'}")
+        assert [t.state for t in studied.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
 # ------------------------------------------------------------------------- one study, two runs
@@ -561,6 +603,38 @@ def test_progress_counts_interrupted_trials_as_interrupted() -> None:
         study_started_at=time.time() - 125,
     )  # fmt: skip
     assert "| 2m05s elapsed" in second.line(trials)
+
+
+def test_progress_of_losses_side_by_side_counts_each_loss() -> None:
+    from ray.tune.experiment import Trial
+
+    from study.progress import StudyProgress
+
+    def trial(loss: str, status: str, last: dict, best: float | None = None) -> SimpleNamespace:
+        analysis = {} if best is None else {"val/error_simple": {"min": best}}
+        return SimpleNamespace(
+            status=status, last_result=last, metric_analysis=analysis, config={"loss": loss}
+        )
+
+    trials = [
+        trial("magnet", Trial.TERMINATED, {"done": True, "iteration": 30}, best=0.25),
+        trial("magnet", Trial.RUNNING, {"iteration": 10}, best=0.5),
+        trial("repmet-v2", Trial.TERMINATED, {"done": True, "iteration": 10}, best=0.125),
+        trial("repmet-v2", Trial.TERMINATED, {"done": True, TRIAL_FAILED: "diverged"}),
+        trial("softmax", Trial.PENDING, {}),
+    ]
+    progress = StudyProgress(
+        losses=("magnet", "repmet-v2", "softmax"), num_samples=2, iterations=30,
+        metric="val/error_simple", mode="min",
+    )  # fmt: skip
+    line = progress.line(trials)
+    assert line.startswith(
+        "[3 losses] magnet 1/2, repmet-v2 2/2, softmax 0/2 done, 1 running, 1 failed | best "
+        "val/error_simple magnet 0.2500, repmet-v2 0.1250, softmax - |"
+    ), line
+    # A resumed run planning 3 trials per loss: Tune plans them for the whole study.
+    progress.setup(total_num_samples=9)
+    assert "magnet 1/3, repmet-v2 2/3, softmax 0/3 done" in progress.line(trials)
 
 
 @pytest.mark.parametrize(

@@ -288,7 +288,8 @@ def test_repeats_report_mean_and_std_over_new_seeds(made, study_dir) -> None:
     # Independent re-computation of the magnet row: seeds 1 and 2 of its best configuration, each
     # measured on the test split at its best validation step.
     trial_name, _, _ = _best_by_progress_csv(study_dir, "magnet")
-    params = json.loads((study_dir / "magnet" / trial_name / "params.json").read_text())
+    trial = loss_trial_folders(study_dir, "magnet")[0] / trial_name
+    params = json.loads((trial / "params.json").read_text())
     errors = []
     for seed in (1, 2):
         run = TrainingRun(TrainingConfig.from_dict({**params, "seed": seed}))
@@ -383,7 +384,7 @@ def test_missing_loss_folder_is_named(study_dir, tmp_path, capsys) -> None:
 def test_corrupt_checkpoint_is_named(study_dir, tmp_path, capsys) -> None:
     study = _copy(study_dir, tmp_path)
     best, _, _ = _best_by_progress_csv(study, "magnet")
-    for state in (study / "magnet" / best).glob("checkpoint_*/trial.pt"):
+    for state in (loss_trial_folders(study, "magnet")[0] / best).glob("checkpoint_*/trial.pt"):
         state.write_bytes(b"not a torch file")
     message = _fails_with([str(study)], capsys)
     assert "unreadable checkpoint" in message and best in message
