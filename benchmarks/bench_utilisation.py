@@ -45,9 +45,11 @@ FOUR_LOSSES = "repmet-v1,repmet-v2,repmet-v3,repmet-cvpr"
 ONE_LOSS = "repmet-v1"
 
 
-def trial_seconds(folder: Path) -> tuple[float, int]:
-    """The sum of the trials' own time (each trial's last ``time_total_s``), and the trials."""
-    total, count = 0.0, 0
+def trial_seconds(folder: Path) -> tuple[float, int, float]:
+    """The sum of the trials' own time (each trial's last ``time_total_s``), the trials, and the
+    seconds from the start of the first trial's first step to the end of the last trial's last
+    (Tune's whole-second timestamps)."""
+    total, count, starts, ends = 0.0, 0, [], []
     losses = json.loads((folder / "study.json").read_text())["losses"]
     for trial in (t for loss in losses for t in loss_trial_folders(folder, loss)[1]):
         result = trial / "result.json"
@@ -57,7 +59,9 @@ def trial_seconds(folder: Path) -> tuple[float, int]:
         if rows:
             total += rows[-1]["time_total_s"]
             count += 1
-    return total, count
+            starts.append(rows[0]["timestamp"] - rows[0]["time_this_iter_s"])
+            ends.append(rows[-1]["timestamp"])
+    return total, count, max(ends, default=0.0) - min(starts, default=0.0)
 
 
 def timed_study(storage: Path, *args: str) -> tuple[float, Path]:
@@ -94,12 +98,13 @@ def slots_busy(storage: Path, args: argparse.Namespace) -> float:
             "--eval-every", str(args.eval_every),
         )  # fmt: skip
     elapsed = json.loads((folder / "study.json").read_text())["elapsed_s"]
-    busy, trials = trial_seconds(folder)
+    busy, trials, window = trial_seconds(folder)
     share = busy / (elapsed * SLOTS)
     print(
         f"5-loss study on {SLOTS} slots: {trials} trials, their own time {busy:.1f} s; the study "
         f"{elapsed:.1f} s ({share:.0%} of the slots busy), the command {wall:.1f} s "
-        f"({busy / (wall * SLOTS):.0%})",
+        f"({busy / (wall * SLOTS):.0%}), from the first trial's first step to the last trial's "
+        f"end {window:.1f} s ({busy / (window * SLOTS):.0%})",
         flush=True,
     )
     return share
