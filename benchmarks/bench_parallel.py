@@ -28,8 +28,10 @@ from pathlib import Path
 
 
 def trial_seconds(folder: Path, loss: str) -> float:
+    from repmet.study_folder.trials import loss_trial_folders
+
     total = 0.0
-    for result in (folder / loss).glob("trial_*/result.json"):
+    for result in (trial / "result.json" for trial in loss_trial_folders(folder, loss)[1]):
         rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
         total += rows[-1]["time_total_s"]
     return total

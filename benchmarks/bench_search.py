@@ -49,8 +49,10 @@ COLOURS = {"tpe+asha": "tab:red", "tpe": "tab:orange", "random+asha": "tab:blue"
 def anytime_curve(folder: Path, loss: str, metric: str, sign: float) -> tuple[list, list]:
     """(cumulative trial-seconds, best value so far) after every reported step of the study,
     steps taken in the order they finished."""
+    from repmet.study_folder.trials import loss_trial_folders
+
     steps = []
-    for result in sorted((folder / loss).glob("trial_*/result.json")):
+    for result in (trial / "result.json" for trial in loss_trial_folders(folder, loss)[1]):
         for line in result.read_text().splitlines():
             row = json.loads(line)
             if metric in row:

@@ -5,10 +5,12 @@
    --num-cpus 8``, started and stopped by this script) with ``--address`` and ``--cpus-per-trial
    1``: 8 trial slots. The share of slots in use is the trials' own time (the sum of every trial's
    ``time_total_s``: its training and measurement steps) over the study's time (``elapsed_s`` in
-   ``study.json``: from its first Tune experiment to its end) times 8. What a slot spends idle is
-   what the study pays between trials: a loss's Tune experiment starting its trial workers, and the
-   slots left empty while the last trials of one loss finish before the next loss starts. The
-   slots are logical: on a machine with fewer cores the 8 trials share them, and each runs slower.
+   ``study.json``: from the start of its Tune experiment to its end) times 8. What a slot spends
+   idle is what the study pays around trials: starting the trial workers, the driver creating
+   each trial and saving its checkpoints, and the slots left empty while the study's last trials
+   finish (formerly, with one Tune experiment per loss, also each new experiment's workers and the
+   end of every loss). The slots are logical: on a machine with fewer cores the 8 trials share
+   them, and each runs slower.
 2. Smoke ratio: the wall time of a 4-loss ``--smoke`` study (``--space all --losses
    repmet-v1,repmet-v2,repmet-v3,repmet-cvpr``) over that of a 1-loss one (``--losses repmet-v1``),
    each a command with its own local Ray as a user runs it, alternately, the medians of
@@ -32,24 +34,34 @@ import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY / "tests"))
+sys.path[:0] = [str(REPOSITORY), str(REPOSITORY / "tests")]
 
 from processes import ray_head, run_study  # noqa: E402
+
+from repmet.study_folder.trials import loss_trial_folders  # noqa: E402
 
 SLOTS = 8
 FOUR_LOSSES = "repmet-v1,repmet-v2,repmet-v3,repmet-cvpr"
 ONE_LOSS = "repmet-v1"
 
 
-def trial_seconds(folder: Path) -> tuple[float, int]:
-    """The sum of the trials' own time (each trial's last ``time_total_s``), and the trials."""
-    total, count = 0.0, 0
-    for result in folder.glob("*/trial_*/result.json"):
+def trial_seconds(folder: Path) -> tuple[float, int, float]:
+    """The sum of the trials' own time (each trial's last ``time_total_s``), the trials, and the
+    seconds from the start of the first trial's first step to the end of the last trial's last
+    (Tune's whole-second timestamps)."""
+    total, count, starts, ends = 0.0, 0, [], []
+    losses = json.loads((folder / "study.json").read_text())["losses"]
+    for trial in (t for loss in losses for t in loss_trial_folders(folder, loss)[1]):
+        result = trial / "result.json"
+        if not result.is_file():
+            continue
         rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
         if rows:
             total += rows[-1]["time_total_s"]
             count += 1
-    return total, count
+            starts.append(rows[0]["timestamp"] - rows[0]["time_this_iter_s"])
+            ends.append(rows[-1]["timestamp"])
+    return total, count, max(ends, default=0.0) - min(starts, default=0.0)
 
 
 def timed_study(storage: Path, *args: str) -> tuple[float, Path]:
@@ -86,12 +98,13 @@ def slots_busy(storage: Path, args: argparse.Namespace) -> float:
             "--eval-every", str(args.eval_every),
         )  # fmt: skip
     elapsed = json.loads((folder / "study.json").read_text())["elapsed_s"]
-    busy, trials = trial_seconds(folder)
+    busy, trials, window = trial_seconds(folder)
     share = busy / (elapsed * SLOTS)
     print(
         f"5-loss study on {SLOTS} slots: {trials} trials, their own time {busy:.1f} s; the study "
         f"{elapsed:.1f} s ({share:.0%} of the slots busy), the command {wall:.1f} s "
-        f"({busy / (wall * SLOTS):.0%})",
+        f"({busy / (wall * SLOTS):.0%}), from the first trial's first step to the last trial's "
+        f"end {window:.1f} s ({busy / (window * SLOTS):.0%})",
         flush=True,
     )
     return share

@@ -278,7 +278,7 @@ STUDY_OPTIONS: tuple[StudyOption, ...] = (
     ),
     StudyOption(
         flag="--max-concurrent",
-        help="most trials at once (default: all fit)",
+        help="most trials of one loss at once (default: all fit)",
         type=int,
         bounds=COUNT,
         setting="max_concurrent",

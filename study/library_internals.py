@@ -37,6 +37,14 @@ For each use, why it is needed and what a public alternative would need:
   ``finished``): ``Tuner.restore`` keeps the ``num_samples`` of the first run, so a resumed study
   that plans more trials per loss raises the total in the newest state file. Public alternative:
   ``Tuner.restore(..., num_samples=...)`` or a ``ResumeConfig`` field for it.
+- The one experiment of a study (:class:`study.tuning.StudySearch` and ``PerLossScheduler``)
+  relies on public behaviour that Tune does not promise in words: the search generator asks
+  ``Searcher.suggest(trial_id)`` and then, in the same process, creates that trial, calling the
+  ``trial_dirname_creator`` with it (the folder name is chosen at the suggestion); a searcher
+  restored by ``Tuner.restore`` is the object pickled with the tuner, its state reloaded in place
+  by ``Searcher.restore`` (so the run's budget and folder set on it before ``fit`` can be kept);
+  and a wrapping scheduler may hand every trial hook to another scheduler, keeping FIFO's
+  ``choose_trial_to_run``. ``RELIED_ON`` lists the hooks overridden.
 - ``TBXLoggerCallback`` (subclassed without its ``__init__``) and ``ConcurrencyLimiter.live_trials``
   are public names whose behaviour the study relies on: Tune adds its TensorBoard logger unless an
   instance of that class is among the callbacks, and the limiter forgets a trial that failed.
@@ -69,7 +77,6 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
         "on_trial_complete",
         "on_trial_result",
         "suggest",
-        "restore",
     ),
     "optuna.study.Study": ("_storage",),
     "optuna.storages._cached_storage._CachedStorage": ("_backend",),
@@ -80,6 +87,26 @@ RELIED_ON: dict[str, tuple[str, ...]] = {
     "ray.tune.search.search_generator.SearchGenerator": ("CKPT_FILE_TMPL", "get_state"),
     "ray.tune.logger.TBXLoggerCallback": ("log_trial_start", "log_trial_result", "log_trial_end"),
     "ray.tune.search.ConcurrencyLimiter": ("live_trials", "searcher", "on_trial_complete"),
+    "ray.tune.search.Searcher": (
+        "FINISHED",
+        "suggest",
+        "on_trial_result",
+        "on_trial_complete",
+        "set_search_properties",
+        "save",
+        "restore",
+    ),
+    "ray.tune.schedulers.FIFOScheduler": (
+        "set_search_properties",
+        "supports_buffered_results",
+        "on_trial_add",
+        "on_trial_error",
+        "on_trial_result",
+        "on_trial_complete",
+        "on_trial_remove",
+        "choose_trial_to_run",
+        "debug_string",
+    ),
 }
 #: The keys of Tune's pickled search-generator state that :func:`raise_planned_trials` rewrites.
 SEARCH_STATE_KEYS = ("total_samples", "finished")

@@ -11,8 +11,10 @@ TERMINATED as well; those have no final result and count as interrupted, not don
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,36 +32,34 @@ LOG_REFRESH_S = 30.0
 
 
 class StudyProgress(Callback):
-    """Shows, for the loss being searched: trials done / running / planned, the best validation
-    error so far, the elapsed time and an estimate of the time left for the whole study.
+    """Shows, for the losses being searched side by side: trials done / running / planned, the
+    best validation error so far, the elapsed time and an estimate of the time left.
+
+    One loss: ``[1/1] magnet: 2/8 done, 1 running | best val/error_simple 0.1234 | ...``. Several:
+    ``[2 losses] magnet 2/8, softmax 1/8 done, 2 running | best val/error_simple magnet 0.1234,
+    softmax - | ...`` (on a terminal, cut to its width).
 
     Args:
-        loss: the loss of this Tune experiment.
-        loss_index: its position among the study's losses (0-based).
-        loss_count: how many losses the study searches, one after another.
-        num_samples: trials planned for this loss.
+        losses: the losses of the study's Tune experiment, in the study's order.
+        num_samples: trials planned per loss.
         iterations: training iterations of a trial that runs to the end.
         metric: the validation metric to show the best value of.
         mode: "min" or "max".
         study_started_at: when this run of the study began (``time.time()``): the elapsed time
-            shown counts from there, across losses.
+            shown counts from there.
     """
 
     def __init__(
         self,
         *,
-        loss: str,
-        loss_index: int,
-        loss_count: int,
+        losses: Sequence[str],
         num_samples: int,
         iterations: int,
         metric: str,
         mode: str,
         study_started_at: float | None = None,
     ) -> None:
-        self.loss = loss
-        self.loss_index = loss_index
-        self.loss_count = loss_count
+        self.losses = tuple(losses)
         self.num_samples = num_samples
         self.iterations = iterations
         self.metric = metric
@@ -74,8 +74,8 @@ class StudyProgress(Callback):
         # Called at the start of a run and again on resume: time from here, estimate from here.
         # A resumed study may plan more trials than the pickled callback knows of.
         planned = info.get("total_num_samples")
-        if isinstance(planned, int) and 0 < planned < 2**62:
-            self.num_samples = planned
+        if isinstance(planned, int) and len(self.losses) <= planned < 2**62:
+            self.num_samples = planned // len(self.losses)
         self._started = time.monotonic()
         self._start_fraction = -1.0
         self._last_shown = -math.inf
@@ -87,12 +87,14 @@ class StudyProgress(Callback):
         reason = (trial.last_result or {}).get(TRIAL_FAILED)
         if reason:
             name = Path(trial.path).name if trial.path else trial.trial_id
-            self._write(f"{self.loss}: trial {name} failed: {reason}; the study goes on")
+            self._write(f"{self._loss_of(trial)}: trial {name} failed: {reason}; the study goes on")
         self._show(trials, force=True)
 
     def on_trial_error(self, iteration: int, trials: list[Trial], trial: Trial, **info) -> None:
         where = Path(trial.path) / "error.txt" if trial.path else "the trial folder"
-        self._write(f"{self.loss}: trial {trial.trial_id} failed; the traceback is in {where}")
+        self._write(
+            f"{self._loss_of(trial)}: trial {trial.trial_id} failed; the traceback is in {where}"
+        )
         self._show(trials, force=True)
 
     def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
@@ -107,7 +109,6 @@ class StudyProgress(Callback):
         errors = sum(t.status == Trial.ERROR or is_failed(t) for t in trials)
         running = sum(t.status == Trial.RUNNING and not is_done(t) for t in trials)
         interrupted = sum(t.status == Trial.TERMINATED and not is_done(t) for t in trials)
-        best = self._best(trials)
         fraction = self._study_fraction(trials)
         if self._start_fraction < 0:
             self._start_fraction = fraction
@@ -115,23 +116,39 @@ class StudyProgress(Callback):
         gained = fraction - self._start_fraction
         # Before a trial has finished, the rate of progress says little about the time left.
         eta = elapsed * (1.0 - fraction) / gained if gained > 0 and done else math.nan
-        parts = [
-            f"[{self.loss_index + 1}/{self.loss_count}] {self.loss}:",
-            f"{done}/{self.num_samples} done,",
-            f"{running} running",
-        ]
+        by_loss = {loss: [t for t in trials if self._loss_of(t) == loss] for loss in self.losses}
+        if len(self.losses) == 1:
+            parts = [f"[1/1] {self.losses[0]}:", f"{done}/{self.num_samples} done,"]
+        else:
+            counts = ", ".join(
+                f"{loss} {sum(map(is_done, of))}/{self.num_samples}"
+                for loss, of in by_loss.items()
+            )
+            parts = [f"[{len(self.losses)} losses] {counts} done,"]
+        parts.append(f"{running} running")
         if errors:
             parts[-1] += ","
             parts.append(f"{errors} failed")
         if interrupted:
             parts[-1] += ","
             parts.append(f"{interrupted} interrupted")
-        parts.append(f"| best {self.metric} {best:.4f}" if best is not None else "| best -")
+        if len(self.losses) == 1:
+            best = self._best(trials)
+            parts.append(f"| best {self.metric} {best:.4f}" if best is not None else "| best -")
+        else:
+            bests = ((loss, self._best(of)) for loss, of in by_loss.items())
+            shown = ", ".join(f"{loss} {'-' if b is None else f'{b:.4f}'}" for loss, b in bests)
+            parts.append(f"| best {self.metric} {shown}")
         elapsed = format_duration(time.time() - self.study_started_at, compact=True)
         parts.append(f"| {elapsed} elapsed")
         left = format_duration(eta, compact=True) if math.isfinite(eta) else "-"
         parts.append(f"| ETA {left}")
         return " ".join(parts)
+
+    def _loss_of(self, trial: Trial) -> str:
+        """The loss a trial trains (its config says; a study of one loss needs no config)."""
+        config = getattr(trial, "config", None) or {}
+        return str(config.get("loss", self.losses[0]))
 
     def _show(self, trials: list[Trial], *, force: bool) -> None:
         terminal = sys.stdout.isatty()
@@ -144,6 +161,8 @@ class StudyProgress(Callback):
             return
         self._last_shown, self._last_line = now, line
         if terminal:
+            # A line longer than the terminal would wrap, and the next redraw clears only its end.
+            line = line[: max(shutil.get_terminal_size().columns - 1, 20)]
             sys.stdout.write("\r\033[K" + line)
             sys.stdout.flush()
         else:
@@ -167,7 +186,7 @@ class StudyProgress(Callback):
         return min(values) if self.mode == "min" else max(values)
 
     def _study_fraction(self, trials: list[Trial]) -> float:
-        """Share of the whole study's planned work that is done (finished trials count whole)."""
+        """Share of the study's planned work that is done (finished trials count whole)."""
         work = 0.0
         for trial in trials:
             if is_done(trial):
@@ -175,8 +194,7 @@ class StudyProgress(Callback):
             else:
                 iteration = (trial.last_result or {}).get(ITERATION, 0) or 0
                 work += min(float(iteration) / self.iterations, 1.0)
-        this_loss = min(work / self.num_samples, 1.0)
-        return (self.loss_index + this_loss) / self.loss_count
+        return min(work / (self.num_samples * len(self.losses)), 1.0)
 
 
 def is_done(trial: Trial) -> bool:

@@ -1,8 +1,9 @@
 """Runs a hyperparameter study: ``python study/run.py --space repmet``.
 
-Each loss of the search space is searched by its own Ray Tune experiment (Optuna TPE, seeded, with
-the 2018 baseline as first point; ASHA early stopping on the validation error) with its own Optuna
-study in ``<study folder>/optuna.db``. The folder layout is described in :mod:`repmet.study_folder`.
+Every loss of the search space is searched side by side in the study's one Ray Tune experiment, each
+with its own Optuna study in ``<study folder>/optuna.db`` (TPE, seeded, with the 2018 baseline as
+first point), its own ASHA early stopping on the validation error and its own budget of trials.
+The folder layout is described in :mod:`repmet.study_folder`.
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ def build_parser(*, defaults: bool = True) -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
         prog=PROG,
         description="Search the hyperparameters of Magnet loss, RepMet and the cluster-margin loss "
-        "with Ray Tune, Optuna (TPE) and ASHA. Each loss of the space gets its own Tune experiment "
-        "and Optuna study with the same trial budget.",
+        "with Ray Tune, Optuna (TPE) and ASHA. Each loss of the space gets its own Optuna study "
+        "and ASHA bracket with the same trial budget; their trials run side by side in one Tune "
+        "experiment.",
         formatter_class=DefaultsHelpFormatter,
     )
     spaces = "; ".join(

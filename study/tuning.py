@@ -1,5 +1,6 @@
-"""The Ray Tune side of a study: connecting to Ray, one Tune experiment per loss (Optuna TPE with
-the baseline first, ASHA, checkpoints, retries), resuming, and how each loss ended.
+"""The Ray Tune side of a study: connecting to Ray, the study's one Tune experiment in which every
+loss's trials run side by side (per loss: its Optuna TPE study with the baseline first, its ASHA
+bracket, its budget of trials), checkpoints, retries, resuming, and how each loss ended.
 
 What the study prints is :mod:`study.console`'s; every use of Ray's or Optuna's private API goes
 through :mod:`study.library_internals`. The classes below stay here because Tune pickles them
@@ -11,6 +12,7 @@ import contextlib
 import logging
 import math
 import os
+import pickle
 import shutil
 import signal
 import sys
@@ -18,7 +20,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +33,8 @@ from ray.exceptions import RayError
 from ray.tune.error import TuneError
 from ray.tune.experiment import Trial
 from ray.tune.logger import TBXLoggerCallback
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from repmet.cli import WorkFailed
@@ -40,12 +42,14 @@ from repmet.config import TrainingConfig
 from repmet.errors import ConfigError
 from repmet.study_folder.layout import (
     DONE,
+    EXPERIMENT_DIR,
     ITERATION,
     OPTUNA_FILE,
     TRIAL_FAILED,
     StudyFolderError,
-    trial_counter,
+    experiment_trial_name,
     trial_folder_name,
+    trial_number,
 )
 from repmet.study_folder.manifest import FINISHED, INTERRUPTED, RUNNING, Manifest, StudySettings
 from repmet.study_folder.searched import searched_parameters
@@ -92,23 +96,6 @@ class ResumableOptunaSearch(OptunaSearch):
             return
         super().on_trial_complete(trial_id, result=result, error=error)
 
-    #: The study folder of the run resuming this searcher (set by :func:`fit_loss`): the
-    #: pickled state names the folder the searcher was created in.
-    study_folder: Path | None = None
-
-    def restore(self, checkpoint_path: str) -> None:
-        """Restores the pickled state, then follows the study folder where it is now: a study
-        copied or moved since must record its trials in its own ``optuna.db``, not in the one
-        the searcher was created with."""
-        folder = self.study_folder
-        super().restore(checkpoint_path)
-        self.study_folder = folder
-        if folder is None:
-            return
-        internals.reattach_storage(self, optuna_storage(folder))
-        if hasattr(self, "_experiment"):
-            self._experiment = str(folder / internals.optuna_study(self).study_name)
-
 
 class StudyOptunaSearch(ResumableOptunaSearch):
     """The Optuna records of a study's search (new studies; ``ResumableOptunaSearch`` stays for the
@@ -127,10 +114,11 @@ class StudyOptunaSearch(ResumableOptunaSearch):
       that raised stays RUNNING, as in ``ResumableOptunaSearch``, so that ``--resume`` can finish
       it.
     - User attributes link an Optuna trial to Tune: ``tune_trial_id``, and ``trial_dir``, the
-      trial's folder relative to the study folder (``<loss>/trial_<NNN>_<id>``).
+      trial's folder relative to the study folder: as :class:`StudySearch` names it
+      (:meth:`link`), else found from Tune's ``experiment_tag`` in the experiment folder.
 
     Args:
-        experiment: the loss's Tune experiment folder (``<study>/<loss>``).
+        experiment: the Tune experiment folder of the loss's trials.
         total_key: the key of a flattened result holding the iterations a full trial trains.
         others: as for ``OptunaSearch``.
     """
@@ -146,6 +134,14 @@ class StudyOptunaSearch(ResumableOptunaSearch):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             internals.optuna_study(self).set_metric_names([self.metric])
+
+    def follow(self, folder: Path, experiment: Path) -> None:
+        """Records the trials in the ``optuna.db`` of the study ``folder`` where it is now, and
+        looks for trial folders in its Tune ``experiment`` folder: an unpickled searcher names
+        the folder it was created in, and a study copied or moved since must record its trials
+        in its own ``optuna.db``."""
+        internals.reattach_storage(self, optuna_storage(folder))
+        self._experiment = str(experiment)
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -204,9 +200,124 @@ class StudyOptunaSearch(ResumableOptunaSearch):
             if not found:
                 return
             name = found[0].name
-        folder = f"{experiment.name}/{name}"
+        self.link(trial_id, f"{experiment.name}/{name}")
+
+    def link(self, trial_id: str, folder: str) -> None:
+        """Names the folder of trial ``trial_id``, relative to the study folder, in its user
+        attributes (``trial_dir``)."""
         internals.optuna_trial(self, trial_id).set_user_attr("trial_dir", folder)
         self._linked.add(trial_id)
+
+
+#: Trial id -> the folder name :class:`StudySearch` gave the trial it has just suggested, for
+#: :func:`trial_dirname`, which Tune calls when it creates that trial, in the same process. A
+#: table rather than a reference to the searcher: Tune pickles the naming function into the saved
+#: state of every trial.
+_FOLDER_NAMES: dict[str, str] = {}
+
+
+class StudySearch(Searcher):
+    """The searches of every loss of a study, in one Tune experiment: one
+    :class:`StudyOptunaSearch` per loss (its own Optuna study, named by the loss, in the one
+    ``optuna.db``), each with its own budget of ``num_samples`` trials, its baseline first.
+
+    Trials are handed out so that the losses run side by side: each new trial goes to the loss
+    with the fewest trials so far among those with trials left (and, with ``max_concurrent``,
+    fewer than that many running); ties go to the study's order of losses. A suggestion is the
+    loss's whole ``TrainingConfig`` dict with the sampled values on top, so that ``params.json``
+    says everything the trial trained with; its folder is ``<loss>-trial_<NNN>_<id>``, NNN counted
+    per loss (001 = the loss's baseline). Results and completions go to the trial's loss's
+    search. ``FINISHED`` once every loss has its trials.
+
+    Args:
+        searchers: per loss, in the study's order, its search.
+        configs: per loss, the configuration every trial of the loss starts from.
+        num_samples: trials per loss.
+        max_concurrent: the most trials of one loss running at once (None: no limit of its own).
+        metric, mode: the objective, as for every searcher.
+    """
+
+    #: The study folder of the run resuming this searcher (set by :func:`fit_study`, as is
+    #: ``num_samples``, which ``--resume --num-samples`` may raise): the pickled state has those
+    #: of the run that saved it, and :meth:`restore` keeps this run's.
+    study_folder: Path | None = None
+
+    def __init__(
+        self,
+        searchers: Mapping[str, StudyOptunaSearch],
+        *,
+        configs: Mapping[str, Mapping[str, Any]],
+        num_samples: int,
+        max_concurrent: int | None,
+        metric: str,
+        mode: str,
+    ) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.searchers = dict(searchers)
+        self.configs = {loss: dict(configs[loss]) for loss in self.searchers}
+        self.num_samples = num_samples
+        self.max_concurrent = max_concurrent
+        self.created = dict.fromkeys(self.searchers, 0)
+        #: Trial id -> (its loss, its number within the loss).
+        self.trials: dict[str, tuple[str, int]] = {}
+        self.live: set[str] = set()
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        return True  # every loss's search was built with its space, metric and mode
+
+    def suggest(self, trial_id: str) -> dict | str | None:
+        left = [loss for loss, count in self.created.items() if count < self.num_samples]
+        if not left:
+            return Searcher.FINISHED
+        running = [loss for loss, _ in (self.trials[t] for t in self.live)]
+        ready = [
+            loss
+            for loss in left
+            if self.max_concurrent is None or running.count(loss) < self.max_concurrent
+        ]
+        if not ready:
+            return None  # asked again once a trial ends
+        loss = min(ready, key=self.created.__getitem__)
+        suggestion = self.searchers[loss].suggest(trial_id)
+        if not isinstance(suggestion, dict):
+            return suggestion
+        self.created[loss] += 1
+        self.trials[trial_id] = (loss, self.created[loss])
+        self.live.add(trial_id)
+        name = experiment_trial_name(loss, self.created[loss], trial_id)
+        _FOLDER_NAMES[trial_id] = name
+        self.searchers[loss].link(trial_id, f"{EXPERIMENT_DIR}/{name}")
+        return {**self.configs[loss], **suggestion}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self.trials:
+            self.searchers[self.trials[trial_id][0]].on_trial_result(trial_id, result)
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        self.live.discard(trial_id)
+        if trial_id in self.trials:
+            search = self.searchers[self.trials[trial_id][0]]
+            search.on_trial_complete(trial_id, result=result, error=error)
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as stream:
+            pickle.dump(self.__dict__.copy(), stream)
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Restores the pickled state, keeping this run's trial budget and following the study
+        folder where it is now (a study copied or moved since records its trials in its own
+        ``optuna.db``)."""
+        folder, budget = self.study_folder, self.num_samples
+        with open(checkpoint_path, "rb") as stream:
+            self.__dict__.update(pickle.load(stream))
+        self.study_folder, self.num_samples = folder, budget
+        if folder is not None:
+            for search in self.searchers.values():
+                search.follow(folder, folder / EXPERIMENT_DIR)
 
 
 def _finite(value: Any) -> bool:
@@ -340,17 +451,21 @@ def check_resources(settings: StudySettings) -> None:
 
 
 def trial_dirname(trial: Trial) -> str:
-    """Short trial folder names in creation order (Tune's default repeats every parameter)."""
-    return trial_folder_name(trial.experiment_tag, trial.trial_id)
+    """Short trial folder names, ``<loss>-trial_<NNN>_<id>`` as :class:`StudySearch` chose them
+    (Tune's default repeats every parameter)."""
+    return _FOLDER_NAMES.get(trial.trial_id) or trial_folder_name(
+        trial.experiment_tag, trial.trial_id
+    )
 
 
 def run_losses(study: Study, *, verbose: bool = False) -> int:
-    """Runs the Tune experiment of every loss not finished yet, one after another.
+    """Runs (or continues) the study's one Tune experiment, every loss's trials side by side.
 
     A loss ends in one of three ways. Every planned trial ended (finished, stopped early, or
-    failed for its own configuration): the loss is finished and the next one starts. A trial
-    raised an error after its retries: the study stops (:class:`StudyFailed`). Ctrl-C left trials
-    unfinished: the study stops (:class:`StudyInterrupted`). Either way ``--resume`` continues.
+    failed for its own configuration): the loss is finished. A trial raised an error after its
+    retries: the study stops (:class:`StudyFailed`). Ctrl-C left trials unfinished: the study
+    stops (:class:`StudyInterrupted`). Either way ``--resume`` continues; each loss's status in
+    the manifest says how it stands.
     """
     settings, manifest = study.settings, study.manifest
     started = time.monotonic()
@@ -365,44 +480,67 @@ def run_losses(study: Study, *, verbose: bool = False) -> int:
 
 def _run_losses(study: Study, *, verbose: bool, started: float) -> int:
     settings, manifest = study.settings, study.manifest
-    summaries = []
-    for index, loss in enumerate(settings.losses):
-        if manifest.status[loss] == FINISHED:
-            summaries.append(f"{loss}: finished earlier")
-            continue
+    running = [loss for loss in settings.losses if manifest.status[loss] != FINISHED]
+    for loss in running:
         manifest.set_status(loss, RUNNING)
-        try:
-            extend_experiment(study.folder / loss, settings.num_samples)
-            results = fit_loss(study, loss, index, verbose=verbose)
-        except KeyboardInterrupt:
-            manifest.set_status(loss, INTERRUPTED)
-            raise StudyInterrupted(
-                f"interrupted during {loss}; continue the study with --resume"
-            ) from None
-        except (TuneError, RayError) as error:
-            manifest.set_status(loss, INTERRUPTED)
-            raise StudyFailed(
-                f"{loss}: Ray stopped the study ({type(error).__name__}: {first_line(error)}); "
-                "continue it with --resume once the cause is fixed"
-            ) from None
-        outcome = LossOutcome.of(results, settings.num_samples)
-        if outcome.errored:
-            manifest.set_status(loss, INTERRUPTED)
-            print("\n".join(summaries))
-            raise StudyFailed(errored_message(loss, outcome.errored))
-        if outcome.unfinished:
-            manifest.set_status(loss, INTERRUPTED)
-            print("\n".join(summaries))
-            raise StudyInterrupted(
-                f"interrupted during {loss} ({outcome.ended} of {settings.num_samples} trials "
-                "finished); continue the study with --resume"
-            )
-        manifest.set_status(loss, FINISHED)
-        record_trials(study.folder)
-        summaries.append(summarize(loss, results, settings))
+    try:
+        extend_experiment(
+            study.folder / EXPERIMENT_DIR, settings.num_samples * len(settings.losses)
+        )
+        results = fit_study(study, verbose=verbose)
+    except KeyboardInterrupt:
+        _set_statuses(manifest, running, INTERRUPTED)
+        raise StudyInterrupted(
+            f"interrupted during {', '.join(running)}; continue the study with --resume"
+        ) from None
+    except (TuneError, RayError) as error:
+        _set_statuses(manifest, running, INTERRUPTED)
+        raise StudyFailed(
+            f"{', '.join(running)}: Ray stopped the study ({type(error).__name__}: "
+            f"{first_line(error)}); continue it with --resume once the cause is fixed"
+        ) from None
+    by_loss = results_by_loss(results, settings.losses)
+    outcomes = {loss: LossOutcome.of(by_loss[loss], settings.num_samples) for loss in by_loss}
+    summaries = []
+    for loss, outcome in outcomes.items():
+        ended = not outcome.errored and not outcome.unfinished
+        manifest.set_status(loss, FINISHED if ended else INTERRUPTED)
+        if ended:
+            summaries.append(summarize(loss, by_loss[loss], settings))
     print("\n".join(summaries))
+    errored = [(loss, outcome) for loss, outcome in outcomes.items() if outcome.errored]
+    if errored:
+        loss, outcome = errored[0]
+        raise StudyFailed(errored_message(loss, outcome.errored))
+    unfinished = [
+        f"{loss} ({outcome.ended} of {settings.num_samples} trials finished)"
+        for loss, outcome in outcomes.items()
+        if outcome.unfinished
+    ]
+    if unfinished:
+        raise StudyInterrupted(
+            f"interrupted during {', '.join(unfinished)}; continue the study with --resume"
+        )
     print(study_done(study.folder, time.monotonic() - started))
     return 0
+
+
+def _set_statuses(manifest: Manifest, losses: Iterable[str], status: str) -> None:
+    for loss in losses:
+        manifest.set_status(loss, status)
+
+
+def results_by_loss(
+    results: Iterable[tune.Result], losses: Iterable[str]
+) -> dict[str, list[tune.Result]]:
+    """The results of the study's experiment grouped by the loss of their trial, in the study's
+    order of losses."""
+    grouped: dict[str, list[tune.Result]] = {loss: [] for loss in losses}
+    for result in results:
+        loss = (result.config or {}).get("loss")
+        if loss in grouped:
+            grouped[loss].append(result)
+    return grouped
 
 
 def record_trials(folder: Path) -> None:
@@ -436,7 +574,7 @@ def hardware() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class LossOutcome:
-    """How the trials of one Tune experiment ended.
+    """How the trials of one loss ended.
 
     Attributes:
         ended: trials with a final result (finished, stopped early, failed for their
@@ -452,7 +590,8 @@ class LossOutcome:
     unfinished: int
 
     @classmethod
-    def of(cls, results: tune.ResultGrid, planned: int) -> LossOutcome:
+    def of(cls, results: Iterable[tune.Result], planned: int) -> LossOutcome:
+        results = list(results)
         errored = tuple(result for result in results if result.error is not None)
         outcomes = [
             trial_outcome(result.metrics, iterations=(result.config or {}).get("iterations", 0))
@@ -465,7 +604,7 @@ class LossOutcome:
 
 
 def extend_experiment(path: Path, num_samples: int) -> None:
-    """Lets the Tune experiment at ``path`` (if any) create trials up to ``num_samples``
+    """Lets the Tune experiment at ``path`` (if any) create trials up to ``num_samples`` in all
     (:func:`study.library_internals.raise_planned_trials`)."""
     try:
         internals.raise_planned_trials(path, num_samples)
@@ -473,64 +612,54 @@ def extend_experiment(path: Path, num_samples: int) -> None:
         raise StudyFailed(f"cannot continue the Tune experiment at {path}: {error}") from None
 
 
-def fit_loss(study: Study, loss: str, index: int, *, verbose: bool = False) -> tune.ResultGrid:
-    """Runs (or resumes) the Tune experiment of one loss; ``verbose`` shows Tune's own progress
-    table instead of the study's progress line."""
+def fit_study(study: Study, *, verbose: bool = False) -> tune.ResultGrid:
+    """Runs (or resumes) the study's one Tune experiment, every loss's trials side by side;
+    ``verbose`` shows Tune's own progress table instead of the study's progress line."""
     settings = study.settings
-    path = study.folder / loss
+    path = study.folder / EXPERIMENT_DIR
     trainable = tune.with_resources(
         tune.with_parameters(MetricLearningTrainable, data=shared_data(settings)),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
     if path.exists() and tune.Tuner.can_restore(str(path)):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
-        # Tune restores the RunConfig pickled when the loss started; what the run shows follows
-        # this command line instead, and a study made before Tune's TensorBoard logger was
-        # turned off gets it turned off too. (Not reachable through Ray Client: then the pickled
-        # settings stay.)
+        # Tune restores the RunConfig pickled when the study started; what the run shows follows
+        # this command line instead, and the searcher this run's folder and trial budget. (Not
+        # reachable through Ray Client: then the pickled settings stay.)
         run_config = internals.restored_run_config(tuner)
         if run_config is not None:
-            for name, value in reporting(study, loss, index, verbose=verbose).items():
+            for name, value in reporting(study, verbose=verbose).items():
                 setattr(run_config, name, value)
             searcher = internals.restored_searcher(tuner)
-            if isinstance(searcher, ResumableOptunaSearch):
+            if isinstance(searcher, StudySearch):
                 searcher.study_folder = study.folder
+                searcher.num_samples = settings.num_samples
         return tuner.fit()
-    # A loss that died before Tune's first snapshot starts over, Optuna study included.
+    # A study that died before Tune's first snapshot starts over, Optuna studies included.
     shutil.rmtree(path, ignore_errors=True)
     storage = optuna_storage(study.folder)
-    if loss in {summary.study_name for summary in optuna.get_all_study_summaries(storage)}:
+    stored = {summary.study_name for summary in optuna.get_all_study_summaries(storage)}
+    for loss in stored.intersection(settings.losses):
         optuna.delete_study(study_name=loss, storage=storage)
     tuner = tune.Tuner(
         trainable,
-        # The whole configuration, so that params.json says everything the trial trained with.
-        param_space=TrainingConfig.from_dict({**settings.fixed, "loss": loss}).to_dict(),
         tune_config=tune.TuneConfig(
             metric=settings.objective,
             mode=settings.mode,
             search_alg=ResumableConcurrencyLimiter(
-                StudyOptunaSearch(
-                    space=SEARCH_SPACES.get(settings.space).objective(loss, study.context),
-                    metric=settings.objective,
-                    mode=settings.mode,
-                    points_to_evaluate=[dict(settings.baseline[loss])],
-                    sampler=sampler(settings),
-                    storage=storage,
-                    study_name=loss,
-                    experiment=str(path),
-                ),
-                max_concurrent=max_concurrent(settings),
+                study_search(study, storage), max_concurrent=max_concurrent(settings)
             ),
             scheduler=scheduler(settings),
-            num_samples=settings.num_samples,
+            num_samples=settings.num_samples * len(settings.losses),
+            # Workers move between losses: one trainable serves them all (reset_config).
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
             trial_name_creator=trial_dirname,  # Tune's table and logs name trials by folder
         ),
         run_config=tune.RunConfig(
-            name=loss,
+            name=EXPERIMENT_DIR,
             storage_path=str(study.folder),
-            **reporting(study, loss, index, verbose=verbose),
+            **reporting(study, verbose=verbose),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=CHECKPOINTS_KEPT,
                 checkpoint_score_attribute=settings.metric,
@@ -546,6 +675,38 @@ def fit_loss(study: Study, loss: str, index: int, *, verbose: bool = False) -> t
     return tuner.fit()
 
 
+def study_search(study: Study, storage: optuna.storages.RDBStorage) -> StudySearch:
+    """Every loss's search: its Optuna study (named by the loss) with the baseline first, and the
+    whole configuration its trials start from."""
+    settings = study.settings
+    space = SEARCH_SPACES.get(settings.space)
+    searchers = {
+        loss: StudyOptunaSearch(
+            space=space.objective(loss, study.context),
+            metric=settings.objective,
+            mode=settings.mode,
+            points_to_evaluate=[dict(settings.baseline[loss])],
+            sampler=sampler(settings),
+            storage=storage,
+            study_name=loss,
+            experiment=str(study.folder / EXPERIMENT_DIR),
+        )
+        for loss in settings.losses
+    }
+    return StudySearch(
+        searchers,
+        # The whole configuration, so that params.json says everything the trial trained with.
+        configs={
+            loss: TrainingConfig.from_dict({**settings.fixed, "loss": loss}).to_dict()
+            for loss in settings.losses
+        },
+        num_samples=settings.num_samples,
+        max_concurrent=settings.max_concurrent,
+        metric=settings.objective,
+        mode=settings.mode,
+    )
+
+
 def shared_data(settings: StudySettings) -> tuple[tuple[Any, ...], Any]:
     """The data set every trial of the study trains on, as the driver loaded it (the copy it
     checked the study against), for the trainables (see ``MetricLearningTrainable.setup``)."""
@@ -553,24 +714,22 @@ def shared_data(settings: StudySettings) -> tuple[tuple[Any, ...], Any]:
     return config.data_key(), load_splits(config, cached=True)
 
 
-def reporting(study: Study, loss: str, index: int, *, verbose: bool) -> dict[str, Any]:
-    """The ``RunConfig`` fields that decide what a loss's run shows and logs.
+def reporting(study: Study, *, verbose: bool) -> dict[str, Any]:
+    """The ``RunConfig`` fields that decide what the study's run shows and logs.
 
     Always Tune's JSON and CSV results (``result.json``, ``progress.csv``, ``params.json``) and
     never Tune's TensorBoard logger (the trainable writes the trial's records). Quiet: the study's
     one-line progress display. ``verbose``: Tune's own classic output (with
-    ``RAY_AIR_NEW_OUTPUT=0``, as ``study/run.py`` sets it) with its trial table, every searched
-    parameter and the objective, at each status report; the one-line display, which redraws its
-    line, would garble it and is left out.
+    ``RAY_AIR_NEW_OUTPUT=0``, as ``study/run.py`` sets it) with its trial table, the loss, every
+    searched parameter and the objective, at each status report; the one-line display, which
+    redraws its line, would garble it and is left out.
     """
     settings = study.settings
     callbacks: list[tune.Callback] = [NoTensorBoard()]
     if not verbose:
         callbacks.append(
             StudyProgress(
-                loss=loss,
-                loss_index=index,
-                loss_count=len(settings.losses),
+                losses=settings.losses,
                 num_samples=settings.num_samples,
                 iterations=settings.iterations,
                 metric=settings.metric,
@@ -579,22 +738,26 @@ def reporting(study: Study, loss: str, index: int, *, verbose: bool) -> dict[str
             )
         )
         return {"verbose": 0, "progress_reporter": None, "callbacks": callbacks}
+    searched = {
+        name: None for loss in settings.losses for name in searched_parameters(settings, loss)
+    }
     table = tune.CLIReporter(
         metric_columns=[ITERATION, settings.objective, settings.metric],
-        parameter_columns=list(searched_parameters(settings, loss)),
+        parameter_columns=["loss", *searched],
         sort_by_metric=True,  # by the objective: Tune hands the reporter TuneConfig's metric
         print_intermediate_tables=True,
-        max_progress_rows=settings.num_samples,
+        max_progress_rows=settings.num_samples * len(settings.losses),
     )
     return {"verbose": 2, "progress_reporter": table, "callbacks": callbacks}
 
 
 def max_concurrent(settings: StudySettings) -> int:
-    """``--max-concurrent``, or as many trials as the cluster's resources hold at once. Explicit,
-    because Tune otherwise keeps one trial pending at a time for a searcher, which serialises
-    short trials behind the start-up of each worker."""
+    """The most trials of the study at once: ``--max-concurrent`` for each loss, or as many
+    trials as the cluster's resources hold at once. Explicit, because Tune otherwise keeps one
+    trial pending at a time for a searcher, which serialises short trials behind the start-up of
+    each worker."""
     if settings.max_concurrent is not None:
-        return settings.max_concurrent
+        return settings.max_concurrent * len(settings.losses)
     resources = ray.cluster_resources()
     fits = [resources.get("CPU", 0.0) / settings.cpus_per_trial]
     if settings.gpus_per_trial > 0:
@@ -617,7 +780,7 @@ def sampler(settings: StudySettings) -> optuna.samplers.BaseSampler:
 
 
 class BaselineKeepingASHA(ASHAScheduler):
-    """ASHA, except that the loss's first trial, its default configuration (the baseline every
+    """ASHA, except that a loss's first trial, its default configuration (the baseline every
     search starts from), is never stopped early.
 
     Its results still fill ASHA's rungs, so the other trials are judged against it as before. A
@@ -635,17 +798,62 @@ class BaselineKeepingASHA(ASHAScheduler):
 
 
 def is_baseline(trial: Trial) -> bool:
-    """True for a loss's first trial (``trial_001_...``): the searcher proposes the baseline
-    first (``points_to_evaluate``)."""
-    return trial_counter(trial.experiment_tag) == 1
+    """True for a loss's first trial (``<loss>-trial_001_...``): the loss's searcher proposes the
+    baseline first (``points_to_evaluate``)."""
+    return bool(trial.path) and trial_number(Path(trial.path).name) == 1
 
 
-def scheduler(settings: StudySettings) -> ASHAScheduler | FIFOScheduler:
+class PerLossScheduler(FIFOScheduler):
+    """Hands each trial to the scheduler of its loss (``config["loss"]``), so that ASHA judges a
+    trial only against the trials of its own loss, as when each loss had its experiment. Which
+    trial runs next stays first come, first served (FIFO, as in ASHA)."""
+
+    def __init__(self, schedulers: Mapping[str, TrialScheduler]) -> None:
+        super().__init__()
+        self.schedulers = dict(schedulers)
+
+    @property
+    def supports_buffered_results(self) -> bool:
+        return all(s.supports_buffered_results for s in self.schedulers.values())
+
+    def _of(self, trial: Trial) -> TrialScheduler:
+        return self.schedulers[trial.config["loss"]]
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        accepted = [s.set_search_properties(metric, mode, **spec) for s in self.schedulers.values()]
+        return super().set_search_properties(metric, mode, **spec) and all(accepted)
+
+    def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        self._of(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Trial) -> None:
+        self._of(trial).on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict) -> str:
+        return self._of(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
+        self._of(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Trial) -> None:
+        self._of(trial).on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return "\n".join(f"{loss}: {s.debug_string()}" for loss, s in self.schedulers.items())
+
+
+def scheduler(settings: StudySettings) -> TrialScheduler:
+    """FIFO without early stopping; else one ASHA bracket per loss (:class:`PerLossScheduler`)."""
     if settings.scheduler == NO_SCHEDULER:
         return FIFOScheduler()
-    return BaselineKeepingASHA(
-        time_attr="training_iteration",
-        max_t=settings.steps_per_trial,
-        grace_period=min(ASHA_GRACE_PERIOD, settings.steps_per_trial),
-        reduction_factor=ASHA_REDUCTION_FACTOR,
+    return PerLossScheduler(
+        {
+            loss: BaselineKeepingASHA(
+                time_attr="training_iteration",
+                max_t=settings.steps_per_trial,
+                grace_period=min(ASHA_GRACE_PERIOD, settings.steps_per_trial),
+                reduction_factor=ASHA_REDUCTION_FACTOR,
+            )
+            for loss in settings.losses
+        }
     )

@@ -49,7 +49,8 @@ from trainables.records import ProjectorSnapshot, TrialRecords
 FAIL_AT_ITERATION_ENV = "REPMET_FAIL_AT_ITERATION"
 FAIL_ONCE_FILE_ENV = "REPMET_FAIL_ONCE_FILE"
 #: Fault injection for tests of trial-level failures: the trials whose folder numbers
-#: (``trial_<NNN>_...``) are listed here (comma-separated) diverge in their first step, every time.
+#: (``<loss>-trial_<NNN>_...``, of any loss) are listed here (comma-separated) diverge in their
+#: first step, every time.
 DIVERGE_TRIALS_ENV = "REPMET_DIVERGE_TRIALS"
 
 #: A data set and the key of the configuration fields that decide it (``TrainingConfig.data_key``).
@@ -166,8 +167,7 @@ class MetricLearningTrainable(tune.Trainable):
         listed = os.environ.get(DIVERGE_TRIALS_ENV)
         if not listed:
             return
-        parts = Path(self.logdir).name.split("_")
-        number = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
+        number = layout.trial_number(Path(self.logdir).name)
         if number in {int(n) for n in listed.split(",") if n.strip().isdigit()}:
             raise TrainingDiverged(
                 f"training diverged at iteration {self.run.iteration + 1}: injected by "

@@ -4,6 +4,7 @@ parsed here alone. The layout itself is drawn in :mod:`repmet.study_folder`."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 
 from repmet.errors import RepmetError
@@ -12,8 +13,9 @@ from repmet.protocols import CLOSED_SET
 
 #: The version of this layout. Version 1 had no ``val/best/...`` metric, partial ``params.json``
 #: files (the sampled fields and the study's fixed settings only) and checkpoints of run-state
-#: format 1. The analysis reads both; only the current version can be resumed.
-FORMAT_VERSION = 2
+#: format 1; versions 1 and 2 had one Tune experiment (and folder) per loss. The analysis reads
+#: every version; only the current one can be resumed.
+FORMAT_VERSION = 3
 
 # ----------------------------------------------------------------------------- file names
 
@@ -33,6 +35,8 @@ LOCK_FILE = "study.lock"
 #: record of the episodes every trial and repeat draws from the same seed.
 EPISODES_DIR = "episodes"
 ERROR_FILES = ("error.txt", "error.pkl")
+#: The study's one Tune experiment folder, holding the trial folders of every loss (format 3).
+EXPERIMENT_DIR = "trials"
 
 # -------------------------------------------------------------------------- metric names
 # The names double as TensorBoard tags, so they read as ``<group>/<what>``.
@@ -93,10 +97,20 @@ def all_step_metrics() -> tuple[str, ...]:
 # ------------------------------------------------------------------------- trial folders
 
 TRIAL_PREFIX = "trial_"
+#: A trial folder's name: ``<loss>-trial_<NNN>_<id>`` (format 3) or ``trial_<NNN>_<id>`` (inside
+#: a loss's folder, formats 1 and 2).
+_TRIAL_NAME = re.compile(rf"^(?:(?P<loss>.+)-)?{TRIAL_PREFIX}(?P<number>\d+)_(?P<id>.+)$")
+
+
+def experiment_trial_name(loss: str, number: int, trial_id: str) -> str:
+    """``<loss>-trial_<NNN>_<trial id>``: a trial's folder in the study's experiment folder, NNN
+    its creation number within the loss (1: the loss's baseline)."""
+    return f"{loss}-{TRIAL_PREFIX}{number:03d}_{trial_id}"
 
 
 def trial_folder_name(experiment_tag: str, trial_id: str) -> str:
-    """``trial_<NNN>_<trial id>``, NNN the counter that starts Tune's ``experiment_tag``."""
+    """``trial_<NNN>_<trial id>``, NNN the counter that starts Tune's ``experiment_tag`` (the
+    folder name in a Tune experiment of one loss, formats 1 and 2)."""
     counter = trial_counter(experiment_tag)
     return f"{TRIAL_PREFIX}{counter:03d}_{trial_id}" if counter is not None else trial_id
 
@@ -108,11 +122,16 @@ def trial_counter(experiment_tag: str) -> int | None:
 
 
 def trial_number(folder_name: str) -> int | None:
-    """The creation number NNN of a trial folder ``trial_<NNN>_<trial id>`` (1: the loss's
-    baseline), or None for a folder not named so."""
-    if not folder_name.startswith(TRIAL_PREFIX):
-        return None
-    return trial_counter(folder_name.removeprefix(TRIAL_PREFIX))
+    """The creation number NNN of a trial folder's name within its loss (1: the loss's
+    baseline), in either layout; None for a folder named neither way."""
+    match = _TRIAL_NAME.match(folder_name)
+    return int(match["number"]) if match else None
+
+
+def trial_loss(folder_name: str) -> str | None:
+    """The loss that leads a format-3 trial folder's name; None for any other name."""
+    match = _TRIAL_NAME.match(folder_name)
+    return match["loss"] if match else None
 
 
 # ------------------------------------------------------------------------------- errors

@@ -37,7 +37,8 @@ class StudySettings:
 
     Args:
         space: search space name.
-        losses: the losses searched, each by its own Tune experiment and Optuna study.
+        losses: the losses searched, each by its own Optuna study and ASHA bracket, side by side
+            in the study's one Tune experiment.
         fixed: the trial config every trial shares (TrainingConfig fields), merged under the sampled
             hyperparameters.
         num_samples: trials per loss.
@@ -48,7 +49,7 @@ class StudySettings:
         sampler: the Optuna sampler, ``SAMPLERS`` of :mod:`repmet.study_options` (TPE or random).
         cpus_per_trial: CPUs reserved per trial (fractions allowed).
         gpus_per_trial: GPUs reserved per trial (fractions allowed).
-        max_concurrent: the most trials running at once per loss (None: as resources allow).
+        max_concurrent: the most trials of one loss running at once (None: as resources allow).
         max_failures: retries of a failed trial before it counts as errored.
         batch_budget: the largest M * D a trial may use.
         baseline: per loss, the 2018 seed point evaluated first.

@@ -1,7 +1,8 @@
 """A study's trials, read from its files alone (no Ray cluster, no Ray or torch import): the
-manifest (:func:`~repmet.study_folder.manifest.read_manifest`), one Tune experiment folder per loss,
-each trial's reported steps and checkpoints, and how each trial ended (:func:`trial_outcome`, which
-the study's searcher and its per-loss outcome use too).
+manifest (:func:`~repmet.study_folder.manifest.read_manifest`), the trial folders of each loss
+(in either layout, :func:`loss_trial_folders`), each trial's reported steps and checkpoints, and
+how each trial ended (:func:`trial_outcome`, which the study's searcher and its per-loss outcome
+use too).
 
 Anything missing or unreadable raises :class:`~repmet.study_folder.layout.StudyFolderError` naming
 the file, so that the report prints one line instead of a traceback.
@@ -26,6 +27,7 @@ from repmet.study_folder.layout import (
     CHECKPOINT_PREFIX,
     DONE,
     ERROR_FILES,
+    EXPERIMENT_DIR,
     ITERATION,
     MANIFEST_FILE,
     OPTUNA_FILE,
@@ -33,6 +35,7 @@ from repmet.study_folder.layout import (
     RESULT_FILE,
     TRIAL_FAILED,
     StudyFolderError,
+    trial_loss,
     trial_number,
 )
 from repmet.study_folder.manifest import FINISHED, Manifest, StudySettings, read_json, read_manifest
@@ -144,7 +147,8 @@ class TrialFolder:
 
 @dataclass(frozen=True)
 class LossFolder:
-    """The trials of one loss (one Tune experiment folder)."""
+    """The trials of one loss (``path``: the folder holding them, shared by every loss in format
+    3)."""
 
     loss: str
     path: Path
@@ -231,8 +235,7 @@ def read_study(path: Path) -> StudyFolder:
     losses: dict[str, LossFolder] = {}
     not_started: list[str] = []
     for loss in settings.losses:
-        loss_path = path / loss
-        trial_paths = _trial_folders(loss_path)
+        loss_path, trial_paths = loss_trial_folders(path, loss)
         if not trial_paths:
             if manifest.status.get(loss) == FINISHED:
                 raise StudyFolderError(f"no trials for loss {loss} in {loss_path}")
@@ -340,6 +343,16 @@ def _status(path: Path, rows: Sequence[Mapping[str, Any]], iterations: int) -> T
     if any((path / name).exists() for name in ERROR_FILES):
         return TrialStatus.FAILED
     return TrialStatus.RUNNING
+
+
+def loss_trial_folders(study: Path, loss: str) -> tuple[Path, list[Path]]:
+    """Where the trial folders of ``loss`` are, and which they are (oldest first): in the study's
+    one experiment folder, ``trials/<loss>-trial_<NNN>_<id>`` (format 3), else in the loss's own
+    folder, ``<loss>/trial_<NNN>_<id>`` (formats 1 and 2)."""
+    experiment = study / EXPERIMENT_DIR
+    if experiment.is_dir():
+        return experiment, [p for p in _trial_folders(experiment) if trial_loss(p.name) == loss]
+    return study / loss, _trial_folders(study / loss)
 
 
 def _trial_folders(loss_path: Path) -> list[Path]:

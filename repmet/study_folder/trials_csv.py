@@ -5,7 +5,8 @@ One row per trial folder, in the study's loss order and creation order, written 
 folder's files alone (:mod:`repmet.study_folder.trials`), so it can be rewritten at any time, also
 for a study copied elsewhere. Columns:
 
-- ``loss``, ``trial`` (the creation number NNN of ``trial_<NNN>_<id>``);
+- ``loss``, ``trial`` (the creation number NNN within the loss of ``<loss>-trial_<NNN>_<id>``, or
+  of ``trial_<NNN>_<id>`` in a format-2 study);
 - every parameter that the study searches for some loss, the trial's value where its loss searches
   it and empty where not;
 - ``status``: ``completed``, ``stopped early`` (by the scheduler), ``failed`` (an error, or a
@@ -87,7 +88,7 @@ def trial_row(
         },
         "seconds": last.get("time_total_s"),
         "failure": trial.failure or "",
-        "trial_dir": f"{loss}/{trial.name}",
+        "trial_dir": trial.path.relative_to(study.path).as_posix(),
     }
 
 

@@ -24,7 +24,7 @@ from analysis.scores import select_best
 from analysis.tables import loss_label, to_markdown
 from repmet.config import TrainingConfig
 from repmet.study_folder.layout import ITERATION, SELECTION_METRIC, TRIAL_FAILED, StudyFolderError
-from repmet.study_folder.trials import find_latest_study, read_study, read_trial
+from repmet.study_folder.trials import find_latest_study, loss_trial_folders, read_study, read_trial
 from repmet.training import TrainingRun, load_splits
 
 LOSSES = TINY_STUDY_LOSSES
@@ -51,7 +51,7 @@ def _best_by_progress_csv(study_dir: Path, loss: str) -> tuple[str, int, float]:
     """Trial name, iteration and value of the lowest validation error, from progress.csv (not
     the result.json files the report reads)."""
     best = None
-    for progress in sorted((study_dir / loss).glob("*/progress.csv")):
+    for progress in sorted(t / "progress.csv" for t in loss_trial_folders(study_dir, loss)[1]):
         frame = pd.read_csv(progress)
         row = frame.loc[frame[SELECTION_METRIC].idxmin()]
         candidate = (float(row[SELECTION_METRIC]), progress.parent.name, int(row[ITERATION]))
@@ -96,7 +96,8 @@ def test_test_numbers_equal_a_fresh_evaluation_of_the_best_checkpoint(made, stud
     by_loss = {row["loss"]: row for row in csv.DictReader((out / "results.csv").open())}
     for loss in LOSSES:
         trial, iteration, _ = _best_by_progress_csv(study_dir, loss)
-        checkpoints = sorted((study_dir / loss / trial).glob("checkpoint_*/trial.pt"))
+        folder = loss_trial_folders(study_dir, loss)[0] / trial
+        checkpoints = sorted(folder.glob("checkpoint_*/trial.pt"))
         saved = [
             p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
         ]
@@ -281,7 +282,8 @@ def test_repeats_report_mean_and_std_over_new_seeds(made, study_dir) -> None:
     # Independent re-computation of the magnet row: seeds 1 and 2 of its best configuration, each
     # measured on the test split at its best validation step.
     trial_name, _, _ = _best_by_progress_csv(study_dir, "magnet")
-    params = json.loads((study_dir / "magnet" / trial_name / "params.json").read_text())
+    trial = loss_trial_folders(study_dir, "magnet")[0] / trial_name
+    params = json.loads((trial / "params.json").read_text())
     errors = []
     for seed in (1, 2):
         run = TrainingRun(TrainingConfig.from_dict({**params, "seed": seed}))
@@ -306,7 +308,7 @@ def test_a_running_study_says_how_many_trials_finished(study_dir, tmp_path, caps
     manifest = json.loads((study / "study.json").read_text())
     manifest["status"]["repmet-v2"] = "running"
     (study / "study.json").write_text(json.dumps(manifest))
-    result = sorted((study / "repmet-v2").glob("*/result.json"))[0]
+    result = loss_trial_folders(study, "repmet-v2")[1][0] / "result.json"
     lines = result.read_text().splitlines(keepends=True)
     result.write_text("".join(lines[:-1]))  # its final (done) result not written yet
     out = tmp_path / "csv_only"
@@ -333,8 +335,9 @@ def _fails_with(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 def test_best_trial_without_checkpoints_is_named(study_dir, tmp_path, capsys) -> None:
     study = _copy(study_dir, tmp_path)
-    for checkpoint in (study / "magnet").glob("*/checkpoint_*"):
-        shutil.rmtree(checkpoint)
+    for trial in loss_trial_folders(study, "magnet")[1]:
+        for checkpoint in trial.glob("checkpoint_*"):
+            shutil.rmtree(checkpoint)
     best, _, _ = _best_by_progress_csv(study, "magnet")
     message = _fails_with([str(study)], capsys)
     assert f"no checkpoint in trial {best}" in message
@@ -342,7 +345,7 @@ def test_best_trial_without_checkpoints_is_named(study_dir, tmp_path, capsys) ->
 
 def test_garbage_result_json_is_named(study_dir, tmp_path, capsys) -> None:
     study = _copy(study_dir, tmp_path)
-    result = sorted((study / "repmet-v2").glob("*/result.json"))[0]
+    result = loss_trial_folders(study, "repmet-v2")[1][0] / "result.json"
     result.write_text("garbage, not json\n")
     message = _fails_with([str(study)], capsys)
     assert "unreadable result.json" in message and result.parent.name in message
@@ -350,14 +353,15 @@ def test_garbage_result_json_is_named(study_dir, tmp_path, capsys) -> None:
 
 def test_missing_loss_folder_is_named(study_dir, tmp_path, capsys) -> None:
     study = _copy(study_dir, tmp_path)
-    shutil.rmtree(study / "repmet-v2")
+    for trial in loss_trial_folders(study, "repmet-v2")[1]:
+        shutil.rmtree(trial)
     assert "no trials for loss repmet-v2" in _fails_with([str(study)], capsys)
 
 
 def test_corrupt_checkpoint_is_named(study_dir, tmp_path, capsys) -> None:
     study = _copy(study_dir, tmp_path)
     best, _, _ = _best_by_progress_csv(study, "magnet")
-    for state in (study / "magnet" / best).glob("checkpoint_*/trial.pt"):
+    for state in (loss_trial_folders(study, "magnet")[0] / best).glob("checkpoint_*/trial.pt"):
         state.write_bytes(b"not a torch file")
     message = _fails_with([str(study)], capsys)
     assert "unreadable checkpoint" in message and best in message
@@ -496,7 +500,8 @@ def test_retrieval_table_equals_a_fresh_measurement_of_the_best_checkpoint(made,
     by_loss = {row["loss"]: row for row in csv.DictReader((out / "retrieval.csv").open())}
     for loss in LOSSES:
         trial, iteration, _ = _best_by_progress_csv(study_dir, loss)
-        checkpoints = sorted((study_dir / loss / trial).glob("checkpoint_*/trial.pt"))
+        folder = loss_trial_folders(study_dir, loss)[0] / trial
+        checkpoints = sorted(folder.glob("checkpoint_*/trial.pt"))
         saved = [
             p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
         ]

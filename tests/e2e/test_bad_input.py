@@ -174,6 +174,9 @@ CASES: list[Case] = [
           expected="--max-iterations 20 (from --smoke) (stored: 30)"),
     study("resume-format-1", "--resume", "--storage", "st", "--name", "old",
           expected="it cannot be resumed"),
+    study("resume-format-2", "--resume", "--storage", "st", "--name", "per-loss",
+          expected="written in study format 2 by an earlier release (this one writes format 3); "
+          "its report can still be made, but it cannot be resumed"),
     study("resume-damaged-manifest", "--resume", "--storage", "st", "--name", "broken",
           expected="unreadable study manifest"),
     study("study-in-use", "--resume", "--storage", "st", "--name", "locked",
@@ -302,6 +305,10 @@ def make_template(root: Path) -> Path:
     old.mkdir()
     values = {**settings.to_dict(), "status": {"magnet": "finished"}, "command": ""}
     (old / "study.json").write_text(json.dumps(values))  # format 1: no version field
+    unfinished = storage / "per-loss"  # format 2: one Tune experiment per loss, one unfinished
+    unfinished.mkdir()
+    values = {**values, "version": 2, "status": {"magnet": "interrupted"}}
+    (unfinished / "study.json").write_text(json.dumps(values))
     (storage / "broken").mkdir()
     (storage / "broken" / "study.json").write_text("{not json")
 

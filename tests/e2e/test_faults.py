@@ -32,6 +32,7 @@ from processes import STUDY_COMMAND, run_study, subprocess_env
 from analysis import report as report_cli
 from repmet.study_folder import lock as study_lock
 from repmet.study_folder.layout import TRIAL_FAILED
+from repmet.study_folder.trials import loss_trial_folders
 from study.run import main as study_main
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -80,10 +81,7 @@ def manifest(folder: Path) -> dict:
 
 
 def trial_folders(folder: Path, loss: str = "magnet") -> list[Path]:
-    path = folder / loss
-    if not path.is_dir():
-        return []
-    return sorted(p for p in path.iterdir() if p.is_dir() and p.name.startswith("trial_"))
+    return loss_trial_folders(folder, loss)[1] if folder.is_dir() else []
 
 
 def result_rows(trial: Path) -> list[dict]:
@@ -93,11 +91,11 @@ def result_rows(trial: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def mid_trial(folder: Path, number: int) -> Callable[[], bool]:
-    """True once trial ``number`` has reported a step but not its last."""
+def mid_trial(folder: Path, number: int, loss: str = "magnet") -> Callable[[], bool]:
+    """True once trial ``number`` of ``loss`` has reported a step but not its last."""
 
     def check() -> bool:
-        trials = trial_folders(folder)
+        trials = trial_folders(folder, loss)
         if len(trials) < number:
             return False
         rows = result_rows(trials[number - 1])
@@ -146,7 +144,7 @@ def assert_resume_completes(storage: Path, name: str, kept: dict[str, dict[str, 
     trials = trial_folders(folder)
     assert len(trials) == 3
     for name_, files in kept.items():
-        assert finished_files(folder / "magnet" / name_) == files, name_
+        assert finished_files(loss_trial_folders(folder, "magnet")[0] / name_) == files, name_
     for trial in trials:
         assert_continued_exactly(trial)
     studied = optuna.load_study(study_name="magnet", storage=f"sqlite:///{folder / 'optuna.db'}")
@@ -213,6 +211,47 @@ def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(
     assert f"({done} of 3 trials finished)" in line
     assert manifest(folder)["status"] == {"magnet": "interrupted"}
     assert_resume_completes(storage, "interrupted", kept)
+
+
+def test_sigterm_with_two_losses_mid_trial_then_resume_continues_both(ray_local, tmp_path):
+    """Both losses' trials run side by side in one experiment: SIGTERM stops both, each loss is
+    counted and marked interrupted, and --resume continues each trial exactly."""
+    losses = ("magnet", "repmet-v2")
+    args = [*STUDY, "--space", "all", "--losses", ",".join(losses), "--num-samples", "2"]
+    storage = tmp_path / "studies"
+    process = start_study(*args, "--storage", str(storage), "--name", "both")
+    folder = storage / "both"
+
+    def both_mid_way() -> bool:
+        return all(mid_trial(folder, 1, loss)() for loss in losses)
+
+    try:
+        wait_for(both_mid_way, what="a trial of each loss mid-way", process=process)
+        os.kill(process.pid, signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+    assert process.returncode == 143, stdout + stderr
+    line = one_error_line(stderr)
+    assert "error: stopped by SIGTERM: interrupted during magnet (" in line, line
+    assert "trials finished), repmet-v2 (" in line
+    assert line.endswith("; continue the study with --resume")
+    assert manifest(folder)["status"] == dict.fromkeys(losses, "interrupted")
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert study_main(["--resume", "--storage", str(storage), "--name", "both"]) == 0
+    assert manifest(folder)["status"] == dict.fromkeys(losses, "finished")
+    for loss in losses:
+        trials = trial_folders(folder, loss)
+        assert [trial.name.split("_")[:2] for trial in trials] == [
+            [f"{loss}-trial", "001"], [f"{loss}-trial", "002"]
+        ]
+        for trial in trials:
+            assert_continued_exactly(trial)
+        studied = optuna.load_study(study_name=loss, storage=f"sqlite:///{folder / 'optuna.db'}")
+        assert [t.state for t in studied.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
 # ------------------------------------------------------------------------- one study, two runs
@@ -370,15 +409,15 @@ def test_a_larger_num_samples_extends_a_finished_study_copied_elsewhere(
     assert "--num-samples 3" in info["command"]
     for loss in ("magnet", "repmet-v2"):
         trials = trial_folders(folder, loss)
-        assert len(trials) == 3 and trials[2].name.startswith("trial_003_")
+        assert len(trials) == 3 and trials[2].name.startswith(f"{loss}-trial_003_")
         for name, files in kept[loss].items():
-            assert finished_files(folder / loss / name) == files
+            assert finished_files(trials[0].parent / name) == files
         assert [row["iteration"] for row in result_rows(trials[2])] == [10, 20, 30]
         after = optuna.load_study(study_name=loss, storage=database).trials
         assert len(after) == 3
         assert [(t.number, t.params, t.value, t.state) for t in after[:2]] == before[loss]
         assert after[2].state == optuna.trial.TrialState.COMPLETE
-        assert after[2].user_attrs["trial_dir"] == f"{loss}/{trials[2].name}"
+        assert after[2].user_attrs["trial_dir"] == trials[2].relative_to(folder).as_posix()
     assert optuna_trials(original) == before
 
 

@@ -21,6 +21,7 @@ from study_fixture import STORED_STUDY, TINY_STUDY_LOSSES, stored_files
 
 from analysis import report as report_cli
 from analysis.tables import loss_label
+from repmet.study_folder.trials import loss_trial_folders
 from study.run import main
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -33,7 +34,7 @@ def manifest(folder: Path) -> dict:
 
 
 def trial_folders(folder: Path, loss: str) -> list[Path]:
-    return sorted(p for p in (folder / loss).iterdir() if p.is_dir() and p.name.startswith("trial"))
+    return loss_trial_folders(folder, loss)[1]
 
 
 def result_rows(trial: Path) -> list[dict]:
@@ -96,13 +97,33 @@ def test_two_loss_study_completes(two_loss_study) -> None:
         # Trials ASHA stopped are PRUNED, those that ran all their iterations COMPLETE.
         finished = {t.name: result_rows(t)[-1]["iteration"] == SMOKE_ITERATIONS for t in trials}
         states = {
-            t.user_attrs["trial_dir"].split("/")[1]: t.state == optuna.trial.TrialState.COMPLETE
+            t.user_attrs["trial_dir"].split("/")[-1]: t.state == optuna.trial.TrialState.COMPLETE
             for t in studied
         }
         assert states == finished
         assert studied[0].params == baseline
     # repmet-v2 does not search alpha (it cannot change a gradient there); magnet does.
     assert "alpha" not in info["baseline"]["repmet-v2"] and "alpha" in info["baseline"]["magnet"]
+
+
+def test_the_losses_run_side_by_side_in_one_experiment(two_loss_study) -> None:
+    """One Tune experiment for the study: the trials of both losses share the time (each loss
+    one trial at a time, --max-concurrent 1), each loss with its own budget and baseline first."""
+    folder, status, output = two_loss_study
+    assert status == 0, output
+    spans = {}
+    for loss in ("magnet", "repmet-v2"):
+        trials = trial_folders(folder, loss)
+        assert [t.name.split("_")[0] for t in trials] == [f"{loss}-trial"] * 3
+        assert {t.parent for t in trials} == {folder / "trials"}
+        rows = [result_rows(t) for t in trials]
+        # Tune's timestamps are whole seconds: a trial runs from its first step's start on.
+        starts = [r[0]["timestamp"] - r[0]["time_this_iter_s"] for r in rows]
+        spans[loss] = (min(starts), max(r[-1]["timestamp"] for r in rows))
+    overlap = min(end for _, end in spans.values()) - max(start for start, _ in spans.values())
+    assert overlap > 1.0, spans  # one loss after the other would not overlap at all
+    assert "[2 losses] magnet 3/3, repmet-v2 3/3 done" in output
+    assert not (folder / "magnet").exists() and not (folder / "repmet-v2").exists()
 
 
 def test_rerun_refuses_and_leaves_the_folder_untouched(two_loss_study, capsys) -> None:

@@ -14,6 +14,7 @@ from tensorboard_records import projector, tensorboard_view
 
 from repmet.catalogue import LOSSES
 from repmet.study_folder import layout
+from repmet.study_folder.trials import loss_trial_folders
 from trainables.records import final_metrics
 
 LOSSES_STUDIED = ("magnet", "repmet-v2")  # different searched fields: alpha, sigma, ...
@@ -27,19 +28,23 @@ def study_folder(two_loss_study) -> Path:
 
 
 def trial_folders(folder: Path, loss: str) -> list[Path]:
-    return sorted(p for p in (folder / loss).iterdir() if p.is_dir() and p.name.startswith("trial"))
+    return loss_trial_folders(folder, loss)[1]
 
 
 def last_result(trial: Path) -> dict:
     return json.loads((trial / "result.json").read_text().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_tensorboard_shows_one_clean_run_per_trial(study_folder) -> None:
     view = tensorboard_view(study_folder)
     trials = {
-        f"{loss}/{t.name}": t for loss in LOSSES_STUDIED for t in trial_folders(study_folder, loss)
+        t.relative_to(study_folder).as_posix(): t
+        for loss in LOSSES_STUDIED
+        for t in trial_folders(study_folder, loss)
     }
-    assert set(view["runs"]) == set(trials)  # one run per trial, named <loss>/trial_<NNN>_<id>
+    # One run per trial, named trials/<loss>-trial_<NNN>_<id>.
+    assert set(view["runs"]) == set(trials)
     for run, tags in view["runs"].items():
         assert tags and not any(tag.startswith("ray/tune/") for tag in tags), run
     metrics = list(final_metrics("error_simple"))
@@ -55,6 +60,7 @@ def test_tensorboard_shows_one_clean_run_per_trial(study_folder) -> None:
         assert len(rows) > 1
 
 
+@pytest.mark.slow
 def test_optuna_records_name_the_metric_prune_and_link_trials(study_folder) -> None:
     storage = f"sqlite:///{study_folder / layout.OPTUNA_FILE}"
     pruned = 0
@@ -65,7 +71,8 @@ def test_optuna_records_name_the_metric_prune_and_link_trials(study_folder) -> N
         assert len(study.trials) == len(folders) == 3
         for trial in study.trials:
             folder = study_folder / trial.user_attrs["trial_dir"]
-            assert folder.parent.name == loss and folder.name in folders
+            assert folder.parent.name == layout.EXPERIMENT_DIR and folder.name in folders
+            assert folder.name.startswith(f"{loss}-trial_")
             assert folder.name.endswith("_" + trial.user_attrs["tune_trial_id"])
             rows = [json.loads(line) for line in (folder / "result.json").read_text().splitlines()]
             # Intermediate values: the objective at every step, keyed by training iteration.

@@ -125,15 +125,14 @@ def test_progress_counts_interrupted_trials_as_interrupted() -> None:
         trial(Trial.ERROR, {"iteration": 10}),  # errored after its retries
     ]
     progress = StudyProgress(
-        loss="magnet", loss_index=0, loss_count=1, num_samples=6, iterations=30,
-        metric="val/error_simple", mode="min",
+        losses=("magnet",), num_samples=6, iterations=30, metric="val/error_simple", mode="min",
     )  # fmt: skip
     line = progress.line(trials)
     assert "magnet: 3/6 done, 1 running, 2 failed, 1 interrupted" in line
-    # The elapsed time counts from the start of the study's run, not of the loss.
+    # The elapsed time counts from the start of the study's run.
     second = StudyProgress(
-        loss="magnet", loss_index=1, loss_count=2, num_samples=6, iterations=30,
-        metric="val/error_simple", mode="min", study_started_at=time.time() - 125,
+        losses=("magnet",), num_samples=6, iterations=30, metric="val/error_simple", mode="min",
+        study_started_at=time.time() - 125,
     )  # fmt: skip
     assert "| 2m05s elapsed" in second.line(trials)
 
@@ -167,3 +166,35 @@ def test_optuna_views_of_a_damaged_database_are_one_note(tmp_path: Path, damage,
     assert views.pictures == []
     assert len(views.notes) == 1 and note in views.notes[0], views.notes
     assert storage.read_bytes() == written  # the report never repairs (writes) the database
+
+
+def test_progress_of_losses_side_by_side_counts_each_loss() -> None:
+    from ray.tune.experiment import Trial
+
+    from study.progress import StudyProgress
+
+    def trial(loss: str, status: str, last: dict, best: float | None = None) -> SimpleNamespace:
+        analysis = {} if best is None else {"val/error_simple": {"min": best}}
+        return SimpleNamespace(
+            status=status, last_result=last, metric_analysis=analysis, config={"loss": loss}
+        )
+
+    trials = [
+        trial("magnet", Trial.TERMINATED, {"done": True, "iteration": 30}, best=0.25),
+        trial("magnet", Trial.RUNNING, {"iteration": 10}, best=0.5),
+        trial("repmet-v2", Trial.TERMINATED, {"done": True, "iteration": 10}, best=0.125),
+        trial("repmet-v2", Trial.TERMINATED, {"done": True, TRIAL_FAILED: "diverged"}),
+        trial("softmax", Trial.PENDING, {}),
+    ]
+    progress = StudyProgress(
+        losses=("magnet", "repmet-v2", "softmax"), num_samples=2, iterations=30,
+        metric="val/error_simple", mode="min",
+    )  # fmt: skip
+    line = progress.line(trials)
+    assert line.startswith(
+        "[3 losses] magnet 1/2, repmet-v2 2/2, softmax 0/2 done, 1 running, 1 failed | best "
+        "val/error_simple magnet 0.2500, repmet-v2 0.1250, softmax - |"
+    ), line
+    # A resumed run planning 3 trials per loss: Tune plans them for the whole study.
+    progress.setup(total_num_samples=9)
+    assert "magnet 1/3, repmet-v2 2/3, softmax 0/3 done" in progress.line(trials)

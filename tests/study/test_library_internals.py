@@ -37,7 +37,7 @@ def _examples(tmp_path: Path) -> dict[str, Any]:
     attributes exist only once ``__init__`` ran)."""
     from ray import tune
     from ray.tune.logger import TBXLoggerCallback
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.search_generator import SearchGenerator
 
@@ -55,6 +55,8 @@ def _examples(tmp_path: Path) -> dict[str, Any]:
         "ray.tune.search.search_generator.SearchGenerator": SearchGenerator(_searcher()),
         "ray.tune.logger.TBXLoggerCallback": TBXLoggerCallback,
         "ray.tune.search.ConcurrencyLimiter": ConcurrencyLimiter(_searcher(), max_concurrent=1),
+        "ray.tune.search.Searcher": _searcher(),
+        "ray.tune.schedulers.FIFOScheduler": FIFOScheduler(),
     }
 
 

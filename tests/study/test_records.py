@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pandas as pd
@@ -194,6 +195,70 @@ def test_searcher_records_states_steps_and_folders(tmp_path) -> None:
     assert "trial_dir" not in trials["eee"].user_attrs  # no folder found yet
 
 
+def test_the_study_search_runs_losses_side_by_side_each_with_its_budget(tmp_path) -> None:
+    from ray.tune.search import Searcher
+
+    from search_spaces import SEARCH_SPACES, SpaceContext
+    from study.tuning import StudyOptunaSearch, StudySearch, trial_dirname
+
+    context = SpaceContext(num_classes=10, smallest_class=100)
+    losses = ("magnet", "repmet-v2")
+    baselines = {"magnet": {"k": 3, "alpha": 2.5}, "repmet-v2": {"k": 2, "m": 12}}
+
+    def search(loss: str) -> StudyOptunaSearch:
+        return StudyOptunaSearch(
+            space=SEARCH_SPACES.get("all").objective(loss, context),
+            metric="val/best/error_simple",
+            mode="min",
+            points_to_evaluate=[baselines[loss]],
+            storage=optuna.storages.InMemoryStorage(),
+            study_name=loss,
+            experiment=str(tmp_path / layout.EXPERIMENT_DIR),
+        )
+
+    study = StudySearch(
+        {loss: search(loss) for loss in losses},
+        configs={loss: {"loss": loss, "iterations": 30} for loss in losses},
+        num_samples=2,
+        max_concurrent=1,
+        metric="val/best/error_simple",
+        mode="min",
+    )
+    first = {trial_id: study.suggest(trial_id) for trial_id in ("a", "b")}
+    assert study.suggest("c") is None  # one trial of each loss at a time
+    # Each loss's baseline first, on the loss's whole configuration.
+    for trial_id, loss in (("a", "magnet"), ("b", "repmet-v2")):
+        assert (first[trial_id]["loss"], first[trial_id]["iterations"]) == (loss, 30)
+        assert {name: first[trial_id][name] for name in baselines[loss]} == baselines[loss]
+    names = {t: trial_dirname(SimpleNamespace(trial_id=t, experiment_tag="")) for t in "ab"}
+    assert names == {"a": "magnet-trial_001_a", "b": "repmet-v2-trial_001_b"}
+    study.on_trial_result("b", result(10, 0.5))
+    study.on_trial_complete("b", result(30, 0.4))
+    assert study.suggest("c")["loss"] == "repmet-v2"
+    assert study.suggest("d") is None  # repmet-v2 has its 2 trials; magnet one running
+
+    saved = tmp_path / "searcher-state.pkl"
+    study.save(str(saved))
+    study.on_trial_complete("a", result(30, 0.3))
+    assert study.suggest("e")["loss"] == "magnet"
+    assert study.suggest("f") == Searcher.FINISHED  # every loss has its trials
+
+    # A resumed run with more trials per loss keeps its own budget, not the pickled one.
+    study.num_samples = 3
+    study.restore(str(saved))
+    assert study.num_samples == 3 and study.created == {"magnet": 1, "repmet-v2": 2}
+    for trial_id in ("a", "c"):
+        study.on_trial_complete(trial_id, result(30, 0.3))
+    assert [study.suggest(t)["loss"] for t in ("g", "h")] == ["magnet", "repmet-v2"]
+    assert trial_dirname(SimpleNamespace(trial_id="h", experiment_tag="")) == (
+        "repmet-v2-trial_003_h"
+    )
+    recorded = study.searchers["repmet-v2"]._ot_study.trials
+    trials = {t.user_attrs["tune_trial_id"]: t for t in recorded}
+    assert trials["b"].state == TrialState.COMPLETE and trials["b"].value == 0.4
+    assert trials["b"].user_attrs["trial_dir"] == "trials/repmet-v2-trial_001_b"
+
+
 def test_verbose_runs_show_tunes_table_instead_of_the_progress_line(tmp_path) -> None:
     from ray.tune import CLIReporter
 
@@ -223,10 +288,10 @@ def test_verbose_runs_show_tunes_table_instead_of_the_progress_line(tmp_path) ->
         manifest=Manifest.create(tmp_path, settings, command=""),
         context=None,
     )
-    quiet = reporting(study, "repmet-v2", 0, verbose=False)
+    quiet = reporting(study, verbose=False)
     assert quiet["verbose"] == 0 and quiet["progress_reporter"] is None
     assert [type(c) for c in quiet["callbacks"]] == [NoTensorBoard, StudyProgress]
-    loud = reporting(study, "repmet-v2", 0, verbose=True)
+    loud = reporting(study, verbose=True)
     assert loud["verbose"] == 2 and isinstance(loud["progress_reporter"], CLIReporter)
     assert [type(c) for c in loud["callbacks"]] == [NoTensorBoard]
 

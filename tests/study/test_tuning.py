@@ -14,7 +14,10 @@ def test_asha_never_stops_the_baseline_but_judges_the_others_against_it() -> Non
         time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3
     )
     asha.set_search_properties(metric="val/best/error_simple", mode="min")
-    trials = [SimpleNamespace(trial_id=f"t{n}", experiment_tag=f"{n}_x") for n in range(1, 5)]
+    trials = [
+        SimpleNamespace(trial_id=f"t{n}", path=f"/study/trials/magnet-trial_{n:03d}_t{n}")
+        for n in range(1, 5)
+    ]
     for trial in trials:
         asha.on_trial_add(None, trial)
 
