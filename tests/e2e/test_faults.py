@@ -104,6 +104,11 @@ def mid_trial(folder: Path, number: int, loss: str = "magnet") -> Callable[[], b
     return check
 
 
+def finished(trial: Path) -> bool:
+    rows = result_rows(trial)
+    return bool(rows) and rows[-1].get("done") is True
+
+
 def finished_files(trial: Path) -> dict[str, bytes]:
     """The result and checkpoint files of a trial, by path."""
     files = [trial / "result.json", *sorted(trial.glob("checkpoint_*/trial.pt"))]
@@ -161,7 +166,11 @@ def test_kill_9_mid_trial_then_resume_completes(ray_local, tmp_path: Path) -> No
     folder = storage / "killed"
     try:
         wait_for(mid_trial(folder, 2), what="the second trial mid-way", process=process)
-        kept = {trial_folders(folder)[0].name: finished_files(trial_folders(folder)[0])}
+        # Tune writes a trial's result.json from the driver: the first trial's last row may land
+        # after the second trial's first.
+        first = trial_folders(folder)[0]
+        wait_for(lambda: finished(first), what="the first trial's last result", process=process)
+        kept = {first.name: finished_files(first)}
         os.kill(process.pid, signal.SIGKILL)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -192,7 +201,11 @@ def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(
     folder = storage / "interrupted"
     try:
         wait_for(mid_trial(folder, 2), what="the second trial mid-way", process=process)
-        kept = {trial_folders(folder)[0].name: finished_files(trial_folders(folder)[0])}
+        # Tune writes a trial's result.json from the driver: the first trial's last row may land
+        # after the second trial's first.
+        first = trial_folders(folder)[0]
+        wait_for(lambda: finished(first), what="the first trial's last result", process=process)
+        kept = {first.name: finished_files(first)}
         send(process.pid)
         stdout, stderr = process.communicate(timeout=120)
     finally:
