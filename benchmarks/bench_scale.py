@@ -109,9 +109,11 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     import scipy.sparse.csgraph  # noqa: F401
 
     try:
-        import faiss  # noqa: F401
+        import faiss
 
         has_faiss = not args.no_faiss
+        if args.threads:
+            faiss.omp_set_num_threads(args.threads)  # the same threads as torch
     except ImportError:
         has_faiss = False
     out: dict[str, object] = {"faiss_seconds": None}
