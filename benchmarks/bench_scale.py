@@ -78,13 +78,22 @@ def _timed(run: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def _faiss_kmeans(points: torch.Tensor, k: int, restarts: int) -> float:
+def _faiss_kmeans(points: torch.Tensor, k: int, restarts: int) -> object:
     import faiss
 
     kmeans = faiss.Kmeans(points.shape[1], k, niter=20, nredo=restarts, seed=0)
     # faiss subsamples to 256 points per centroid by default; SOP has about 5.
     kmeans.train(points.numpy())
-    return float(kmeans.obj[-1])
+    return kmeans
+
+
+def _inertia(points: torch.Tensor, clusters: torch.Tensor) -> float:
+    """Sum of squared distances of the points to the means of their clusters."""
+    _, index = torch.unique(clusters, return_inverse=True)
+    sums = torch.zeros(int(index.max()) + 1, points.shape[1], dtype=torch.float64)
+    sums.index_add_(0, index, points.double())
+    means = sums / torch.bincount(index)[:, None]
+    return float((points.double() - means[index]).pow(2).sum())
 
 
 def _faiss_knn(queries: torch.Tensor, base: torch.Tensor, count: int) -> None:
@@ -156,12 +165,17 @@ def child(args: argparse.Namespace) -> dict[str, object]:
             "unsupervised_error": 1.0 - accuracy,
             "matching_seconds": matching,
             "restarts_kept": kept,
+            "inertia": _inertia(embeddings, clusters),
         }
         if has_faiss:
-            out["faiss_seconds"], objective = _timed(
+            out["faiss_seconds"], faiss_kmeans = _timed(
                 lambda: _faiss_kmeans(embeddings, classes, kept)
             )
-            result["faiss_inertia"] = objective
+            _, nearest = faiss_kmeans.index.search(embeddings.numpy(), 1)
+            faiss_clusters = torch.from_numpy(nearest[:, 0])
+            result["faiss_inertia"] = _inertia(embeddings, faiss_clusters)
+            faiss_accuracy = evaluation.assignment_accuracy(faiss_clusters, labels)
+            result["faiss_unsupervised_error"] = 1.0 - faiss_accuracy
     growth = (_status_kib("VmHWM") - before) / 1024
     return {**out, "seconds": seconds, "growth_mib": growth, "result": result}
 

@@ -13,9 +13,12 @@ One group of thousands of clusters (the unsupervised error on a split of thousan
 would make both halves quadratic: greedy k-means++ takes k rounds over all N points, and every
 Lloyd iteration compares every point with every centroid. Above ``MANY_CLUSTERS`` clusters the
 seeding draws its centroids in ``SEEDING_ROUNDS`` rounds of D^2 sampling (k-means||, Bahmani et
-al., VLDB 2012, with its oversampling set so that the rounds draw exactly k), and the assignment
-keeps each point's ``CANDIDATES`` nearest centroids with a bound on all the others (see
-:class:`_CandidateSearch`): the result is still each point's nearest centroid.
+al., VLDB 2012, with its oversampling set so that the rounds draw exactly k) and scores the
+candidates of a round on the ``SEEDING_SHARE`` of the points farthest from the centroids chosen
+so far, and the assignment keeps each point's ``CANDIDATES`` nearest centroids with a bound on
+all the others (see :class:`_CandidateSearch`): the result is still each point's nearest
+centroid. At most ``MANY_CLUSTERS`` clusters per group (every per-class index of training, and
+the unsupervised error of a split of at most 256 classes) take neither path.
 """
 
 from __future__ import annotations
@@ -189,8 +192,14 @@ def _seed_in_rounds(
     top of w_n / E_n with E_n ~ Exp(1), Efraimidis and Spirakis 2006), and each slot keeps its
     candidate that most lowers the sum of those distances. Plain D^2 sampling (one candidate)
     leaves a sixth of the classes of an SOP-like split without a centroid, as one-candidate
-    k-means++ does. The cost is about ``SEEDING_TRIALS + 1`` passes of N x k distances, against
-    k passes over all points for greedy k-means++.
+    k-means++ does. A candidate's gain is summed over the ``SEEDING_SHARE`` of the points with
+    the largest distances: the points near the centroids already chosen can give any candidate
+    at most their own small distance, and the ones that decide between the candidates of a
+    still uncovered region are far from every chosen centroid (1,496 clusters of 8,000 SOP-like
+    points, one restart: unsupervised accuracy 0.940 against 0.944 with the gains over every
+    point, 0.927 against 0.924 with more noise). The cost is about ``SEEDING_TRIALS *
+    SEEDING_SHARE + 1`` passes of N x k distances, against k passes over all points for greedy
+    k-means++.
     """
     num_points = points.shape[0]
     first = torch.randint(num_points, (1,), generator=generator)
