@@ -6,7 +6,9 @@
 - Unsupervised: k-means with C clusters, matched to classes one-to-one (Hungarian algorithm).
 
 Queries are processed in chunks so that one ``[B, J]`` distance block stays within
-``repmet.geometry.DISTANCE_BLOCK_ELEMENTS``; ``[N, J, E]`` is never formed. Queries and centroids
+``repmet.geometry.DISTANCE_BLOCK_ELEMENTS``; ``[N, J, E]`` is never formed. The block is
+``|c|^2 - 2 q.c`` from one matrix product of ``[q, 1]`` and ``[-2c, |c|^2]``; ``|q|^2`` is added
+where a distance is needed. Queries and centroids
 are centred on the centroids' mean first (see :mod:`repmet.geometry`). Every log of a sum of
 exponentials goes through log-sum-exp, so far-away queries do not underflow to ties.
 """
@@ -165,10 +167,10 @@ def _block_predictions(
     ``partial = |c_j|^2 - 2 q.c_j`` (the distances less the row's constant ``|q|^2``, which
     ranks the centroids as the distances do), with ``table`` a ``[B, C]`` buffer of zeros for
     Magnet's per-class sums, left zero: the argmax over classes of :func:`_log_class_scores`,
-    without any ``[B, J]``- or ``[B, C]``-wide work past
-    the search (with thousands of centroids, that work cost several times the distances). Only
-    the kept distances are completed, ``(partial + |q|^2)`` clamped at 0, the same operations
-    as the full block of :func:`class_scores`.
+    without any ``[B, J]``- or ``[B, C]``-wide work past the search (with thousands of
+    centroids, that work cost several times the distances). Only the kept distances are
+    completed, ``(partial + |q|^2)`` clamped at 0, the same operations as the full block of
+    :func:`class_scores`.
 
     simple: the smallest class among the centroids at the nearest distance.
     magnet: Magnet eq. 6 over the L kept centroids; the normaliser and a shift by the nearest
