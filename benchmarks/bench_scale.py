@@ -12,7 +12,11 @@ at most ``--restarts`` runs, fewer for large splits as ``unsupervised_restarts``
 one-to-one matching). Where faiss is installed (``pip install faiss-cpu``), the same work by faiss
 is timed next to it in the same child: the L = 128 nearest centroids of every query, the R + 1
 nearest neighbours of every query, and k-means with C clusters (20 iterations, as
-pytorch-metric-learning runs it, and the same number of restarts).
+pytorch-metric-learning runs it, and the same number of restarts). The unsupervised row also
+reports the inertia of our clusters and of faiss's, and faiss's unsupervised error: the same
+restarts are the same work, not the same result. ``--threads T`` pins torch's and faiss's
+threads; on a machine that other processes share, ``--threads 1`` (two threads on two busy cores
+wait for each other at each of k-means' many small operations).
 
 Refresh mode measures, on ``--n`` training embeddings of C = n * 11,316 / 60,502 classes with K
 clusters per class: a Magnet refresh (per-class k-means), the representatives' initialisation
