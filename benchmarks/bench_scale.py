@@ -12,7 +12,11 @@ at most ``--restarts`` runs, fewer for large splits as ``unsupervised_restarts``
 one-to-one matching). Where faiss is installed (``pip install faiss-cpu``), the same work by faiss
 is timed next to it in the same child: the L = 128 nearest centroids of every query, the R + 1
 nearest neighbours of every query, and k-means with C clusters (20 iterations, as
-pytorch-metric-learning runs it, and the same number of restarts).
+pytorch-metric-learning runs it, and the same number of restarts). The unsupervised row also
+reports the inertia of our clusters and of faiss's, and faiss's unsupervised error: the same
+restarts are the same work, not the same result. ``--threads T`` pins torch's and faiss's
+threads; on a machine that other processes share, ``--threads 1`` (two threads on two busy cores
+wait for each other at each of k-means' many small operations).
 
 Refresh mode measures, on ``--n`` training embeddings of C = n * 11,316 / 60,502 classes with K
 clusters per class: a Magnet refresh (per-class k-means), the representatives' initialisation
@@ -78,13 +82,22 @@ def _timed(run: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - start, result
 
 
-def _faiss_kmeans(points: torch.Tensor, k: int, restarts: int) -> float:
+def _faiss_kmeans(points: torch.Tensor, k: int, restarts: int) -> object:
     import faiss
 
     kmeans = faiss.Kmeans(points.shape[1], k, niter=20, nredo=restarts, seed=0)
     # faiss subsamples to 256 points per centroid by default; SOP has about 5.
     kmeans.train(points.numpy())
-    return float(kmeans.obj[-1])
+    return kmeans
+
+
+def _inertia(points: torch.Tensor, clusters: torch.Tensor) -> float:
+    """Sum of squared distances of the points to the means of their clusters."""
+    _, index = torch.unique(clusters, return_inverse=True)
+    sums = torch.zeros(int(index.max()) + 1, points.shape[1], dtype=torch.float64)
+    sums.index_add_(0, index, points.double())
+    means = sums / torch.bincount(index)[:, None]
+    return float((points.double() - means[index]).pow(2).sum())
 
 
 def _faiss_knn(queries: torch.Tensor, base: torch.Tensor, count: int) -> None:
@@ -109,9 +122,11 @@ def child(args: argparse.Namespace) -> dict[str, object]:
     import scipy.sparse.csgraph  # noqa: F401
 
     try:
-        import faiss  # noqa: F401
+        import faiss
 
         has_faiss = not args.no_faiss
+        if args.threads:
+            faiss.omp_set_num_threads(args.threads)  # the same threads as torch
     except ImportError:
         has_faiss = False
     out: dict[str, object] = {"faiss_seconds": None}
@@ -154,12 +169,17 @@ def child(args: argparse.Namespace) -> dict[str, object]:
             "unsupervised_error": 1.0 - accuracy,
             "matching_seconds": matching,
             "restarts_kept": kept,
+            "inertia": _inertia(embeddings, clusters),
         }
         if has_faiss:
-            out["faiss_seconds"], objective = _timed(
+            out["faiss_seconds"], faiss_kmeans = _timed(
                 lambda: _faiss_kmeans(embeddings, classes, kept)
             )
-            result["faiss_inertia"] = objective
+            _, nearest = faiss_kmeans.index.search(embeddings.numpy(), 1)
+            faiss_clusters = torch.from_numpy(nearest[:, 0])
+            result["faiss_inertia"] = _inertia(embeddings, faiss_clusters)
+            faiss_accuracy = evaluation.assignment_accuracy(faiss_clusters, labels)
+            result["faiss_unsupervised_error"] = 1.0 - faiss_accuracy
     growth = (_status_kib("VmHWM") - before) / 1024
     return {**out, "seconds": seconds, "growth_mib": growth, "result": result}
 

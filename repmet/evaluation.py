@@ -6,14 +6,15 @@
 - Unsupervised: k-means with C clusters, matched to classes one-to-one (Hungarian algorithm).
 
 Queries are processed in chunks so that one ``[B, J]`` distance block stays within
-``repmet.geometry.DISTANCE_BLOCK_ELEMENTS``; ``[N, J, E]`` is never formed. Queries and centroids
+``repmet.geometry.DISTANCE_BLOCK_ELEMENTS``; ``[N, J, E]`` is never formed. The block is
+``|c|^2 - 2 q.c`` from one matrix product of ``[q, 1]`` and ``[-2c, |c|^2]``; ``|q|^2`` is added
+where a distance is needed. Queries and centroids
 are centred on the centroids' mean first (see :mod:`repmet.geometry`). Every log of a sum of
 exponentials goes through log-sum-exp, so far-away queries do not underflow to ties.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Protocol
 
 import torch
@@ -136,8 +137,25 @@ def _check_rule_parameters(variance: float, L: int) -> None:
         raise ArgumentError(f"L = {L} is invalid; the Magnet rule needs at least 1 centroid.")
 
 
+#: The smallest exponent :func:`_shifted_kernels` evaluates: exp of anything below -87 is a
+#: float32 subnormal or 0, which the CPU computes about 10 times slower than a normal result.
+NEGLIGIBLE_EXPONENT = -80.0
+
+
+def _shifted_kernels(nearest: Tensor, distances: Tensor, variance: float) -> Tensor:
+    """``exp((d_nearest - d) / (2 sigma2))``, the Gaussian kernels of Magnet and RepMet eq. 6
+    divided by the nearest centroid's (whose term is then 1), with exponents below
+    ``NEGLIGIBLE_EXPONENT`` raised to it. The predictions compare per-class sums of these, the
+    largest of which is at least 1: at most L terms of exp(-80) each change no float32 or
+    float64 sum of that size, so the raised floor leaves every prediction as it was."""
+    exponents = (nearest - distances).div_(2.0 * variance).clamp_min_(NEGLIGIBLE_EXPONENT)
+    return exponents.exp_()
+
+
 def _block_predictions(
-    distances: Tensor,
+    partial: Tensor,
+    point_norms: Tensor,
+    table: Tensor | None,
     centroid_classes: Tensor,
     num_classes: int,
     methods: tuple[str, ...],
@@ -145,40 +163,53 @@ def _block_predictions(
     L: int,
     class_major: bool,
 ) -> dict[str, Tensor]:
-    """``[B]`` predicted classes of each method from one top-L search of the ``[B, J]`` block:
-    the argmax over classes of :func:`_log_class_scores`, without any ``[B, J]``-wide work past
-    the search (with thousands of centroids, that work cost several times the distances).
+    """``[B]`` predicted classes of each method from one top-L search of the ``[B, J]`` block
+    ``partial = |c_j|^2 - 2 q.c_j`` (the distances less the row's constant ``|q|^2``, which
+    ranks the centroids as the distances do), with ``table`` a ``[B, C]`` buffer of zeros for
+    Magnet's per-class sums, left zero: the argmax over classes of :func:`_log_class_scores`,
+    without any ``[B, J]``- or ``[B, C]``-wide work past the search (with thousands of
+    centroids, that work cost several times the distances). Only the kept distances are
+    completed, ``(partial + |q|^2)`` clamped at 0, the same operations as the full block of
+    :func:`class_scores`.
 
     simple: the smallest class among the centroids at the nearest distance.
     magnet: Magnet eq. 6 over the L kept centroids; the normaliser and a shift by the nearest
         centroid's logit (whose term is then 1, so the winner never underflows) leave the argmax
-        unchanged.
+        unchanged. The per-class sums are read back at the kept classes only, so the
+        ``[B, C]`` table is neither scanned nor cleared whole; ties go to the smallest class.
     repmet: RepMet eq. 6 for every class with a centroid among the L nearest, from all k
-        centroids of that class (class-major layout). A class with no centroid kept scores at
-        most k exp(-d_L / 2 sigma2), d_L the L-th smallest distance; a row whose best kept class
-        does not beat that bound (never when L >= J) is scored over all J centroids.
+        centroids of that class (class-major layout), with the same shift. A class with no
+        centroid kept scores at most k exp(-d_L / 2 sigma2), d_L the L-th smallest distance; a
+        row whose best kept class does not beat that bound (never when L >= J) is scored over
+        all J centroids.
     """
-    num_centroids = distances.shape[1]
-    kept_distances, kept = distances.topk(min(L, num_centroids), dim=1, largest=False)
+    num_centroids = partial.shape[1]
+    kept_partial, kept = partial.topk(min(L, num_centroids), dim=1, largest=False)
+    # Adding the same |q|^2 to a row keeps its order (rounding is monotone): still ascending.
+    kept_distances = kept_partial.add_(point_norms[:, None]).clamp_min_(0)
     kept_classes = centroid_classes[kept]
     out: dict[str, Tensor] = {}
     if "simple" in methods:
         nearest = kept_distances == kept_distances[:, :1]
         out["simple"] = torch.where(nearest, kept_classes, num_classes).amin(dim=1)
     if "magnet" in methods:
-        weights = ((kept_distances[:, :1] - kept_distances) / (2.0 * variance)).exp_()
-        sums = weights.new_zeros(weights.shape[0], num_classes)
-        out["magnet"] = sums.scatter_add_(1, kept_classes, weights).argmax(dim=1)
+        assert table is not None
+        weights = _shifted_kernels(kept_distances[:, :1], kept_distances, variance)
+        sums = table.scatter_add_(1, kept_classes, weights).gather(1, kept_classes)  # [B, L]
+        table.scatter_(1, kept_classes, 0.0)  # all zero again, for the next block
+        winners = sums == sums.amax(dim=1, keepdim=True)
+        out["magnet"] = torch.where(winners, kept_classes, num_classes).amin(dim=1)
     if "repmet" in methods:
         out["repmet"] = _repmet_predictions(
-            distances, kept_distances, kept_classes, centroid_classes, num_classes, variance,
-            class_major,
+            partial, point_norms, kept_distances, kept_classes, centroid_classes, num_classes,
+            variance, class_major,
         )  # fmt: skip
     return out
 
 
 def _repmet_predictions(
-    distances: Tensor,
+    partial: Tensor,
+    point_norms: Tensor,
     kept_distances: Tensor,
     kept_classes: Tensor,
     centroid_classes: Tensor,
@@ -188,23 +219,31 @@ def _repmet_predictions(
 ) -> Tensor:
     """``[B]`` RepMet eq. 6 predictions from the classes of the L nearest centroids (see
     :func:`_block_predictions`), falling back to all J centroids where that is not certain."""
-    rows, num_centroids = distances.shape
-    if not class_major:
+    num_rows, num_centroids = partial.shape
+
+    def log_scores(rows: Tensor | slice) -> Tensor:
+        distances = (partial[rows] + point_norms[rows, None]).clamp_min_(0)
         return _per_class_reduce(
-            distances / (-2.0 * variance), centroid_classes, num_classes, False, "logsumexp"
-        ).argmax(dim=1)
+            distances / (-2.0 * variance), centroid_classes, num_classes, class_major, "logsumexp"
+        )
+
+    if not class_major:
+        return log_scores(slice(None)).argmax(dim=1)
     k = num_centroids // num_classes
-    members = kept_classes[:, :, None] * k + torch.arange(k)  # [B, L, k]
-    logits = distances.gather(1, members.reshape(rows, -1)) / (-2.0 * variance)
-    scores = torch.logsumexp(logits.reshape(members.shape), dim=2)  # [B, L]
+    # [B, k, L]: the k centroids of each kept class, one row per centroid of the class, so that
+    # the sum over them adds contiguous rows (a reduction over a last dimension of 3 is slow).
+    members = (torch.arange(k)[:, None] + kept_classes[:, None, :] * k).reshape(num_rows, -1)
+    member_distances = (partial.gather(1, members) + point_norms[:, None]).clamp_min_(0)
+    nearest = kept_distances[:, :1]
+    scores = _shifted_kernels(nearest, member_distances, variance).reshape(num_rows, k, -1)
+    scores = scores.sum(dim=1)  # [B, L]
     best = scores.amax(dim=1, keepdim=True)
     predicted = torch.where(scores == best, kept_classes, num_classes).amin(dim=1)
     if kept_classes.shape[1] < num_centroids:
-        bound = math.log(k) - kept_distances[:, -1] / (2.0 * variance)
+        bound = k * ((nearest.squeeze(1) - kept_distances[:, -1]) / (2.0 * variance)).exp()
         unsure = (best.squeeze(1) <= bound).nonzero().squeeze(1)
         if unsure.numel():
-            grouped = distances[unsure].reshape(unsure.numel(), num_classes, k)
-            predicted[unsure] = torch.logsumexp(grouped / (-2.0 * variance), dim=2).argmax(dim=1)
+            predicted[unsure] = log_scores(unsure).argmax(dim=1)
     return predicted
 
 
@@ -296,25 +335,28 @@ def _per_chunk(
     num_centroids = centroids.shape[0]
     origin = centroids.mean(dim=0, keepdim=True)
     centroids = centroids - origin
-    centroid_sq_norms = geometry.squared_norms(centroids)
+    # [-2 c, |c|^2] against [q, 1]: |c|^2 - 2 q.c (the expansion of repmet.geometry, centred as
+    # there, less |q|^2) from one matrix product, with no pass over the block to add the norms.
+    augmented = torch.cat([centroids * -2.0, geometry.squared_norms(centroids)[:, None]], dim=1)
     if chunk_size is None:
         chunk_size = geometry.rows_per_block(num_centroids, geometry.DISTANCE_BLOCK_ELEMENTS)
     results: dict[str, list[Tensor]] = {method: [] for method in methods}
-    buffer = centroids.new_empty(min(chunk_size, embeddings.shape[0]), num_centroids)
+    rows = min(chunk_size, embeddings.shape[0])
+    buffer = centroids.new_empty(rows, num_centroids)
+    table = centroids.new_zeros(rows, num_classes) if "magnet" in methods and predictions else None
     for block in geometry.row_blocks(embeddings.shape[0], chunk_size):
+        size = block.stop - block.start
         queries = embeddings[block] - origin
-        distances = geometry.expanded_squared_distances(
-            queries,
-            centroids,
-            point_norms=geometry.squared_norms(queries),
-            centre_norms=centroid_sq_norms,
-            out=buffer[: block.stop - block.start],
-        )
+        point_norms = geometry.squared_norms(queries)
+        ones = queries.new_ones(size, 1)
+        partial = torch.mm(torch.cat([queries, ones], dim=1), augmented.T, out=buffer[:size])
         if predictions:
             parts = _block_predictions(
-                distances, centroid_classes, num_classes, methods, variance, L, class_major
-            )
+                partial, point_norms, None if table is None else table[:size], centroid_classes,
+                num_classes, methods, variance, L, class_major,
+            )  # fmt: skip
         else:
+            distances = partial.add_(point_norms[:, None]).clamp_min_(0)
             parts = {
                 method: _log_class_scores(
                     distances, centroid_classes, num_classes, method, variance, L, class_major

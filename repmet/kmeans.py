@@ -13,9 +13,12 @@ One group of thousands of clusters (the unsupervised error on a split of thousan
 would make both halves quadratic: greedy k-means++ takes k rounds over all N points, and every
 Lloyd iteration compares every point with every centroid. Above ``MANY_CLUSTERS`` clusters the
 seeding draws its centroids in ``SEEDING_ROUNDS`` rounds of D^2 sampling (k-means||, Bahmani et
-al., VLDB 2012, with its oversampling set so that the rounds draw exactly k), and the assignment
-keeps each point's ``CANDIDATES`` nearest centroids with a bound on all the others (see
-:class:`_CandidateSearch`): the result is still each point's nearest centroid.
+al., VLDB 2012, with its oversampling set so that the rounds draw exactly k) and scores the
+candidates of a round on the ``SEEDING_SHARE`` of the points farthest from the centroids chosen
+so far, and the assignment keeps each point's ``CANDIDATES`` nearest centroids with a bound on
+all the others (see :class:`_CandidateSearch`): the result is still each point's nearest
+centroid. At most ``MANY_CLUSTERS`` clusters per group (every per-class index of training, and
+the unsupervised error of a split of at most 256 classes) take neither path.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ SEEDING_ROUNDS = 128
 #: Candidates per centroid in a round of that seeding (scikit-learn's greedy k-means++ draws
 #: 2 + log k per centroid; a few are almost as good, see :func:`_seed_in_rounds`).
 SEEDING_TRIALS = 6
+#: Share of the points, those farthest from the centroids chosen so far, over which a round of
+#: that seeding sums each candidate's gain (see :func:`_seed_in_rounds`).
+SEEDING_SHARE = 0.1
 #: Nearest centroids each point keeps as candidates between full searches.
 CANDIDATES = 16
 
@@ -186,8 +192,14 @@ def _seed_in_rounds(
     top of w_n / E_n with E_n ~ Exp(1), Efraimidis and Spirakis 2006), and each slot keeps its
     candidate that most lowers the sum of those distances. Plain D^2 sampling (one candidate)
     leaves a sixth of the classes of an SOP-like split without a centroid, as one-candidate
-    k-means++ does. The cost is about ``SEEDING_TRIALS + 1`` passes of N x k distances, against
-    k passes over all points for greedy k-means++.
+    k-means++ does. A candidate's gain is summed over the ``SEEDING_SHARE`` of the points with
+    the largest distances: the points near the centroids already chosen can give any candidate
+    at most their own small distance, and the ones that decide between the candidates of a
+    still uncovered region are far from every chosen centroid (1,496 clusters of 8,000 SOP-like
+    points, one restart: unsupervised accuracy 0.940 against 0.944 with the gains over every
+    point, 0.927 against 0.924 with more noise). The cost is about ``SEEDING_TRIALS *
+    SEEDING_SHARE + 1`` passes of N x k distances, against k passes over all points for greedy
+    k-means++.
     """
     num_points = points.shape[0]
     first = torch.randint(num_points, (1,), generator=generator)
@@ -195,6 +207,11 @@ def _seed_in_rounds(
     nearest = geometry.expanded_squared_distances(
         points, points[first], point_norms=point_sq_norms
     ).squeeze(1)
+    # [x, nearest - |x|^2, 1] against [2c, 1, -|c|^2]: nearest_n - d(x_n, c), the part of
+    # x_n's distance that candidate c would remove, from one matrix product per round (the
+    # expansion of repmet.geometry on the centred points, with no pass to add the norms).
+    lifted = torch.cat([points, points.new_zeros(num_points, 2)], dim=1)
+    lifted[:, -1] = 1.0
     per_round = -(-(k - 1) // SEEDING_ROUNDS)
     for start in range(1, k, per_round):  # a few rounds; each covers all points
         slots = min(per_round, k - start)
@@ -202,20 +219,26 @@ def _seed_in_rounds(
         race = torch.empty(num_points, dtype=torch.float64).exponential_(generator=generator)
         keys = nearest.to(torch.float64) / race.clamp_min_(torch.finfo(torch.float64).tiny)
         candidates = keys.topk(slots * trials).indices  # [slots * trials]
-        gains = _seeding_gains(points, point_sq_norms, nearest, points[candidates])
-        picked = candidates[_pick_apart(points[candidates], nearest[candidates], gains, trials)]
+        centres = points[candidates]
+        lifted[:, -2] = nearest - point_sq_norms
+        weights = torch.cat(
+            [
+                2.0 * centres,
+                centres.new_ones(centres.shape[0], 1),
+                -squared_norms(centres)[:, None],
+            ],
+            dim=1,
+        )
+        farthest = nearest.topk(max(1, math.ceil(SEEDING_SHARE * num_points))).indices
+        gains = (lifted[farthest] @ weights.T).clamp_min_(0).sum(dim=0, dtype=torch.float64)
+        positions = _pick_apart(centres, nearest[candidates], gains, trials)
+        picked = candidates[positions]
         chosen.append(picked)
         if start + slots < k:
-            centres = points[picked]
-            rows = geometry.rows_per_block(slots, geometry.DISTANCE_BLOCK_ELEMENTS)
-            for part in geometry.row_blocks(num_points, rows):
-                distances = geometry.expanded_squared_distances(
-                    points[part], centres, point_norms=point_sq_norms[part]
-                )
-                nearest[part] = torch.minimum(nearest[part], distances.amin(dim=1))
-            nearest[picked] = (
-                0.0  # not a rounding error above 0: a chosen point is never drawn again
-            )
+            lowered = (lifted @ weights[positions].T).clamp_min_(0)  # [N, slots]
+            nearest = nearest.sub_(lowered.amax(dim=1)).clamp_min_(0)
+            # Not a rounding error above 0: a chosen point is never drawn again.
+            nearest[picked] = 0.0
     return points[torch.cat(chosen)]
 
 
@@ -243,77 +266,74 @@ def _pick_apart(candidates: Tensor, weights: Tensor, gains: Tensor, trials: int)
     return picks
 
 
-def _seeding_gains(
-    points: Tensor, point_sq_norms: Tensor, nearest: Tensor, candidates: Tensor
-) -> Tensor:
-    """``[M]`` float64: how much each candidate alone lowers sum_n min(nearest_n, d(x_n, c))."""
-    gains = torch.zeros(candidates.shape[0], dtype=torch.float64)
-    candidate_sq_norms = squared_norms(candidates)
-    rows = geometry.rows_per_block(candidates.shape[0], geometry.DISTANCE_BLOCK_ELEMENTS)
-    buffer = points.new_empty(min(rows, points.shape[0]), candidates.shape[0])
-    for part in geometry.row_blocks(points.shape[0], rows):
-        distances = geometry.expanded_squared_distances(
-            points[part],
-            candidates,
-            point_norms=point_sq_norms[part],
-            centre_norms=candidate_sq_norms,
-            out=buffer[: part.stop - part.start],
-        )
-        # In place: nearest_n - d(x_n, c), clamped at 0; summed per block, accumulated in float64.
-        lowered = distances.neg_().add_(nearest[part, None]).clamp_min_(0)
-        gains += lowered.sum(dim=0)
-    return gains
-
-
 class _CandidateSearch:
     """Exact nearest-centroid assignment of one group of many clusters, mostly from candidate lists.
 
     A full search (all k centroids) records each point's ``CANDIDATES`` nearest centroids and
-    b_n, the Euclidean distance to the next one. When the centroids then move, no centroid outside
-    the list can have come nearer to x_n than b_n minus the sum over iterations of the largest
-    centroid shift (triangle inequality). A point whose nearest candidate is closer than that
-    keeps an exact answer from its L candidates; only the others are searched in full again.
+    b_n, the Euclidean distance to the next one: no centroid outside the list is nearer to x_n.
+    When the centroids then move, b_n stays a lower bound on the distance from x_n to every
+    centroid outside its list that did not move, and each call lowers it to the exact distance
+    of every one that did (after the first Lloyd steps only a few percent of the centroids move
+    at all: the others' clusters kept their points). A point whose nearest candidate is closer
+    than b_n keeps an exact answer from its candidates; only the others are searched in full.
     """
 
     def __init__(self, points: Tensor, point_sq_norms: Tensor, num_centroids: int) -> None:
         self.points = points
         self.point_sq_norms = point_sq_norms
+        # [x, 1] against [-2c, |c|^2]: |c|^2 - 2 x.c, a distance less its row's |x|^2, in one
+        # product (the expansion of repmet.geometry on centred points, no pass to add norms).
+        self.lifted = torch.cat([points, points.new_ones(points.shape[0], 1)], dim=1)
         self.count = min(CANDIDATES, num_centroids - 1)
         num_points = points.shape[0]
         self.candidates = torch.empty(num_points, self.count, dtype=torch.long)
         self.bound = torch.empty(num_points, dtype=points.dtype)
-        self.drift_then = torch.zeros(num_points, dtype=torch.float64)
-        self.drift = 0.0
+        self.then: Tensor | None = None  # the centroids of the last call
+
+    def _distances(self, rows: Tensor | slice, partial: Tensor) -> Tensor:
+        """Euclidean distances of the points ``rows`` from their ``partial`` entries."""
+        return (partial + self.point_sq_norms[rows, None]).clamp_min_(0).sqrt_()
 
     def _full_search(self, rows: Tensor, centroids: Tensor) -> Tensor:
         """Refreshes the lists of the points ``rows``; returns their nearest centroids."""
-        centroid_sq_norms = squared_norms(centroids)
+        lifted = _lifted_centres(centroids)
         nearest = torch.empty(rows.numel(), dtype=torch.long)
         block = geometry.rows_per_block(centroids.shape[0], geometry.DISTANCE_BLOCK_ELEMENTS)
         buffer = centroids.new_empty(min(block, rows.numel()), centroids.shape[0])
         for part in geometry.row_blocks(rows.numel(), block):
             index = rows[part]
-            distances = geometry.expanded_squared_distances(
-                self.points[index],
-                centroids,
-                point_norms=self.point_sq_norms[index],
-                centre_norms=centroid_sq_norms,
-                out=buffer[: index.numel()],
-            )
-            order = geometry.smallest_in_order(distances, self.count + 1)
+            partial = torch.mm(self.lifted[index], lifted.T, out=buffer[: index.numel()])
+            order = geometry.smallest_in_order(partial, self.count + 1)
             self.candidates[index] = order[:, :-1]
-            self.bound[index] = distances.gather(1, order[:, -1:]).squeeze(1).sqrt()
+            self.bound[index] = self._distances(index, partial.gather(1, order[:, -1:]))[:, 0]
             nearest[part] = order[:, 0]
-        self.drift_then[rows] = self.drift
         return nearest
 
-    def assign(self, centroids: Tensor, largest_shift: float | None) -> Tensor:
-        """Nearest centroid of every point; ``largest_shift``: the largest Euclidean move of a
-        centroid since the last call (None: the first call, a full search of every point)."""
+    def _lower_bounds(self, moved: Tensor, centroids: Tensor) -> None:
+        """Lowers every b_n to the distance of the nearest ``moved`` centroid outside x_n's list."""
+        lifted = _lifted_centres(centroids[moved])
+        # Column of each moved centroid; every other centroid points at a last column of +inf.
+        column = torch.full((centroids.shape[0],), moved.numel(), dtype=torch.long)
+        column[moved] = torch.arange(moved.numel())
+        num_points = self.points.shape[0]
+        block = geometry.rows_per_block(moved.numel() + 1, geometry.DISTANCE_BLOCK_ELEMENTS)
+        buffer = centroids.new_full((min(block, num_points), moved.numel() + 1), torch.inf)
+        for part in geometry.row_blocks(num_points, block):
+            partial = buffer[: part.stop - part.start]
+            torch.mm(self.lifted[part], lifted.T, out=partial[:, :-1])
+            partial.scatter_(1, column[self.candidates[part]], torch.inf)  # the lists' own
+            least = self._distances(part, partial[:, :-1].amin(dim=1, keepdim=True))[:, 0]
+            self.bound[part] = torch.minimum(self.bound[part], least)
+
+    def assign(self, centroids: Tensor) -> Tensor:
+        """Nearest centroid of every point (the first call: a full search of every point)."""
+        then, self.then = self.then, centroids.clone()
         everyone = torch.arange(self.points.shape[0])
-        if largest_shift is None:
+        if then is None:
             return self._full_search(everyone, centroids)
-        self.drift += largest_shift
+        moved = (centroids != then).any(dim=1).nonzero().squeeze(1)
+        if moved.numel():
+            self._lower_bounds(moved, centroids)
         centroid_sq_norms = squared_norms(centroids)
         assignments = torch.empty(self.points.shape[0], dtype=torch.long)
         closest = torch.empty(self.points.shape[0], dtype=self.points.dtype)
@@ -331,11 +351,15 @@ class _CandidateSearch:
             tied = torch.where(distances == least, candidates, centroids.shape[0])
             assignments[part] = tied.amin(dim=1)
             closest[part] = least.squeeze(1)
-        slack = self.bound.double() - (self.drift - self.drift_then)
-        unsure = (closest.double().sqrt() >= slack).nonzero().squeeze(1)
+        unsure = (closest.sqrt() >= self.bound).nonzero().squeeze(1)
         if unsure.numel():
             assignments[unsure] = self._full_search(unsure, centroids)
         return assignments
+
+
+def _lifted_centres(centres: Tensor) -> Tensor:
+    """``[-2c, |c|^2]``, the centres' side of :class:`_CandidateSearch`'s one product."""
+    return torch.cat([centres * -2.0, squared_norms(centres)[:, None]], dim=1)
 
 
 def _validate(points: Tensor, k: int, groups: Tensor, num_groups: int, iterations: int) -> None:
@@ -466,7 +490,7 @@ def _lloyd(
     if many:
         centroids = _seed_in_rounds(points, point_sq_norms, k, generator)
         search = _CandidateSearch(points, point_sq_norms, k)
-        assignments = search.assign(centroids, None)
+        assignments = search.assign(centroids)
     else:
         centroids = _kmeans_plus_plus(points, point_sq_norms, groups, num_groups, k, generator)
         assignments = nearest_in_group(points, groups, centroids, k, point_sq_norms=point_sq_norms)
@@ -479,7 +503,7 @@ def _lloyd(
         shift = float((updated - centroids).pow(2).sum(-1).max())
         centroids = updated
         if many:
-            new_assignments = search.assign(centroids, math.sqrt(shift))
+            new_assignments = search.assign(centroids)
         else:
             new_assignments = nearest_in_group(
                 points, groups, centroids, k, point_sq_norms=point_sq_norms
