@@ -12,6 +12,7 @@ from pathlib import Path
 from processes import REPOSITORY, run_study, subprocess_env
 
 from repmet.protocols import CLASS_DISJOINT
+from repmet.study_folder.trials import loss_trial_folders
 
 
 def test_a_class_disjoint_study_selects_by_few_shot_accuracy_and_reports_unseen_classes(
@@ -34,10 +35,10 @@ def test_a_class_disjoint_study_selects_by_few_shot_accuracy_and_reports_unseen_
     assert all(0.0 < float(row["val/fewshot_5shot_simple"]) <= 1.0 for row in rows)
     steps = [
         json.loads(line)
-        for result in folder.glob("repmet-v2/*/result.json")
-        for line in result.read_text().splitlines()
+        for trial in loss_trial_folders(folder, "repmet-v2")[1]
+        for line in (trial / "result.json").read_text().splitlines()
     ]
-    assert all("val/best/fewshot_5shot_simple" in step for step in steps)
+    assert steps and all("val/best/fewshot_5shot_simple" in step for step in steps)
 
     other = run_study(*flags, "--resume", "--protocol", "closed-set")
     assert other.returncode == 2

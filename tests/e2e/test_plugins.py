@@ -12,6 +12,8 @@ from pathlib import Path
 
 from processes import REPOSITORY, STUDY_COMMAND, subprocess_env
 
+from repmet.study_folder.trials import loss_trial_folders
+
 ROOT = REPOSITORY
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
@@ -50,8 +52,10 @@ def test_a_plugin_loss_is_searched_by_a_study_and_reported(tmp_path: Path) -> No
         "lr",
         "alpha",
     }
-    for params in (tmp_path / "plugin" / "throwaway").glob("*/params.json"):
-        config = json.loads(params.read_text())
+    trials = loss_trial_folders(tmp_path / "plugin", "throwaway")[1]
+    assert trials
+    for trial in trials:
+        config = json.loads((trial / "params.json").read_text())
         assert config["normalize_representatives"] == config["normalize_embeddings"]
 
     report = [sys.executable, str(ROOT / "analysis" / "report.py"), str(tmp_path / "plugin")]
@@ -76,8 +80,8 @@ def test_a_plugin_metric_is_reported_recorded_searched_and_tabled(tmp_path: Path
     folder = tmp_path / "plugin"
     steps = [
         json.loads(line)
-        for result in folder.glob("repmet-v2/*/result.json")
-        for line in result.read_text().splitlines()
+        for trial in loss_trial_folders(folder, "repmet-v2")[1]
+        for line in (trial / "result.json").read_text().splitlines()
     ]
     assert steps and all(0.0 <= step["val/error_1nn"] <= 1.0 for step in steps)
     assert all("val/best/error_1nn" in step for step in steps)
