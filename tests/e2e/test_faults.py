@@ -235,8 +235,8 @@ def test_sigterm_with_two_losses_mid_trial_then_resume_continues_both(ray_local,
     process = start_study(*args, "--storage", str(storage), "--name", "both")
     folder = storage / "both"
 
-    def both_mid_way() -> bool:
-        return all(mid_trial(folder, 1, loss)() for loss in losses)
+    def both_mid_way() -> bool:  # a trial of each loss, the first or (on a busy machine) the second
+        return all(any(mid_trial(folder, n, loss)() for n in (1, 2)) for loss in losses)
 
     try:
         wait_for(both_mid_way, what="a trial of each loss mid-way", process=process)
