@@ -40,9 +40,8 @@ tensorboard: $(VENV)/.installed-base
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 
-# One file per worker (--dist loadfile): a file's module-scoped studies run once.
 test: lint
-	$(VENV)/bin/pytest -q -n auto --maxprocesses 4 --dist loadfile
+	$(VENV)/bin/pytest -q
 
 bench: $(VENV)/.installed-base
 	@set -e; for script in benchmarks/*.py; do \
