@@ -106,6 +106,15 @@ def test_two_loss_study_completes(two_loss_study) -> None:
     assert "alpha" not in info["baseline"]["repmet-v2"] and "alpha" in info["baseline"]["magnet"]
 
 
+def step_times(trial: Path) -> list[float]:
+    """The wall times of a trial's steps, from its TensorBoard events (``train/loss``)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trial), size_guidance={"scalars": 0})
+    events.Reload()
+    return sorted(event.wall_time for event in events.Scalars("train/loss"))
+
+
 def test_the_losses_run_side_by_side_in_one_experiment(two_loss_study) -> None:
     """One Tune experiment for the study: the trials of both losses share the time (each loss
     one trial at a time, --max-concurrent 1), each loss with its own budget and baseline first."""
@@ -116,12 +125,13 @@ def test_the_losses_run_side_by_side_in_one_experiment(two_loss_study) -> None:
         trials = trial_folders(folder, loss)
         assert [t.name.split("_")[0] for t in trials] == [f"{loss}-trial"] * 3
         assert {t.parent for t in trials} == {folder / "trials"}
-        rows = [result_rows(t) for t in trials]
-        # Tune's timestamps are whole seconds: a trial runs from its first step's start on.
-        starts = [r[0]["timestamp"] - r[0]["time_this_iter_s"] for r in rows]
-        spans[loss] = (min(starts), max(r[-1]["timestamp"] for r in rows))
+        # When each trial's steps were written, to the microsecond (Tune's own timestamps are
+        # whole seconds, coarser than a smoke trial).
+        written = [step_times(t) for t in trials]
+        assert all(written)
+        spans[loss] = (min(w[0] for w in written), max(w[-1] for w in written))
     overlap = min(end for _, end in spans.values()) - max(start for start, _ in spans.values())
-    assert overlap > 1.0, spans  # one loss after the other would not overlap at all
+    assert overlap > 0.0, spans  # one loss after the other would not overlap at all
     assert "[2 losses] magnet 3/3, repmet-v2 3/3 done" in output
     assert not (folder / "magnet").exists() and not (folder / "repmet-v2").exists()
 
