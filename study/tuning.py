@@ -48,7 +48,6 @@ from repmet.study_folder.layout import (
     TRIAL_FAILED,
     StudyFolderError,
     experiment_trial_name,
-    trial_folder_name,
     trial_number,
 )
 from repmet.study_folder.manifest import FINISHED, INTERRUPTED, RUNNING, Manifest, StudySettings
@@ -114,34 +113,27 @@ class StudyOptunaSearch(ResumableOptunaSearch):
       that raised stays RUNNING, as in ``ResumableOptunaSearch``, so that ``--resume`` can finish
       it.
     - User attributes link an Optuna trial to Tune: ``tune_trial_id``, and ``trial_dir``, the
-      trial's folder relative to the study folder: as :class:`StudySearch` names it
-      (:meth:`link`), else found from Tune's ``experiment_tag`` in the experiment folder.
+      trial's folder relative to the study folder, as :class:`StudySearch` names it
+      (:meth:`link`).
 
     Args:
-        experiment: the Tune experiment folder of the loss's trials.
         total_key: the key of a flattened result holding the iterations a full trial trains.
         others: as for ``OptunaSearch``.
     """
 
-    def __init__(
-        self, *args: Any, experiment: str, total_key: str = "config/iterations", **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, total_key: str = "config/iterations", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._experiment = str(experiment)
         self._total_key = total_key
         self._reported: dict[str, set[int]] = {}
-        self._linked: set[str] = set()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             internals.optuna_study(self).set_metric_names([self.metric])
 
-    def follow(self, folder: Path, experiment: Path) -> None:
-        """Records the trials in the ``optuna.db`` of the study ``folder`` where it is now, and
-        looks for trial folders in its Tune ``experiment`` folder: an unpickled searcher names
-        the folder it was created in, and a study copied or moved since must record its trials
-        in its own ``optuna.db``."""
+    def follow(self, folder: Path) -> None:
+        """Records the trials in the ``optuna.db`` of the study ``folder`` where it is now: an
+        unpickled searcher names the database it was created with, and a study copied or moved
+        since must record its trials in its own."""
         internals.reattach_storage(self, optuna_storage(folder))
-        self._experiment = str(experiment)
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -153,7 +145,6 @@ class StudyOptunaSearch(ResumableOptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if internals.is_told(self, trial_id) or internals.optuna_trial(self, trial_id) is None:
             return
-        self._link(trial_id, result)
         self._report(trial_id, result)
 
     def on_trial_complete(
@@ -163,7 +154,6 @@ class StudyOptunaSearch(ResumableOptunaSearch):
         if error or internals.is_told(self, trial_id) or trial is None:
             return  # a trial that raised stays RUNNING for --resume
         result = result or {}
-        self._link(trial_id, result)
         outcome = trial_outcome(result, iterations=result.get(self._total_key, math.inf))
         value, state = None, TrialState.PRUNED  # no result at all: stopped before reporting
         if outcome is TrialStatus.FAILED or (
@@ -186,27 +176,10 @@ class StudyOptunaSearch(ResumableOptunaSearch):
             internals.optuna_trial(self, trial_id).report(float(value), int(step))
             steps.add(int(step))
 
-    def _link(self, trial_id: str, result: dict) -> None:
-        """Names the trial's folder in its user attributes, once it is known: from the last
-        result's ``experiment_tag``, else from the folders already in storage."""
-        if trial_id in self._linked:
-            return
-        experiment = Path(self._experiment)
-        tag = result.get("experiment_tag")
-        if tag:
-            name = trial_folder_name(str(tag), trial_id)
-        else:
-            found = sorted(experiment.glob(f"*_{trial_id}"))
-            if not found:
-                return
-            name = found[0].name
-        self.link(trial_id, f"{experiment.name}/{name}")
-
     def link(self, trial_id: str, folder: str) -> None:
         """Names the folder of trial ``trial_id``, relative to the study folder, in its user
         attributes (``trial_dir``)."""
         internals.optuna_trial(self, trial_id).set_user_attr("trial_dir", folder)
-        self._linked.add(trial_id)
 
 
 #: Trial id -> the folder name :class:`StudySearch` gave the trial it has just suggested, for
@@ -317,7 +290,7 @@ class StudySearch(Searcher):
         self.study_folder, self.num_samples = folder, budget
         if folder is not None:
             for search in self.searchers.values():
-                search.follow(folder, folder / EXPERIMENT_DIR)
+                search.follow(folder)
 
 
 def _finite(value: Any) -> bool:
@@ -453,9 +426,7 @@ def check_resources(settings: StudySettings) -> None:
 def trial_dirname(trial: Trial) -> str:
     """Short trial folder names, ``<loss>-trial_<NNN>_<id>`` as :class:`StudySearch` chose them
     (Tune's default repeats every parameter)."""
-    return _FOLDER_NAMES.get(trial.trial_id) or trial_folder_name(
-        trial.experiment_tag, trial.trial_id
-    )
+    return _FOLDER_NAMES[trial.trial_id]
 
 
 def run_losses(study: Study, *, verbose: bool = False) -> int:
@@ -689,7 +660,6 @@ def study_search(study: Study, storage: optuna.storages.RDBStorage) -> StudySear
             sampler=sampler(settings),
             storage=storage,
             study_name=loss,
-            experiment=str(study.folder / EXPERIMENT_DIR),
         )
         for loss in settings.losses
     }

@@ -108,19 +108,6 @@ def experiment_trial_name(loss: str, number: int, trial_id: str) -> str:
     return f"{loss}-{TRIAL_PREFIX}{number:03d}_{trial_id}"
 
 
-def trial_folder_name(experiment_tag: str, trial_id: str) -> str:
-    """``trial_<NNN>_<trial id>``, NNN the counter that starts Tune's ``experiment_tag`` (the
-    folder name in a Tune experiment of one loss, formats 1 and 2)."""
-    counter = trial_counter(experiment_tag)
-    return f"{TRIAL_PREFIX}{counter:03d}_{trial_id}" if counter is not None else trial_id
-
-
-def trial_counter(experiment_tag: str) -> int | None:
-    """The creation number (1, 2, ...) that starts Tune's ``experiment_tag``, if it has one."""
-    counter = experiment_tag.split("_", 1)[0]
-    return int(counter) if counter.isdigit() else None
-
-
 def trial_number(folder_name: str) -> int | None:
     """The creation number NNN of a trial folder's name within its loss (1: the loss's
     baseline), in either layout; None for a folder named neither way."""

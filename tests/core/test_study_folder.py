@@ -19,13 +19,14 @@ from study_folders import write_manifest, write_trial
 from repmet.catalogue import LOSSES, REFERENCE
 from repmet.study_folder.layout import (
     DONE,
+    EXPERIMENT_DIR,
     FORMAT_VERSION,
     ITERATION,
     MANIFEST_FILE,
     TRIAL_FAILED,
     StudyFolderError,
-    trial_counter,
-    trial_folder_name,
+    experiment_trial_name,
+    trial_loss,
     trial_number,
 )
 from repmet.study_folder.manifest import read_manifest
@@ -193,7 +194,7 @@ def test_what_was_searched_is_the_baseline_point_also_for_a_plugin_loss(tmp_path
 
     # trials.csv fills a plugin loss's searched columns from the same rule.
     params = {"loss": plugin, "lr": 0.02, "k": 4, "iterations": 30, "alpha": 9.0}
-    trial = tmp_path / plugin / trial_folder_name("1_lr=0.02", "abc")
+    trial = tmp_path / EXPERIMENT_DIR / experiment_trial_name(plugin, 1, "abc")
     trial.mkdir(parents=True)
     (trial / "params.json").write_text(json.dumps(params))
     (trial / "result.json").write_text(json.dumps({ITERATION: 30, DONE: True}) + "\n")
@@ -207,10 +208,10 @@ def test_what_was_searched_is_the_baseline_point_also_for_a_plugin_loss(tmp_path
 
 
 def test_trial_folder_names_are_built_and_parsed_in_one_place() -> None:
-    name = trial_folder_name("7_k=3,lr=0.01", "5e0a1_00006")
-    assert name == "trial_007_5e0a1_00006"
-    assert (trial_number(name), trial_counter("7_k=3")) == (7, 7)
-    assert trial_folder_name("no_counter", "abc") == "abc"
+    name = experiment_trial_name("repmet-v2", 7, "5e0a1_00006")
+    assert name == "repmet-v2-trial_007_5e0a1_00006"
+    assert (trial_number(name), trial_loss(name)) == (7, "repmet-v2")
+    assert (trial_number("trial_007_5e0a1"), trial_loss("trial_007_5e0a1")) == (7, None)
     assert trial_number("abc") is None and trial_number("trial_x_abc") is None
 
 
