@@ -91,10 +91,21 @@ def stop_cluster(temp_dir: str) -> None:
         children = {pid for pid, (parent, _) in table.items() if parent in ours} - ours
         ours |= children
         grew = bool(children)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    # The GCS server and the raylet ignore SIGTERM while the rest of the head still runs (`ray
+    # stop` waits 16 s before it kills them): a short grace period, then SIGKILL.
+    for sig, grace_s in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 15.0)):
         for pid in ours:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in ours):
-            time.sleep(0.2)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(map(running, ours)):
+            time.sleep(0.1)
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not ended (a zombie waiting for its parent has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
