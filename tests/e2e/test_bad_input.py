@@ -194,7 +194,13 @@ CASES: list[Case] = [
     study("address-not-a-ray-cluster", "--space", "magnet", *SMOKE, "--address",
           "127.0.0.1:{port}", expected="cannot reach the Ray cluster at '127.0.0.1:{port}'",
           within_s=UNREACHABLE_S + 15, setup=silent_port),
+    # Requests no node of the (local) cluster can meet, refused before a trial waits forever.
+    study("gpus-beyond-the-cluster", *SMOKE, "--gpus-per-trial", "1",
+          expected="--gpus-per-trial 1 cannot be met"),
+    study("cpus-beyond-the-cluster", *SMOKE, "--cpus-per-trial", "64",
+          expected="--cpus-per-trial 64 cannot be met"),
     # ----------------------------------------------------------------- study/run.py: data
+    study("dataset-unknown", "--dataset", "nope", *SMOKE, expected="unknown data set 'nope'"),
     *(
         study(f"data-{name}", "--space", "magnet", *SMOKE, "--dataset", "arrays", "--data-root",
               BAD_DATA[name][0], expected=BAD_DATA[name][1])
@@ -249,8 +255,7 @@ CASES: list[Case] = [
           expected="cannot write the folder of --save"),
     train("train-unknown-flag", "--bogus", expected="unrecognized arguments: --bogus"),
     # The other bad data files go through the study above (each case that loads the data layer
-    # costs seconds of imports: a missing file and an unknown data set are left to test_data.py
-    # and test_study.py).
+    # costs seconds of imports: a missing file is left to test_data.py).
     *(
         train(f"train-data-{name}", "--dataset", "arrays", "--data-root", BAD_DATA[name][0],
               "--iterations", "1", expected=BAD_DATA[name][1])

@@ -1,7 +1,7 @@
 """Faults in the middle of a study, each ending with every finished trial kept and the study
-completable: ``kill -9`` and Ctrl-C mid-trial followed by ``--resume``, two runs on one study, a
-``--resume`` (and an ``--overwrite``) while the study runs, a trial that always fails, and a
-damaged ``optuna.db`` under the report.
+completable: a second run, a ``--resume`` and an ``--overwrite`` while the study runs, then
+``kill -9`` mid-trial; Ctrl-C and SIGTERM mid-trial followed by ``--resume``; a trial that always
+fails, and a damaged ``optuna.db`` under the report.
 
 The studies are tiny (one or two losses, a few trials of 30 iterations on digits). The runs that
 are killed or run side by side are processes of their own; resumes run in this process on one
@@ -49,7 +49,6 @@ VOLATILE = {
     "hostname", "node_ip", "iterations_since_restore", "training_iteration",
     "time/seconds_per_iteration", "time/examples_per_second", "checkpoint_dir_name",
 }  # fmt: skip
-
 
 
 def start_study(*args: str, **env: str) -> subprocess.Popen:
@@ -157,45 +156,69 @@ def assert_resume_completes(storage: Path, name: str, kept: dict[str, dict[str, 
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in studied.trials)
 
 
-# ------------------------------------------------------------------------ killed mid-trial
+# ------------------------------------------------------------ in use, then killed mid-trial
 
 
-def test_kill_9_mid_trial_then_resume_completes(ray_local, tmp_path: Path) -> None:
+def test_a_running_study_refuses_other_runs_then_kill_9_and_resume_complete_it(
+    ray_local, tmp_path: Path
+) -> None:
+    """While a study runs, a second run of it, a --resume and an --overwrite are each refused in
+    one line and do not disturb it; killed with SIGKILL mid-trial, it leaves no lock behind and
+    --resume completes it, after which --resume has nothing to do and the report reads it."""
     storage = tmp_path / "studies"
-    process = start_study(*STUDY, "--storage", str(storage), "--name", "killed")
+    args = [*STUDY, "--storage", str(storage), "--name", "killed"]
+    process = start_study(*args)
     folder = storage / "killed"
     try:
-        wait_for(mid_trial(folder, 2), what="the second trial mid-way", process=process)
-        # Tune writes a trial's result.json from the driver: the first trial's last row may land
-        # after the second trial's first.
-        first = trial_folders(folder)[0]
-        wait_for(lambda: finished(first), what="the first trial's last result", process=process)
-        kept = {first.name: finished_files(first)}
+        wait_for(mid_trial(folder, 1), what="the first trial mid-way", process=process)
+        others = {
+            "again": start_study(*args),
+            "resume": start_study("--resume", "--storage", str(storage), "--name", "killed"),
+            "overwrite": start_study(*args, "--overwrite"),
+        }
+        refused = {how: (p, *p.communicate(timeout=60)) for how, p in others.items()}
+        still_running = process.poll() is None
+        # The first run goes on undisturbed, to a later trial (the second, or on a busy machine
+        # the third).
+        later = [mid_trial(folder, number) for number in (2, 3)]
+        wait_for(lambda: any(c() for c in later), what="a later trial mid-way", process=process)
+        # Tune writes a trial's result.json from the driver: an earlier trial's last row may land
+        # after the next trial's first.
+        earlier = trial_folders(folder)[:-1]
+        for trial in earlier:
+            wait_for(lambda t=trial: finished(t), what=f"{trial.name}'s end", process=process)
+        kept = {trial.name: finished_files(trial) for trial in earlier}
         os.kill(process.pid, signal.SIGKILL)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.communicate(timeout=60)
+    assert still_running, "the first run ended before the others were refused"
+    for how, (other, out, err) in refused.items():
+        assert other.returncode == 2, (how, out, err)
+        line = one_error_line(err)
+        assert f"is in use by another run (pid {process.pid} on" in line, (how, line)
     assert process.returncode == -signal.SIGKILL
-    assert manifest(folder)["status"] == {"magnet": "running"}
+    info = manifest(folder)
+    assert info["status"] == {"magnet": "running"} and info["command"].endswith("--name killed")
     # The kernel released the dead run's lock: nothing is left to clear by hand.
     assert study_lock.holder_of(folder) is None
     assert_resume_completes(storage, "killed", kept)
+    # Once it has ended, --resume finds nothing to do and the report reads the study.
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert study_main(["--resume", "--storage", str(storage), "--name", "killed"]) == 0
+    assert "nothing to do" in out.getvalue()
+    report = tmp_path / "report"
+    with contextlib.redirect_stdout(io.StringIO()):
+        argv = [str(folder), "--no-plots", "--device", "cpu", "--out", str(report)]
+        assert report_cli.main(argv) == 0
+    assert "Magnet Loss 3 of 3 trials finished" in (report / "results.md").read_text()
 
 
-@pytest.mark.parametrize(
-    ("send", "status", "stopped_by"),
-    [
-        # What Ctrl-C on a terminal sends: SIGINT to the whole process group.
-        (lambda pid: os.killpg(pid, signal.SIGINT), 130, ""),
-        # `kill PID`, docker stop: SIGTERM to the study's process alone.
-        (lambda pid: os.kill(pid, signal.SIGTERM), 143, "stopped by SIGTERM: "),
-    ],
-    ids=["ctrl-c", "sigterm"],
-)
-def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(
-    ray_local, tmp_path, send, status, stopped_by
-) -> None:
+def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(ray_local, tmp_path) -> None:
+    """What Ctrl-C on a terminal sends: SIGINT to the whole process group (SIGTERM to the study
+    alone is the two-loss test below)."""
     storage = tmp_path / "studies"
     process = start_study(*STUDY, "--storage", str(storage), "--name", "interrupted")
     folder = storage / "interrupted"
@@ -206,15 +229,15 @@ def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(
         first = trial_folders(folder)[0]
         wait_for(lambda: finished(first), what="the first trial's last result", process=process)
         kept = {first.name: finished_files(first)}
-        send(process.pid)
+        os.killpg(process.pid, signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate()
-    assert process.returncode == status, stdout + stderr
+    assert process.returncode == 130, stdout + stderr
     line = one_error_line(stderr)
-    assert f"error: {stopped_by}interrupted during magnet" in line
+    assert "error: interrupted during magnet" in line
     assert "continue the study with --resume" in line
     assert "fix the cause" not in line
     # The last progress line counts the interrupted trial as interrupted, not done.
@@ -227,8 +250,9 @@ def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(
 
 
 def test_sigterm_with_two_losses_mid_trial_then_resume_continues_both(ray_local, tmp_path):
-    """Both losses' trials run side by side in one experiment: SIGTERM stops both, each loss is
-    counted and marked interrupted, and --resume continues each trial exactly."""
+    """``kill PID`` or ``docker stop``: SIGTERM to the study's process alone. Both losses' trials
+    run side by side in one experiment: SIGTERM stops both, each loss is counted and marked
+    interrupted, and --resume continues each trial exactly."""
     losses = ("magnet", "repmet-v2")
     args = [*STUDY, "--space", "all", "--losses", ",".join(losses), "--num-samples", "2"]
     storage = tmp_path / "studies"
@@ -249,8 +273,16 @@ def test_sigterm_with_two_losses_mid_trial_then_resume_continues_both(ray_local,
     assert process.returncode == 143, stdout + stderr
     line = one_error_line(stderr)
     assert "error: stopped by SIGTERM: interrupted during magnet (" in line, line
-    assert "trials finished), repmet-v2 (" in line
     assert line.endswith("; continue the study with --resume")
+    assert "fix the cause" not in line
+    # Each loss is counted as its trials ended: the interrupted ones are not done.
+    progress = [line for line in stdout.splitlines() if line.startswith("[2 losses]")]
+    assert "interrupted" in progress[-1], stdout
+    for loss in losses:
+        rows = map(result_rows, trial_folders(folder, loss))
+        done = sum(bool(steps) and steps[-1]["done"] for steps in rows)
+        assert f"{loss} ({done} of 2 trials finished)" in line, line
+        assert f"{loss} {done}/2" in progress[-1], stdout
     assert manifest(folder)["status"] == dict.fromkeys(losses, "interrupted")
 
     with contextlib.redirect_stdout(io.StringIO()):
@@ -259,59 +291,13 @@ def test_sigterm_with_two_losses_mid_trial_then_resume_continues_both(ray_local,
     for loss in losses:
         trials = trial_folders(folder, loss)
         assert [trial.name.split("_")[:2] for trial in trials] == [
-            [f"{loss}-trial", "001"], [f"{loss}-trial", "002"]
+            [f"{loss}-trial", "001"],
+            [f"{loss}-trial", "002"],
         ]
         for trial in trials:
             assert_continued_exactly(trial)
         studied = optuna.load_study(study_name=loss, storage=f"sqlite:///{folder / 'optuna.db'}")
         assert [t.state for t in studied.trials] == [optuna.trial.TrialState.COMPLETE] * 2
-
-
-# ------------------------------------------------------------------------- one study, two runs
-
-
-def test_second_run_resume_and_overwrite_are_refused_while_a_study_runs(
-    ray_local, tmp_path: Path
-) -> None:
-    storage = tmp_path / "studies"
-    args = [*STUDY, "--storage", str(storage), "--name", "busy"]
-    folder = storage / "busy"
-    first = start_study(*args)
-    try:
-        wait_for(mid_trial(folder, 1), what="the first trial mid-way", process=first)
-        others = {
-            "again": start_study(*args),
-            "resume": start_study("--resume", "--storage", str(storage), "--name", "busy"),
-            "overwrite": start_study(*args, "--overwrite"),
-        }
-        refused = {how: (p, *p.communicate(timeout=60)) for how, p in others.items()}
-        still_running = first.poll() is None
-        stdout, stderr = first.communicate(timeout=180)
-    finally:
-        if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
-            first.communicate()
-    assert still_running, "the first run ended before the others were refused"
-    for how, (process, out, err) in refused.items():
-        assert process.returncode == 2, (how, out, err)
-        line = one_error_line(err)
-        assert f"is in use by another run (pid {first.pid} on" in line, (how, line)
-    # The first run was not disturbed and completed its study.
-    assert first.returncode == 0, stdout + stderr
-    info = manifest(folder)
-    assert info["status"] == {"magnet": "finished"} and info["command"].endswith("--name busy")
-    trials = trial_folders(folder)
-    assert len(trials) == 3 and all(result_rows(t)[-1]["done"] for t in trials)
-    # Once it has ended, --resume finds nothing to do and the report reads the study.
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert study_main(["--resume", "--storage", str(storage), "--name", "busy"]) == 0
-    assert "nothing to do" in out.getvalue()
-    report = tmp_path / "report"
-    with contextlib.redirect_stdout(io.StringIO()):
-        argv = [str(folder), "--no-plots", "--device", "cpu", "--out", str(report)]
-        assert report_cli.main(argv) == 0
-    assert "Magnet Loss 3 of 3 trials finished" in (report / "results.md").read_text()
 
 
 # ---------------------------------------------------------------- a trial that always fails
@@ -437,8 +423,6 @@ def test_a_larger_num_samples_extends_a_finished_study_copied_elsewhere(
 # ------------------------------------------------------------------ the pieces, without Ray
 
 
-
-
 def test_a_lock_dies_with_its_holder(tmp_path: Path) -> None:
     folder = tmp_path / "study"
     code = "import sys, time; from repmet.study_folder import lock; "
@@ -458,10 +442,6 @@ def test_a_lock_dies_with_its_holder(tmp_path: Path) -> None:
         holder.wait(timeout=30)
     assert study_lock.holder_of(folder) is None
     study_lock.acquire(folder, command="next").release()
-
-
-
-
 
 
 def test_a_command_that_does_not_stop_after_sigterm_ends_at_its_deadline(tmp_path) -> None:
@@ -496,7 +476,3 @@ def test_a_command_that_does_not_stop_after_sigterm_ends_at_its_deadline(tmp_pat
     assert process.returncode == 143
     assert 1.0 <= time.monotonic() - started < 30
     assert stderr == "prog: error: stopped by SIGTERM: did not stop in 1 s\n"
-
-
-
-

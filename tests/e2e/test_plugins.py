@@ -18,10 +18,11 @@ ROOT = REPOSITORY
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 
-def _plugin_environment() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PLUGINS), env.get("PYTHONPATH")) if p)
-    env["REPMET_PLUGINS"] = "throwaway_loss"
+def _plugin_environment(plugins: str = "throwaway_loss") -> dict[str, str]:
+    """This process's environment with the repository importable, no Ray address, and the
+    test plugins ``plugins`` (comma-separated) importable and named in ``$REPMET_PLUGINS``."""
+    env = subprocess_env(REPMET_PLUGINS=plugins)
+    env["PYTHONPATH"] = os.pathsep.join((str(PLUGINS), env["PYTHONPATH"]))
     return env
 
 
@@ -36,13 +37,17 @@ def test_a_plugin_loss_trains_through_the_single_trial_command(tmp_path: Path) -
     assert "| test |" in done.stdout
 
 
-def test_a_plugin_loss_is_searched_by_a_study_and_reported(tmp_path: Path) -> None:
-    env = _plugin_environment()
-    study = [sys.executable, str(ROOT / "study" / "run.py"), "--space", "all"]
-    study += ["--losses", "throwaway", "--smoke", "--storage", str(tmp_path), "--name", "plugin"]
+def test_a_plugin_loss_and_metric_are_searched_recorded_tabled_and_reported(tmp_path) -> None:
+    """One study of the plugin loss, selected by the plugin metric: the loss is searched with its
+    own fields, the metric reaches the trial results, trials.csv, TensorBoard, Optuna and the
+    report, each with no change anywhere else."""
+    env = _plugin_environment(plugins="throwaway_loss,throwaway_metric")
+    study = [*STUDY_COMMAND, "--space", "all", "--losses", "throwaway", "--smoke"]
+    study += ["--storage", str(tmp_path), "--name", "plugin", "--select", "error_1nn"]
     done = subprocess.run(study, env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
-    manifest = json.loads((tmp_path / "plugin" / "study.json").read_text())
+    folder = tmp_path / "plugin"
+    manifest = json.loads((folder / "study.json").read_text())
     assert manifest["losses"] == ["throwaway"]
     assert set(manifest["baseline"]["throwaway"]) == {
         "k",
@@ -52,35 +57,15 @@ def test_a_plugin_loss_is_searched_by_a_study_and_reported(tmp_path: Path) -> No
         "lr",
         "alpha",
     }
-    trials = loss_trial_folders(tmp_path / "plugin", "throwaway")[1]
+    trials = loss_trial_folders(folder, "throwaway")[1]
     assert trials
     for trial in trials:
         config = json.loads((trial / "params.json").read_text())
         assert config["normalize_representatives"] == config["normalize_embeddings"]
 
-    report = [sys.executable, str(ROOT / "analysis" / "report.py"), str(tmp_path / "plugin")]
-    done = subprocess.run(
-        [*report, "--no-plots", "--device", "cpu"], env=env, capture_output=True, text=True,
-        timeout=600, cwd=ROOT,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "| Throwaway (test plugin) |" in done.stdout
-    assert "Throwaway (test plugin): a plugin loss with alpha = " in done.stdout
-
-
-def test_a_plugin_metric_is_reported_recorded_searched_and_tabled(tmp_path: Path) -> None:
-    env = subprocess_env(REPMET_PLUGINS="throwaway_metric")
-    env["PYTHONPATH"] = f"{PLUGINS}:{env['PYTHONPATH']}"
-    study = [*STUDY_COMMAND, "--space", "all", "--losses", "repmet-v2", "--smoke"]
-    study += ["--storage", str(tmp_path), "--name", "plugin", "--select", "error_1nn"]
-    done = subprocess.run(
-        study, env=env, capture_output=True, text=True, timeout=600, cwd=REPOSITORY
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    folder = tmp_path / "plugin"
     steps = [
         json.loads(line)
-        for trial in loss_trial_folders(folder, "repmet-v2")[1]
+        for trial in trials
         for line in (trial / "result.json").read_text().splitlines()
     ]
     assert steps and all(0.0 <= step["val/error_1nn"] <= 1.0 for step in steps)
@@ -98,16 +83,18 @@ def test_a_plugin_metric_is_reported_recorded_searched_and_tabled(tmp_path: Path
     assert {"val/error_1nn", "val/best/error_1nn"} <= tags
     import optuna
 
-    search = optuna.load_study(study_name="repmet-v2", storage=f"sqlite:///{folder}/optuna.db")
+    search = optuna.load_study(study_name="throwaway", storage=f"sqlite:///{folder}/optuna.db")
     assert search.metric_names == ["val/best/error_1nn"]
     assert search.direction == optuna.study.StudyDirection.MINIMIZE
     assert all(0.0 <= trial.value <= 1.0 for trial in search.trials)
 
-    report = [sys.executable, str(REPOSITORY / "analysis" / "report.py"), str(folder)]
+    report = [sys.executable, str(ROOT / "analysis" / "report.py"), str(folder)]
     done = subprocess.run(
         [*report, "--no-plots", "--device", "cpu"], env=env, capture_output=True, text=True,
-        timeout=600, cwd=REPOSITORY,
+        timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert "| Throwaway (test plugin) |" in done.stdout
+    assert "Throwaway (test plugin): a plugin loss with alpha = " in done.stdout
     assert "| Unsup. Error | 1-NN Error |" in done.stdout
     assert "from the checkpoint with the lowest val/error_1nn" in done.stdout

@@ -1,7 +1,7 @@
 """End-to-end tests of ``study/run.py`` on real Ray: a two-loss study, the refusal to overwrite,
-resume after an injected failure, one-line errors, and a study against a separate Ray head; then
-the report of the two-loss study, the stored study of the report tests checked against it, and the
-report command as a process of its own."""
+resume after an injected failure, and a study against a separate Ray head (one-line errors for bad
+input are ``test_bad_input.py``); then the report of the two-loss study, the stored study of the
+report tests checked against it, and the report command as a process of its own."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import optuna
-from processes import STUDY_COMMAND, ray_head, run_study, subprocess_env
+from processes import ray_head, run_study
 from study_fixture import STORED_STUDY, TINY_STUDY_LOSSES, stored_files
 
 from analysis import report as report_cli
@@ -26,7 +26,6 @@ from study.run import main
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 SMOKE_ITERATIONS = 20  # study.run.SMOKE
-
 
 
 def manifest(folder: Path) -> dict:
@@ -49,8 +48,6 @@ def optuna_trials(folder: Path, loss: str) -> list[optuna.trial.FrozenTrial]:
 def snapshot(folder: Path) -> dict[str, float]:
     """Every path under ``folder`` with its modification time."""
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
-
-
 
 
 def test_two_loss_study_completes(two_loss_study) -> None:
@@ -199,40 +196,6 @@ def test_resume_after_injected_failure_finishes_without_redoing_trials(ray_local
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in studied)
 
 
-BAD_INPUTS = [
-    (["--space", "nope"], "unknown search space 'nope'"),
-    (["--dataset", "nope"], "unknown data set 'nope'"),
-    (["--num-samples", "many"], "invalid int value"),
-    (["--smoke", "--gpus-per-trial", "1"], "--gpus-per-trial 1 cannot be met"),
-    (["--smoke", "--cpus-per-trial", "64"], "--cpus-per-trial 64 cannot be met"),
-]
-
-
-def test_bad_input_is_one_line_and_nonzero(tmp_path) -> None:
-    # All at once: each is a fresh interpreter, and the resource checks start a Ray of their own.
-    runs = []
-    for number, (args, expected) in enumerate(BAD_INPUTS):
-        storage = tmp_path / str(number)
-        storage.mkdir()
-        process = subprocess.Popen(
-            [*STUDY_COMMAND, *args, "--storage", str(storage)],
-            cwd=REPOSITORY,
-            env=subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        runs.append((args, expected, storage, process))
-    for args, expected, storage, process in runs:
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode != 0, args
-        assert "Traceback" not in stderr, stderr
-        lines = stderr.strip().splitlines()
-        assert len(lines) == 1, stderr
-        assert expected in lines[0]
-        assert list(storage.iterdir()) == []  # nothing was written
-
-
 def test_smoke_study_on_a_separate_ray_head(tmp_path) -> None:
     with ray_head(num_cpus=2) as address:
         result = run_study(
@@ -244,8 +207,6 @@ def test_smoke_study_on_a_separate_ray_head(tmp_path) -> None:
     assert info["status"] == {"magnet": "finished"}
     assert len(trial_folders(tmp_path / "magnet", "magnet")) == 2
     assert "tensorboard --logdir" in result.stdout
-
-
 
 
 def test_a_study_one_trial_at_a_time_is_reproducible(ray_local, tmp_path) -> None:
