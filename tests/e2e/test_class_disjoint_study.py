@@ -1,28 +1,25 @@
-"""A class-disjoint study on real Ray, resumed under the other protocol, and its report, each
-command a process of its own."""
+"""A class-disjoint study on real Ray (in this process, on the shared Ray), resumed under the other
+protocol, and its report."""
 
 from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from processes import REPOSITORY, run_study, subprocess_env
-
+from analysis import report as report_cli
 from repmet.protocols import CLASS_DISJOINT
 from repmet.study_folder.trials import loss_trial_folders
+from study.run import main as study_main
 
 
 def test_a_class_disjoint_study_selects_by_few_shot_accuracy_and_reports_unseen_classes(
-    tmp_path: Path,
+    ray_local, tmp_path: Path, capsys
 ) -> None:
     flags = ["--space", "repmet", "--losses", "repmet-v2", "--smoke", "--dataset", "glyphs"]
     flags += ["--protocol", "class-disjoint", "--few-shot-val-episodes", "20"]
     flags += ["--select", "fewshot_5shot_simple", "--storage", str(tmp_path), "--name", "u"]
-    done = run_study(*flags)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert study_main(flags) == 0, capsys.readouterr()
     folder = tmp_path / "u"
     manifest = json.loads((folder / "study.json").read_text())
     assert manifest["fixed"]["protocol"] == CLASS_DISJOINT
@@ -40,19 +37,15 @@ def test_a_class_disjoint_study_selects_by_few_shot_accuracy_and_reports_unseen_
     ]
     assert steps and all("val/best/fewshot_5shot_simple" in step for step in steps)
 
-    other = run_study(*flags, "--resume", "--protocol", "closed-set")
-    assert other.returncode == 2
-    assert "--protocol closed-set (stored: class-disjoint)" in other.stderr
+    capsys.readouterr()
+    assert study_main([*flags, "--resume", "--protocol", "closed-set"]) == 2
+    assert "--protocol closed-set (stored: class-disjoint)" in capsys.readouterr().err
 
-    report = [sys.executable, str(REPOSITORY / "analysis" / "report.py"), str(folder)]
-    shown = subprocess.run(
-        [*report, "--device", "cpu"], env=subprocess_env(), capture_output=True,
-        text=True, timeout=600, cwd=REPOSITORY,
-    )  # fmt: skip
-    assert shown.returncode == 0, shown.stderr
-    assert "### Unseen classes (%)" in shown.stdout
-    assert "| Raw pixels |" in shown.stdout and "| 5-shot simple |" in shown.stdout
-    assert "class-disjoint protocol, fold 0: 39 / 12 / 51 classes" in shown.stdout
+    assert report_cli.main([str(folder), "--device", "cpu"]) == 0
+    shown = capsys.readouterr().out
+    assert "### Unseen classes (%)" in shown
+    assert "| Raw pixels |" in shown and "| 5-shot simple |" in shown
+    assert "class-disjoint protocol, fold 0: 39 / 12 / 51 classes" in shown
     page = (folder / "report" / "report.html").read_text()
     assert 'id="unseen"' in page and "embedding_repmet-v2.png" in page
     assert (folder / "report" / "embedding_repmet-v2.png").stat().st_size > 0
