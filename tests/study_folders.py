@@ -13,17 +13,16 @@ from repmet.study_folder.layout import SELECTION_METRIC
 from repmet.study_folder.manifest import Manifest, StudySettings
 
 
-def write_manifest(
-    folder: Path,
+def study_settings(
     *,
     losses: tuple[str, ...] = ("magnet",),
     num_samples: int = 2,
     baseline: Mapping[str, Mapping[str, Any]] | None = None,
     **changes: Any,
-) -> Manifest:
-    """Writes ``folder/study.json`` (the folder is created) and returns the manifest. ``fixed`` is
+) -> StudySettings:
+    """The settings of a small closed-set study of ``losses``, with ``changes``. ``fixed`` is
     empty unless given: the trials' own ``params.json`` then say what they trained."""
-    settings = StudySettings(
+    return StudySettings(
         **{
             "space": "all",
             "losses": losses,
@@ -44,7 +43,12 @@ def write_manifest(
             **changes,
         }
     )
-    manifest = Manifest.create(folder, settings, command="")
+
+
+def write_manifest(folder: Path, **settings: Any) -> Manifest:
+    """Writes ``folder/study.json`` (the folder is created) for :func:`study_settings` with
+    ``settings``, and returns the manifest."""
+    manifest = Manifest.create(folder, study_settings(**settings), command="")
     manifest.write()
     return manifest
 

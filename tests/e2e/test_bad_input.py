@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from study_folders import study_settings
 
 from repmet.config import TrainingConfig
 from repmet.study_folder import lock as study_lock
-from repmet.study_folder.manifest import Manifest, StudySettings
+from repmet.study_folder.manifest import Manifest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 COMMANDS = {
@@ -41,7 +42,6 @@ TIMEOUT_S = 90.0
 #: An unreachable cluster ends the run within about 30 s (the rest is starting the interpreter).
 UNREACHABLE_S = 30.0
 PARALLEL = 4
-
 
 
 @dataclass(frozen=True)
@@ -286,23 +286,8 @@ def make_template(root: Path) -> Path:
     (storage / "plain-file").write_text("a file where a study folder would go\n")
     fixed = TrainingConfig(loss="magnet", iterations=30, eval_every=10).to_dict()
     fixed["data_root"] = str(root / "data")
-    settings = StudySettings(
-        space="magnet",
-        losses=("magnet",),
-        fixed=fixed,
-        num_samples=3,
-        metric="val/error_simple",
-        mode="min",
-        seed=0,
-        scheduler="asha",
-        sampler="tpe",
-        cpus_per_trial=1.0,
-        gpus_per_trial=0.0,
-        max_concurrent=None,
-        max_failures=2,
-        batch_budget=64,
-        baseline={"magnet": {"k": 3, "m": 12, "d": 4}},
-        baseline_notes={"magnet": ()},
+    settings = study_settings(
+        space="magnet", fixed=fixed, num_samples=3, baseline={"magnet": {"k": 3, "m": 12, "d": 4}}
     )
     for name in ("done", "locked"):
         Manifest.create(storage / name, settings, command="python study/run.py").write()

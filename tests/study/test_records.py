@@ -15,25 +15,18 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 from outside_tune import make_trainable
-from study_folders import write_manifest, write_trial
+from study_folders import study_settings, write_manifest, write_trial
 from tensorboard_records import projector, tensorboard_view
 
 from repmet.catalogue import LOSSES
 from repmet.config import TrainingConfig
 from repmet.study_folder import layout
-from repmet.study_folder.manifest import Manifest, StudySettings
+from repmet.study_folder.manifest import Manifest
 from repmet.study_folder.trials import TrialStatus, read_trial
 from trainables.records import final_metrics, searched_fields, session_hparams
 
 SMALL = {"loss": "repmet-v2", "m": 4, "d": 4, "k": 2, "iterations": 20, "eval_every": 5}
 LOSSES_STUDIED = ("repmet-v2", "softmax")  # different searched fields: alpha, weight_decay, ...
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-
-
 
 
 # ------------------------------------------------------------------ the trainable alone
@@ -260,23 +253,11 @@ def test_verbose_runs_show_tunes_table_instead_of_the_progress_line(tmp_path) ->
     from study.progress import StudyProgress
     from study.tuning import NoTensorBoard, Study, reporting
 
-    settings = StudySettings(
-        space="all",
+    settings = study_settings(
         losses=("repmet-v2",),
         fixed={"iterations": 20, "eval_every": 10},
-        num_samples=2,
-        metric="val/error_simple",
-        mode="min",
-        seed=0,
-        scheduler="asha",
-        sampler="tpe",
-        cpus_per_trial=1,
-        gpus_per_trial=0,
-        max_concurrent=None,
         max_failures=0,
-        batch_budget=64,
         baseline={"repmet-v2": {"k": 3, "m": 12}},
-        baseline_notes={},
     )
     study = Study(
         folder=tmp_path,
@@ -291,19 +272,7 @@ def test_verbose_runs_show_tunes_table_instead_of_the_progress_line(tmp_path) ->
     assert [type(c) for c in loud["callbacks"]] == [NoTensorBoard]
 
 
-# -------------------------------------------------------------------------- a real study
-
-
-
-
-
-
-
-
-
-
-
-
+# ------------------------------------------------------ trials.csv and how a trial ended
 
 
 def test_trials_csv_tells_failures_apart(tmp_path) -> None:

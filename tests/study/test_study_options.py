@@ -8,6 +8,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from study_folders import study_settings
 
 from repmet.config import MAX_INT, TrainingConfig
 from repmet.errors import ConfigError
@@ -31,20 +32,9 @@ def stored_settings(**changes) -> StudySettings:
         losses=("magnet", "softmax"),
         fixed=fixed,
         num_samples=3,
-        metric="val/error_simple",
-        mode="min",
-        seed=0,
-        scheduler="asha",
-        sampler="tpe",
-        cpus_per_trial=1.0,
-        gpus_per_trial=0.0,
-        max_concurrent=None,
-        max_failures=2,
-        batch_budget=64,
         baseline={"magnet": {"k": 3}, "softmax": {}},
-        baseline_notes={"magnet": (), "softmax": ()},
     )
-    return StudySettings(**{**values, **changes})
+    return study_settings(**{**values, **changes})
 
 
 def resume(*argv: str, stored: StudySettings | None = None) -> StudySettings:
