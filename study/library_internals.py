@@ -37,7 +37,7 @@ For each use, why it is needed and what a public alternative would need:
   ``finished``): ``Tuner.restore`` keeps the ``num_samples`` of the first run, so a resumed study
   that plans more trials per loss raises the total in the newest state file. Public alternative:
   ``Tuner.restore(..., num_samples=...)`` or a ``ResumeConfig`` field for it.
-- The one experiment of a study (:class:`study.tuning.StudySearch` and ``PerLossScheduler``)
+- The one experiment of a study (:class:`study.tune_plugins.StudySearch` and ``PerLossScheduler``)
   relies on public behaviour that Tune does not promise in words: the search generator asks
   ``Searcher.suggest(trial_id)`` and then, in the same process, creates that trial, calling the
   ``trial_dirname_creator`` with it (the folder name is chosen at the suggestion); a searcher
@@ -48,8 +48,8 @@ For each use, why it is needed and what a public alternative would need:
 - ``TBXLoggerCallback`` (subclassed without its ``__init__``) and ``ConcurrencyLimiter.live_trials``
   are public names whose behaviour the study relies on: Tune adds its TensorBoard logger unless an
   instance of that class is among the callbacks, and the limiter forgets a trial that failed.
-  ``RELIED_ON`` lists them too, so that the test covers every name :mod:`study.tuning` overrides or
-  reads beyond the documented interface.
+  ``RELIED_ON`` lists them too, so that the test covers every name :mod:`study.tune_plugins`
+  overrides or reads beyond the documented interface.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ from ray.tune.search.search_generator import SearchGenerator
 from study.console import first_line
 
 #: Owner (import path of the class) -> the names of it this module reads, writes or overrides, and
-#: those :mod:`study.tuning` overrides; checked on the installed classes by the tests.
+#: those :mod:`study.tune_plugins` overrides; checked on the installed classes by the tests.
 RELIED_ON: dict[str, tuple[str, ...]] = {
     "ray.tune.search.optuna.OptunaSearch": (
         "_ot_study",

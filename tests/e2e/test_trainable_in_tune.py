@@ -24,7 +24,7 @@ def test_tune_run_pauses_and_resumes_trials_through_checkpoints(ray_session, tmp
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-    from study.tuning import NoTensorBoard
+    from study.tune_plugins import NoTensorBoard
 
     class PauseOnce(FIFOScheduler):
         """Pauses every trial once after its second report; FIFO then resumes it from the

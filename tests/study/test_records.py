@@ -122,7 +122,7 @@ def test_hparams_are_the_loss_and_its_searched_fields(loss) -> None:
 
 def make_searcher(tmp_path: Path, **kwargs):
     from search_spaces import SEARCH_SPACES, SpaceContext
-    from study.tuning import StudyOptunaSearch
+    from study.tune_plugins import StudyOptunaSearch
 
     context = SpaceContext(num_classes=10, smallest_class=100)
     return StudyOptunaSearch(
@@ -188,7 +188,7 @@ def test_the_study_search_runs_losses_side_by_side_each_with_its_budget(tmp_path
     from ray.tune.search import Searcher
 
     from search_spaces import SEARCH_SPACES, SpaceContext
-    from study.tuning import StudyOptunaSearch, StudySearch, trial_dirname
+    from study.tune_plugins import StudyOptunaSearch, StudySearch, trial_dirname
 
     context = SpaceContext(num_classes=10, smallest_class=100)
     losses = ("magnet", "repmet-v2")
@@ -251,7 +251,8 @@ def test_verbose_runs_show_tunes_table_instead_of_the_progress_line(tmp_path) ->
     from ray.tune import CLIReporter
 
     from study.progress import StudyProgress
-    from study.tuning import NoTensorBoard, Study, reporting
+    from study.tune_plugins import NoTensorBoard
+    from study.tuning import Study, reporting
 
     settings = study_settings(
         losses=("repmet-v2",),

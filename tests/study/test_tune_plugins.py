@@ -1,6 +1,26 @@
-"""The study driver's pieces that need no running Ray."""
+"""What the study plugs into Tune, without a running Ray."""
 
 from __future__ import annotations
+
+import inspect
+import pickle
+
+
+def test_what_earlier_releases_pickled_under_study_tuning_still_loads() -> None:
+    """A study saved by an earlier release names its searchers, schedulers, callback and folder
+    naming function as ``study.tuning.<name>`` in Tune's pickles; each must load as the object
+    that :mod:`study.tune_plugins` defines now, and every object defined there is listed."""
+    from study import tune_plugins, tuning
+
+    for obj in tuning.PICKLED:
+        reference = f"cstudy.tuning\n{obj.__name__}\n.".encode()  # a pickle's global reference
+        assert pickle.loads(reference) is getattr(tune_plugins, obj.__name__), obj.__name__
+    defined = {
+        name
+        for name, obj in vars(tune_plugins).items()
+        if inspect.isclass(obj) and obj.__module__ == tune_plugins.__name__
+    }
+    assert {obj.__name__ for obj in tuning.PICKLED} == defined | {"trial_dirname"}
 
 
 def test_asha_never_stops_the_baseline_but_judges_the_others_against_it() -> None:
@@ -8,7 +28,7 @@ def test_asha_never_stops_the_baseline_but_judges_the_others_against_it() -> Non
     trial as bad at the same rung is stopped, and the baseline's value counts in the rung."""
     from types import SimpleNamespace
 
-    from study.tuning import BaselineKeepingASHA
+    from study.tune_plugins import BaselineKeepingASHA
 
     asha = BaselineKeepingASHA(
         time_attr="training_iteration", max_t=9, grace_period=1, reduction_factor=3
