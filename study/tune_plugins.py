@@ -5,7 +5,7 @@ the callback that stands in for Tune's TensorBoard logger (:class:`NoTensorBoard
 
 Tune pickles these objects with a study's experiment and ``--resume`` unpickles them: studies
 saved by earlier releases name them under :mod:`study.tuning`, which therefore keeps every one of
-them importable (``study.tuning.PICKLED``). Every use of Ray's or Optuna's private API goes
+them importable (a test loads them by those names). Every use of Ray's or Optuna's private API goes
 through :mod:`study.library_internals`."""
 
 from __future__ import annotations

@@ -49,12 +49,16 @@ from search_spaces import SEARCH_SPACES, SpaceContext
 from study import library_internals as internals
 from study.console import errored_message, first_line, study_done, study_header, summarize
 from study.progress import StudyProgress
+
+# Tune pickles these with a study's experiment, and studies saved by earlier releases name them
+# under this module: each stays importable from here for --resume (ResumableOptunaSearch only for
+# that), as tests/study/test_tune_plugins.py checks.
 from study.tune_plugins import (
     BaselineKeepingASHA,
     NoTensorBoard,
     PerLossScheduler,
     ResumableConcurrencyLimiter,
-    ResumableOptunaSearch,
+    ResumableOptunaSearch,  # noqa: F401
     StudyOptunaSearch,
     StudySearch,
     optuna_storage,
@@ -67,18 +71,6 @@ ASHA_GRACE_PERIOD = 1
 ASHA_REDUCTION_FACTOR = 3
 #: Checkpoints kept per trial: the best by the selection metric (Tune also keeps the latest).
 CHECKPOINTS_KEPT = 1
-#: What Tune pickles with a study's experiment, from :mod:`study.tune_plugins`: studies saved by
-#: earlier releases name these under this module, and ``--resume`` unpickles them from here.
-PICKLED = (
-    BaselineKeepingASHA,
-    NoTensorBoard,
-    PerLossScheduler,
-    ResumableConcurrencyLimiter,
-    ResumableOptunaSearch,
-    StudyOptunaSearch,
-    StudySearch,
-    trial_dirname,
-)
 
 
 class StudyInterrupted(WorkFailed):
