@@ -42,7 +42,7 @@ from repmet.data import DatasetSplits
 from repmet.formatting import format_percent, format_value
 from repmet.metrics import label_of, lower_is_better
 from repmet.protocols import CLOSED_SET
-from repmet.study_folder.searched import searched_parameters
+from repmet.study_folder.searched import searched_by_any, searched_parameters
 from repmet.study_folder.trials import StudyFolder, TrialStatus
 from repmet.training import Measurement, TrainingRun
 
@@ -250,9 +250,7 @@ def build_report(
             study,
             config=next(iter(configs.values()), None),
             splits=splits,
-            searched=sorted(
-                {f for loss in selections for f in searched_parameters(study.settings, loss)}
-            ),
+            searched=sorted(searched_by_any(study.settings, list(selections))),
             repeats=repeats,
             repeat_seeds=repeated.seeds if repeated is not None else "",
         ),

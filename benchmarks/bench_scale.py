@@ -15,8 +15,8 @@ nearest neighbours of every query, and k-means with C clusters (20 iterations, a
 pytorch-metric-learning runs it, and the same number of restarts). The unsupervised row also
 reports the inertia of our clusters and of faiss's, and faiss's unsupervised error: the same
 restarts are the same work, not the same result. ``--threads T`` pins torch's and faiss's
-threads; on a machine that other processes share, ``--threads 1`` (two threads on two busy cores
-wait for each other at each of k-means' many small operations).
+threads; on a machine that other processes share, use ``--threads 1`` (two threads on two busy
+cores wait for each other at each of k-means' many small operations).
 
 Refresh mode measures, on ``--n`` training embeddings of C = n * 11,316 / 60,502 classes with K
 clusters per class: a Magnet refresh (per-class k-means), the representatives' initialisation
@@ -256,7 +256,9 @@ def main() -> None:
     parser.add_argument("--no-512", action="store_true", help="skip the 512-d run at the largest N")
     parser.add_argument("--quick", action="store_true", help="N = 2,000 only, no 512-d run")
     parser.add_argument("--restarts", type=int, default=UNSUPERVISED_RESTARTS)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch and faiss threads (0 = their defaults)"
+    )
     parser.add_argument("--no-faiss", action="store_true", help="do not time faiss")
     parser.add_argument("--refresh", action="store_true", help="the training-scale measurements")
     parser.add_argument("--n", type=int, default=60_000, help="refresh mode: training embeddings")

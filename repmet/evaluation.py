@@ -8,9 +8,9 @@
 Queries are processed in chunks so that one ``[B, J]`` distance block stays within
 ``repmet.geometry.DISTANCE_BLOCK_ELEMENTS``; ``[N, J, E]`` is never formed. The block is
 ``|c|^2 - 2 q.c`` from one matrix product of ``[q, 1]`` and ``[-2c, |c|^2]``; ``|q|^2`` is added
-where a distance is needed. Queries and centroids
-are centred on the centroids' mean first (see :mod:`repmet.geometry`). Every log of a sum of
-exponentials goes through log-sum-exp, so far-away queries do not underflow to ties.
+where a distance is needed. Queries and centroids are centred on the centroids' mean first (see
+:mod:`repmet.geometry`). Far-away queries do not underflow to ties: class scores go through
+log-sum-exp, and predictions sum the kernels divided by the nearest centroid's (whose term is 1).
 """
 
 from __future__ import annotations

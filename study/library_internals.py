@@ -24,11 +24,12 @@ For each use, why it is needed and what a public alternative would need:
   rebound to it, its open trials included. Public alternative: ``OptunaSearch.restore`` taking a
   storage to reattach to (and a public storage URL on ``optuna.Study``).
 - ``Tuner._local_tuner`` and ``TunerInternal._tune_config`` / ``TunerInternal.get_run_config``:
-  ``Tuner.restore`` brings back the ``RunConfig`` and searcher pickled when a loss started; what a
-  resumed run shows follows the new command line (verbose or not, the progress callback), and the
-  searcher learns where the study folder is now. Public alternative: ``Tuner.restore`` accepting a
-  ``run_config`` (it accepts only ``param_space`` and the trainable) and a way to reach the
-  restored search algorithm. Through Ray Client there is no local tuner: the pickled settings stay.
+  ``Tuner.restore`` brings back the ``RunConfig`` and searcher pickled when the study started;
+  what a resumed run shows follows the new command line (verbose or not, the progress callback),
+  and the searcher learns where the study folder is now. Public alternative: ``Tuner.restore``
+  accepting a ``run_config`` (it accepts only ``param_space`` and the trainable) and a way to reach
+  the restored search algorithm. Through Ray Client there is no local tuner: the pickled settings
+  stay.
 - ``ASHAScheduler._time_attr`` and ``._max_t``: the baseline trial is never stopped early but must
   still end at the scheduler's budget. Public alternative: read-only properties (the scheduler is
   built with both values, but a restored one is unpickled, so keeping our own copies would be a

@@ -22,9 +22,7 @@ from ray.tune import Callback
 from ray.tune.experiment import Trial
 
 from repmet.formatting import format_duration
-from repmet.study_folder.layout import ITERATION, TRIAL_FAILED
-
-DONE = "done"  # ray.tune.result.DONE
+from repmet.study_folder.layout import DONE, ITERATION, TRIAL_FAILED
 
 #: On a terminal the line is redrawn at most this often; in a log, a line is written this often.
 TERMINAL_REFRESH_S = 0.5

@@ -1,7 +1,8 @@
 """What a study plugs into Ray Tune: its searchers (:class:`StudySearch`, with one
-:class:`StudyOptunaSearch` per loss), its scheduler (:class:`PerLossScheduler`, with one
-:class:`BaselineKeepingASHA` per loss), the names of its trial folders (:func:`trial_dirname`) and
-the callback that stands in for Tune's TensorBoard logger (:class:`NoTensorBoard`).
+:class:`StudyOptunaSearch` per loss, inside a :class:`ResumableConcurrencyLimiter`), its scheduler
+(:class:`PerLossScheduler`, with one :class:`BaselineKeepingASHA` per loss), the names of its trial
+folders (:func:`trial_dirname`) and the callback that stands in for Tune's TensorBoard logger
+(:class:`NoTensorBoard`).
 
 Tune pickles these objects with a study's experiment and ``--resume`` unpickles them: studies
 saved by earlier releases name them under :mod:`study.tuning`, which therefore keeps every one of
@@ -37,22 +38,8 @@ from repmet.study_folder.trials import TrialStatus, trial_outcome
 from study import library_internals as internals
 
 
-class ResumableOptunaSearch(OptunaSearch):
-    """Ray's OptunaSearch, except that a trial that fails stays open (RUNNING) in the Optuna
-    study instead of being closed as FAIL: ``--resume`` continues such trials from their
-    checkpoints, and their final result must then still reach Optuna."""
-
-    def on_trial_complete(
-        self, trial_id: str, result: dict | None = None, error: bool = False
-    ) -> None:
-        if error or internals.is_told(self, trial_id):
-            return
-        super().on_trial_complete(trial_id, result=result, error=error)
-
-
-class StudyOptunaSearch(ResumableOptunaSearch):
-    """The Optuna records of a study's search (new studies; ``ResumableOptunaSearch`` stays for the
-    searchers pickled by earlier ones).
+class StudyOptunaSearch(OptunaSearch):
+    """The Optuna records of a study's search.
 
     - The study's metric is named after the objective (``val/best/<select>``).
     - Intermediate values are the objective (the best value so far) keyed by the trial's training
@@ -64,8 +51,8 @@ class StudyOptunaSearch(ResumableOptunaSearch):
       best step); one that the scheduler stopped earlier is PRUNED; one whose last result carries
       ``layout.TRIAL_FAILED`` (or a value that is not a finite number) is FAIL, as
       :func:`repmet.study_folder.trials.trial_outcome` decides for every reader. A trial
-      that raised stays RUNNING, as in ``ResumableOptunaSearch``, so that ``--resume`` can finish
-      it.
+      that raised stays RUNNING (Ray's OptunaSearch would close it as FAIL), so that
+      ``--resume`` can continue it from its checkpoint and its final result still reaches Optuna.
     - User attributes link an Optuna trial to Tune: ``tune_trial_id``, and ``trial_dir``, the
       trial's folder relative to the study folder, as :class:`StudySearch` names it
       (:meth:`link`).
@@ -164,9 +151,9 @@ class StudySearch(Searcher):
         metric, mode: the objective, as for every searcher.
     """
 
-    #: The study folder of the run resuming this searcher (set by :func:`fit_study`, as is
-    #: ``num_samples``, which ``--resume --num-samples`` may raise): the pickled state has those
-    #: of the run that saved it, and :meth:`restore` keeps this run's.
+    #: The study folder of the run resuming this searcher (set by :func:`study.tuning.fit_study`,
+    #: as is ``num_samples``, which ``--resume --num-samples`` may raise): the pickled state has
+    #: those of the run that saved it, and :meth:`restore` keeps this run's.
     study_folder: Path | None = None
 
     def __init__(

@@ -40,7 +40,7 @@ from repmet.study_folder.layout import (
     StudyFolderError,
 )
 from repmet.study_folder.manifest import FINISHED, INTERRUPTED, RUNNING, Manifest, StudySettings
-from repmet.study_folder.searched import searched_parameters
+from repmet.study_folder.searched import searched_by_any
 from repmet.study_folder.trials import TrialStatus, trial_outcome
 from repmet.study_folder.trials_csv import write_trials_csv
 from repmet.study_options import NO_SCHEDULER, RANDOM_SAMPLER
@@ -50,15 +50,14 @@ from study import library_internals as internals
 from study.console import errored_message, first_line, study_done, study_header, summarize
 from study.progress import StudyProgress
 
-# Tune pickles these with a study's experiment, and studies saved by earlier releases name them
-# under this module: each stays importable from here for --resume (ResumableOptunaSearch only for
-# that), as tests/study/test_tune_plugins.py checks.
+# Tune pickles the classes and trial_dirname with a study's experiment, and studies saved by
+# earlier releases name them under this module: each stays importable from here for --resume, as
+# tests/study/test_tune_plugins.py checks.
 from study.tune_plugins import (
     BaselineKeepingASHA,
     NoTensorBoard,
     PerLossScheduler,
     ResumableConcurrencyLimiter,
-    ResumableOptunaSearch,  # noqa: F401
     StudyOptunaSearch,
     StudySearch,
     optuna_storage,
@@ -460,12 +459,9 @@ def reporting(study: Study, *, verbose: bool) -> dict[str, Any]:
             )
         )
         return {"verbose": 0, "progress_reporter": None, "callbacks": callbacks}
-    searched = {
-        name: None for loss in settings.losses for name in searched_parameters(settings, loss)
-    }
     table = tune.CLIReporter(
         metric_columns=[ITERATION, settings.objective, settings.metric],
-        parameter_columns=["loss", *searched],
+        parameter_columns=["loss", *searched_by_any(settings, settings.losses)],
         sort_by_metric=True,  # by the objective: Tune hands the reporter TuneConfig's metric
         print_intermediate_tables=True,
         max_progress_rows=settings.num_samples * len(settings.losses),

@@ -48,11 +48,6 @@ SECONDS_PER_ITERATION = "time/seconds_per_iteration"
 EXAMPLES_PER_SECOND = "time/examples_per_second"
 
 
-def validation_metric(name: str) -> str:
-    """``val/<name>``: the value of a metric of :mod:`repmet.metrics` at one step."""
-    return metric(name).validation_key
-
-
 def best_metric(name: str) -> str:
     """``val/best/<name>``: the best value of the metric over a trial's steps so far; the
     objective of the search, of early stopping and of Tune's best result, so that all of them

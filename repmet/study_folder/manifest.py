@@ -265,9 +265,9 @@ def read_manifest(folder: Path) -> Manifest:
         return Manifest.from_dict(path, values)
     except StudyFolderError as error:
         raise StudyFolderError(f"{error} ({path})") from None
+    except ConfigError:
+        raise
     except (KeyError, TypeError, ValueError, AttributeError) as error:
-        if isinstance(error, ConfigError):
-            raise
         raise StudyFolderError(
             f"the study manifest {path} is damaged ({type(error).__name__}: {error})"
         ) from None

@@ -153,7 +153,7 @@ class LossFolder:
     loss: str
     path: Path
     trials: tuple[TrialFolder, ...]
-    planned: int  # trials the study asked for (num_samples), or the trials found if unknown
+    planned: int  # trials the study asked for (num_samples)
 
     def count(self, status: TrialStatus) -> int:
         return sum(trial.status is status for trial in self.trials)
