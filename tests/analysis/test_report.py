@@ -91,9 +91,11 @@ def test_best_trial_and_checkpoint_are_the_lowest_validation_error(made, study_d
         assert cells[:3] == [trial, str(iteration), f"{100 * value:.1f}"]
 
 
-def test_test_numbers_equal_a_fresh_evaluation_of_the_best_checkpoint(made, study_dir) -> None:
-    _, out = made
-    by_loss = {row["loss"]: row for row in csv.DictReader((out / "results.csv").open())}
+@pytest.fixture(scope="module")
+def fresh_test_metrics(study_dir: Path) -> dict[str, dict[str, float]]:
+    """Per loss, the test metrics of a fresh evaluation of the checkpoint that ``progress.csv``
+    says is its best (the one checkpoint saved at that iteration)."""
+    measured = {}
     for loss in LOSSES:
         trial, iteration, _ = _best_by_progress_csv(study_dir, loss)
         folder = loss_trial_folders(study_dir, loss)[0] / trial
@@ -102,7 +104,18 @@ def test_test_numbers_equal_a_fresh_evaluation_of_the_best_checkpoint(made, stud
             p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
         ]
         assert len(saved) == 1
-        fresh = TrainingRun.load(saved[0], device="cpu").measure("test").metrics["test"]
+        run = TrainingRun.load(saved[0], device="cpu")
+        measured[loss] = run.measure("test").metrics["test"]
+    return measured
+
+
+def test_test_numbers_equal_a_fresh_evaluation_of_the_best_checkpoint(
+    made, fresh_test_metrics
+) -> None:
+    _, out = made
+    by_loss = {row["loss"]: row for row in csv.DictReader((out / "results.csv").open())}
+    for loss in LOSSES:
+        fresh = fresh_test_metrics[loss]
         for kind in ("error_simple", "error_magnet", "error_repmet", "error_unsupervised"):
             error = fresh[kind]
             assert float(by_loss[loss][f"{kind}_test"]) == pytest.approx(100 * error, abs=1e-3)
@@ -495,17 +508,13 @@ def test_one_selection_rule_from_search_to_report(made, study_dir) -> None:
         assert shown[loss_label(loss)] == f"{100 * selection.best_value:.1f}"
 
 
-def test_retrieval_table_equals_a_fresh_measurement_of_the_best_checkpoint(made, study_dir):
+def test_retrieval_table_equals_a_fresh_measurement_of_the_best_checkpoint(
+    made, fresh_test_metrics
+):
     report, out = made
     by_loss = {row["loss"]: row for row in csv.DictReader((out / "retrieval.csv").open())}
     for loss in LOSSES:
-        trial, iteration, _ = _best_by_progress_csv(study_dir, loss)
-        folder = loss_trial_folders(study_dir, loss)[0] / trial
-        checkpoints = sorted(folder.glob("checkpoint_*/trial.pt"))
-        saved = [
-            p for p in checkpoints if torch.load(p, weights_only=True)["iteration"] == iteration
-        ]
-        fresh = TrainingRun.load(saved[0], device="cpu").measure("test").metrics["test"]
+        fresh = fresh_test_metrics[loss]
         for name in ("p_at_1", "r_precision", "map_at_r", "nmi", "ami"):
             assert float(by_loss[loss][f"{name}_test"]) == pytest.approx(
                 100 * fresh[name], abs=1e-3

@@ -1,19 +1,17 @@
 """The report's renderers on a small hand-made report, without a study: the page comes from the
-packaged template with every text escaped, the data module imports no renderer, and the Markdown
-and LaTeX files hold the same tables in the same order."""
+packaged template with every text escaped, and the Markdown and LaTeX files hold the same tables
+in the same order (that the data module imports no renderer is in
+``tests/e2e/test_fresh_interpreter.py``)."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 from analysis.page import render_page
 from analysis.render import latex, markdown, report_tables, write_report
 from analysis.report_data import Report
 from analysis.tables import ResultsTable, Row, Stat, TextTable
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _report(**changes) -> Report:
@@ -83,5 +81,3 @@ def test_markdown_and_latex_hold_the_same_tables(tmp_path) -> None:
     written = write_report(report, tmp_path, formats="markdown")
     assert [path.name for path in written] == ["results.md", "report.html"]
     assert (tmp_path / "results.md").read_text(encoding="utf-8") == text
-
-

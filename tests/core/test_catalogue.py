@@ -1,9 +1,8 @@
 """The loss catalogue: every list of losses derives from it, and a new loss is one module plus one
-entry (here a plugin), found by the single-trial command, the study and the report."""
+entry (the plugin loss that reaches the single-trial command, the study and the report is
+``tests/e2e/test_plugins.py``)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
@@ -11,11 +10,6 @@ from repmet.catalogue import LOSSES, LossEntry
 from repmet.config import TrainingConfig
 from repmet.errors import ConfigError
 from search_spaces import SEARCH_SPACES
-
-ROOT = Path(__file__).resolve().parents[2]
-PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
-
-
 
 
 def test_every_list_of_losses_is_the_catalogue() -> None:
@@ -29,7 +23,3 @@ def test_every_list_of_losses_is_the_catalogue() -> None:
 def test_entry_module_must_name_a_class() -> None:
     with pytest.raises(ConfigError, match="is not 'module:Class'"):
         LossEntry(name="x", label="X", module="x.y", summary="", clusters="k-means", searched=())
-
-
-
-

@@ -1,10 +1,9 @@
-"""The metric catalogue (``repmet.metrics``): every entry is checked through the same tests, and a
-plugin metric reaches every place a metric is shown with no other change."""
+"""The metric catalogue (``repmet.metrics``): every entry is checked through the same tests (the
+plugin metric that reaches every place a metric is shown is ``tests/e2e/test_plugins.py``)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +17,6 @@ from repmet.metrics import (
     metrics_for,
     metrics_of,
 )
-
-PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 
 
 def _toy_split(separated: bool) -> SplitData:
@@ -87,8 +84,6 @@ def test_a_split_computes_what_its_metrics_share_once(monkeypatch) -> None:
     assert all(value == 0.0 for value in intervals.values())  # every episode is solved
     assert _toy_split(separated=True).measure([metric("map_at_r")]) == {"map_at_r": 1.0}
     assert len(calls) == 1  # a metric not asked for costs nothing
-
-
 
 
 def test_k_means_metrics_are_measured_every_kmeans_every_validations_and_at_the_last(digits):

@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -36,16 +34,6 @@ from repmet.study_folder.trials_csv import write_trials_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "data" / "study_v1"
-PACKAGE = ("layout", "manifest", "trials", "searched", "trials_csv", "lock")
-
-
-def test_the_package_loads_neither_torch_nor_ray() -> None:
-    statement = "; ".join(f"import repmet.study_folder.{name}" for name in PACKAGE)
-    code = f"import sys; {statement}; print(' '.join(sys.modules))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = {name.split(".")[0] for name in done.stdout.split()}
-    assert {"repmet"} <= loaded
-    assert not {"torch", "ray", "optuna", "analysis", "study", "search_spaces"} & loaded
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -227,4 +215,3 @@ def test_the_reference_loss_is_catalogued_and_searched_by_every_family_space() -
     assert REFERENCE in LOSSES
     family = [s for s in SEARCH_SPACES.names() if s not in ("all", REFERENCE)]
     assert family and all(REFERENCE in SEARCH_SPACES.get(s).losses for s in family)
-

@@ -241,7 +241,7 @@ def test_ctrl_c_mid_trial_says_interrupted_then_resume_completes(ray_local, tmp_
     assert "continue the study with --resume" in line
     assert "fix the cause" not in line
     # The last progress line counts the interrupted trial as interrupted, not done.
-    done = sum(bool(rows) and rows[-1]["done"] for rows in map(result_rows, trial_folders(folder)))
+    done = sum(map(finished, trial_folders(folder)))
     progress = [line for line in stdout.splitlines() if line.startswith("[1/1] magnet:")]
     assert f"{done}/3 done" in progress[-1] and "1 interrupted" in progress[-1], stdout
     assert f"({done} of 3 trials finished)" in line
@@ -263,8 +263,8 @@ def test_sigterm_with_two_losses_under_way_then_resume_continues_both(ray_local,
         """The loss has reported a step and has trials left. (Each loss's trial being mid-way at
         the same moment is too narrow a window: a step of these trials takes a fraction of a
         second, and on a busy machine one loss's trials can start seconds after the other's.)"""
-        rows = [result_rows(trial) for trial in trial_folders(folder, loss)]
-        return any(rows) and sum(bool(r) and r[-1].get("done") is True for r in rows) < 2
+        trials = trial_folders(folder, loss)
+        return any(map(result_rows, trials)) and sum(map(finished, trials)) < 2
 
     try:
         wait_for(lambda: all(map(under_way, losses)), what="both losses under way", process=process)
@@ -282,8 +282,7 @@ def test_sigterm_with_two_losses_under_way_then_resume_continues_both(ray_local,
     # Each loss is counted as its trials ended: the interrupted ones are not done.
     progress = [line for line in stdout.splitlines() if line.startswith("[2 losses]")]
     for loss in losses:
-        rows = map(result_rows, trial_folders(folder, loss))
-        done = sum(bool(steps) and steps[-1]["done"] for steps in rows)
+        done = sum(map(finished, trial_folders(folder, loss)))
         assert f"{loss} ({done} of 2 trials finished)" in line, line
         assert f"{loss} {done}/2" in progress[-1], stdout
     assert manifest(folder)["status"] == dict.fromkeys(losses, "interrupted")

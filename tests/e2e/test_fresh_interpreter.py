@@ -83,8 +83,14 @@ def _modules_loaded_by(statement: str) -> set[str]:
 
 
 def test_the_contract_loads_neither_ray_nor_torch() -> None:
-    loaded = _modules_loaded_by("import repmet.study_folder.manifest, repmet.catalogue")
-    assert not {"ray", "torch", "optuna"} & loaded
+    """The catalogue and every module of the study-folder package, which the study, the trainable
+    and the report all read, load no engine and no command-line package."""
+    package = ("layout", "manifest", "trials", "searched", "trials_csv", "lock")
+    loaded = _modules_loaded_by(
+        "import repmet.catalogue, " + ", ".join(f"repmet.study_folder.{m}" for m in package)
+    )
+    assert "repmet" in loaded
+    assert not {"ray", "torch", "optuna", "analysis", "study", "search_spaces"} & loaded
 
 
 def test_the_analysis_does_not_load_ray() -> None:

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from repmet.study_folder import layout
 from repmet.study_folder.layout import CHECKPOINT_FILE
 from trainables import MetricLearningTrainable
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, log_to_driver=False, configure_logging=False)
-    yield
-
-
-def test_tune_run_pauses_and_resumes_trials_through_checkpoints(ray_session, tmp_path) -> None:
+def test_tune_run_pauses_and_resumes_trials_through_checkpoints(ray_local, tmp_path) -> None:
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
@@ -42,8 +31,15 @@ def test_tune_run_pauses_and_resumes_trials_through_checkpoints(ray_session, tmp
 
     tuner = tune.Tuner(
         tune.with_resources(MetricLearningTrainable, {"cpu": 1}),
-        param_space={"loss": "repmet-v2", "m": 4, "d": 4, "k": 2, "iterations": 8, "eval_every": 2,
-                     "seed": tune.grid_search([0, 1])},
+        param_space={
+            "loss": "repmet-v2",
+            "m": 4,
+            "d": 4,
+            "k": 2,
+            "iterations": 8,
+            "eval_every": 2,
+            "seed": tune.grid_search([0, 1]),
+        },
         tune_config=tune.TuneConfig(scheduler=PauseOnce(), reuse_actors=False),
         run_config=tune.RunConfig(
             storage_path=str(tmp_path),

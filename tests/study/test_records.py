@@ -218,7 +218,7 @@ def test_the_study_search_runs_losses_side_by_side_each_with_its_budget(tmp_path
     for trial_id, loss in (("a", "magnet"), ("b", "repmet-v2")):
         assert (first[trial_id]["loss"], first[trial_id]["iterations"]) == (loss, 30)
         assert {name: first[trial_id][name] for name in baselines[loss]} == baselines[loss]
-    names = {t: trial_dirname(SimpleNamespace(trial_id=t, experiment_tag="")) for t in "ab"}
+    names = {t: trial_dirname(SimpleNamespace(trial_id=t)) for t in "ab"}
     assert names == {"a": "magnet-trial_001_a", "b": "repmet-v2-trial_001_b"}
     study.on_trial_result("b", result(10, 0.5))
     study.on_trial_complete("b", result(30, 0.4))
@@ -238,7 +238,7 @@ def test_the_study_search_runs_losses_side_by_side_each_with_its_budget(tmp_path
     for trial_id in ("a", "c"):
         study.on_trial_complete(trial_id, result(30, 0.3))
     assert [study.suggest(t)["loss"] for t in ("g", "h")] == ["magnet", "repmet-v2"]
-    assert trial_dirname(SimpleNamespace(trial_id="h", experiment_tag="")) == (
+    assert trial_dirname(SimpleNamespace(trial_id="h")) == (
         "repmet-v2-trial_003_h"
     )
     recorded = study.searchers["repmet-v2"]._ot_study.trials

@@ -1,5 +1,5 @@
-"""The Ray Tune trainable: metrics, checkpoints, TensorBoard output, and a real Tune run in which a
-scheduler pauses trials and resumes them from their checkpoints."""
+"""The Ray Tune trainable driven without Tune: metrics, checkpoints, TensorBoard output (the real
+Tune run that pauses and resumes trials is ``tests/e2e/test_trainable_in_tune.py``)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,6 @@ class _ForbiddenSplit(LabeledDataset):
 
     def __len__(self) -> int:
         raise AssertionError("the trainable read the test split (len)")
-
-
 
 
 @pytest.fixture
@@ -74,7 +72,3 @@ def test_unknown_config_key_is_rejected(tmp_path) -> None:
 
     with pytest.raises(ConfigError, match="unknown configuration fields: alhpa"):
         make_trainable({**SMALL, "alhpa": 1.0}, tmp_path)
-
-
-
-
